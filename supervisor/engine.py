@@ -1,0 +1,758 @@
+"""The supervisor: one nursery owning every child, with verified tree kills and watchdogs.
+
+Each child is owned by one task in the supervisor's nursery (``_child_task``). That task spawns
+the process, pumps its pipes into its log, waits for it to exit *or* for a reason to stop it (a
+kill request, a teardown, a watchdog deadline), and when stopping, kills the whole tree and
+reaps it before it writes the final record. Callers of ``kill`` only ask and wait: a client that
+goes away half-way cannot leave a kill half done.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import signal as _signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from . import proctree
+from .logs import LogLimits, ProcessLog
+from .spec import ProcessRecord, ProcessSpec, State, StopReason, TeardownHook
+from .store import Store
+from .table import ProcessTable
+
+_READ_SIZE = 65536
+_POLL = 0.02
+_KILL_HARD_LIMIT = 10.0
+
+
+def new_id(prefix: str = "p") -> str:
+    """Sortable by start time, unique across gateway runs (it is also the tree marker)."""
+    return f"{prefix}_{int(time.time() * 1000):011x}{secrets.token_hex(4)}"
+
+
+@dataclass(slots=True)
+class SignalSent:
+    signal: str
+    at: float
+    pids: list[int]
+
+    def to_json(self) -> dict[str, Any]:
+        from .spec import iso
+
+        return {"signal": self.signal, "at": iso(self.at), "pids": self.pids}
+
+
+@dataclass(slots=True)
+class KillReceipt:
+    """What a kill did; returned only once nothing of the tree is left alive."""
+
+    process: ProcessRecord
+    signals: list[SignalSent] = field(default_factory=list)
+    survivors: list[int] = field(default_factory=list)
+    elapsed_ms: int = 0
+    already_ended: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "process": self.process.to_json(),
+            "signals": [s.to_json() for s in self.signals],
+            "survivors": self.survivors,
+            "elapsedMs": self.elapsed_ms,
+            "alreadyEnded": self.already_ended,
+        }
+
+
+@dataclass(slots=True)
+class SupervisorConfig:
+    state_dir: Path
+    log_limits: LogLimits = field(default_factory=LogLimits)
+    reap_interval: float = 1.0
+    shutdown_grace: float | None = None
+
+
+class _TreeScanner:
+    """Shares one /proc snapshot between the kills that poll in the same instant."""
+
+    def __init__(self) -> None:
+        self._snap: proctree.Snapshot | None = None
+        self._taken = -math.inf
+
+    def snapshot(self, not_before: float) -> proctree.Snapshot:
+        if self._snap is None or self._taken < not_before:
+            self._taken = trio.current_time()
+            self._snap = proctree.Snapshot()
+        return self._snap
+
+
+class _Child:
+    """The live state of one supervised child, owned by its ``_child_task``."""
+
+    def __init__(self, spec: ProcessSpec, record: ProcessRecord, log: ProcessLog) -> None:
+        self.spec = spec
+        self.record = record
+        self.log = log
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.stop_reason: StopReason | None = None
+        self.wait_scope = trio.CancelScope()
+        self.backoff_scope = trio.CancelScope()
+        self.stall_scope = trio.CancelScope()
+        self.result_scope = trio.CancelScope()
+        self.exited = trio.Event()
+        self.finished = trio.Event()
+        self.receipt: KillReceipt | None = None
+        self.out: trio.lowlevel.FdStream | None = None
+        self.err: trio.lowlevel.FdStream | None = None
+
+
+class Job:
+    """A supervised task that runs children one after another (a loop, a review pipeline).
+
+    Killing the job cancels its scope; ``run`` then kills the current child exactly like a
+    direct kill, and since the job body is cancelled no further child starts.
+    """
+
+    def __init__(self, sup: Supervisor, record: ProcessRecord, log: ProcessLog) -> None:
+        self.sup = sup
+        self.record = record
+        self.log = log
+        self.scope = trio.CancelScope()
+        self.finished = trio.Event()
+        self.stop_reason: StopReason | None = None
+        self.current: str | None = None
+        self.children: list[str] = []
+        self.last_receipt: KillReceipt | None = None
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    async def run(self, spec: ProcessSpec) -> ProcessRecord:
+        """Start ``spec`` as the job's current child and wait for its end."""
+        record = await self.sup.start(spec, job_id=self.id)
+        self.current = record.id
+        self.children.append(record.id)
+        try:
+            return await self.sup.wait(record.id)
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True):
+                self.last_receipt = await self.sup.kill(record.id, self.stop_reason or StopReason.KILL)
+            raise
+        finally:
+            self.current = None
+
+    def note(self, text: str) -> None:
+        self.log.system(text)
+
+
+JobBody = Callable[[Job], Awaitable[Any]]
+
+
+class Supervisor:
+    """Owns every child of the gateway. Create with ``open_supervisor``."""
+
+    def __init__(self, config: SupervisorConfig, store: Store, nursery: trio.Nursery) -> None:
+        self.config = config
+        self.state_dir = config.state_dir
+        self.logs_dir = config.state_dir / "logs"
+        self.store = store
+        self.table = ProcessTable(store)
+        self._nursery = nursery
+        self._children: dict[str, _Child] = {}
+        self._jobs: dict[str, Job] = {}
+        self._logs: dict[str, ProcessLog] = {}
+        self._known: set[int] = set()
+        self._scanner = _TreeScanner()
+        self._kind_hooks: dict[str, list[TeardownHook]] = {}
+        self._closing = False
+        self.lines_ingested = 0
+        self.bytes_ingested = 0
+        self.recovered: list[KillReceipt] = []
+
+    # ---- public API ---------------------------------------------------------------------
+
+    def log(self, record_id: str) -> ProcessLog:
+        """The log of any record, live or historical. Raises KeyError for unknown ids."""
+        log = self._logs.get(record_id)
+        if log is None:
+            if record_id not in self.table.records:
+                raise KeyError(record_id)
+            log = ProcessLog(self.logs_dir / record_id, self.config.log_limits)
+            log.ended = True
+            self._logs[record_id] = log
+        return log
+
+    def register_teardown(self, kind: str, hook: TeardownHook) -> None:
+        """A teardown step for every record of ``kind``, including ones from earlier runs."""
+        self._kind_hooks.setdefault(kind, []).append(hook)
+
+    def is_job(self, record_id: str) -> bool:
+        return record_id in self._jobs
+
+    def job(self, record_id: str) -> Job | None:
+        return self._jobs.get(record_id)
+
+    async def start(self, spec: ProcessSpec, *, job_id: str | None = None) -> ProcessRecord:
+        """Start ``spec``; returns the record once the child runs (or raises if it cannot)."""
+        if self._closing:
+            raise RuntimeError("supervisor is shutting down")
+        record = ProcessRecord(
+            id=new_id("p"),
+            kind=spec.kind,
+            argv=list(spec.argv),
+            cwd=spec.cwd,
+            ticket_id=spec.ticket_id,
+            labels=dict(spec.labels),
+            job_id=job_id,
+            event_parser=spec.event_parser,
+        )
+        log = ProcessLog(self.logs_dir / record.id, self.config.log_limits)
+        child = _Child(spec, record, log)
+        self._logs[record.id] = log
+        self._children[record.id] = child
+        try:
+            await self._nursery.start(self._child_task, child)
+        except BaseException:
+            self._children.pop(record.id, None)
+            raise
+        await self.table.persisted(record)
+        return record
+
+    async def start_job(
+        self,
+        kind: str,
+        body: JobBody,
+        *,
+        ticket_id: str | None = None,
+        labels: dict[str, str] | None = None,
+        description: list[str] | None = None,
+    ) -> Job:
+        """Run ``body(job)`` as a supervised job; returns once its record is running."""
+        if self._closing:
+            raise RuntimeError("supervisor is shutting down")
+        record = ProcessRecord(
+            id=new_id("j"),
+            kind=kind,
+            argv=description or [kind],
+            cwd=None,
+            ticket_id=ticket_id,
+            labels=dict(labels or {}),
+        )
+        log = ProcessLog(self.logs_dir / record.id, self.config.log_limits)
+        self._logs[record.id] = log
+        job = Job(self, record, log)
+        self._jobs[record.id] = job
+        await self._nursery.start(self._job_task, job, body)
+        await self.table.persisted(record)
+        return job
+
+    async def wait(self, record_id: str) -> ProcessRecord:
+        """Wait until the record has ended for good (after any restarts) and return it."""
+        child = self._children.get(record_id)
+        if child is not None:
+            await child.finished.wait()
+            return child.record
+        job = self._jobs.get(record_id)
+        if job is not None:
+            await job.finished.wait()
+            return job.record
+        record = self.table.get(record_id)
+        if record is None:
+            raise KeyError(record_id)
+        return record
+
+    async def kill(
+        self, record_id: str, reason: StopReason = StopReason.KILL, *, grace: float | None = None
+    ) -> KillReceipt:
+        """Stop the record's whole tree and return once all of it is gone and reaped.
+
+        Idempotent: a record that already ended answers a receipt with ``already_ended``.
+        Shielded inside: a caller that is cancelled stops waiting, the kill still completes.
+        """
+        began = trio.current_time()
+        job = self._jobs.get(record_id)
+        if job is not None:
+            return await self._kill_job(job, reason, began)
+        child = self._children.get(record_id)
+        if child is None or child.finished.is_set():
+            record = self.table.get(record_id) if child is None else child.record
+            if record is None:
+                raise KeyError(record_id)
+            return KillReceipt(process=record, already_ended=True)
+        if child.stop_reason is None:
+            child.stop_reason = reason
+            if grace is not None:
+                child.spec.stop_grace = grace
+            child.wait_scope.cancel()
+            child.backoff_scope.cancel()
+        await child.finished.wait()
+        if child.receipt is None:
+            return KillReceipt(process=child.record, already_ended=True)
+        return child.receipt
+
+    async def teardown(self, record_id: str) -> KillReceipt:
+        """Kill, then run the kind's and the spec's teardown hooks once; logs are kept."""
+        receipt = await self.kill(record_id, StopReason.TEARDOWN)
+        record = receipt.process
+        if record.torn_down:
+            return receipt
+        child = self._children.get(record_id)
+        hooks = list(self._kind_hooks.get(record.kind, ()))
+        if child is not None:
+            hooks.extend(child.spec.teardown_hooks)
+        log = self.log(record_id)
+        # Mark first: a second teardown racing this one must not run the hooks again.
+        record.torn_down = True
+        for hook in hooks:
+            try:
+                with trio.CancelScope(shield=True):
+                    await hook(record)
+            except Exception as exc:  # a failed hook is reported, the rest still run
+                record.error = f"teardown hook failed: {exc}"
+                log.system(f"[gateway] teardown hook failed: {exc!r}")
+        log.system("[gateway] torn down")
+        record.last_seq = log.last_seq
+        self.table.touch(record)
+        await self.table.persisted(record)
+        return receipt
+
+    # ---- the child task -----------------------------------------------------------------
+
+    def _spawn(self, child: _Child) -> None:
+        """Fork from the event loop's thread: PR_SET_PDEATHSIG follows the forking thread."""
+        spec, record = child.spec, child.record
+        env = dict(os.environ) if spec.inherit_env else {}
+        env.update(spec.env)
+        env[proctree.MARKER_VAR] = record.id
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            child.popen = subprocess.Popen(
+                list(spec.argv),
+                cwd=spec.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
+                start_new_session=True,
+                close_fds=True,
+                preexec_fn=proctree.make_child_setup(os.getpid()),  # type: ignore[arg-type]
+            )
+        except BaseException:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        child.out = trio.lowlevel.FdStream(out_r)
+        child.err = trio.lowlevel.FdStream(err_r)
+        record.pid = child.popen.pid
+        record.pid_start = proctree.start_time(child.popen.pid)
+
+    async def _child_task(self, child: _Child, *, task_status: trio.TaskStatus[None]) -> None:
+        record, spec, log = child.record, child.spec, child.log
+        first = True
+        try:
+            while True:
+                try:
+                    self._spawn(child)
+                except OSError as exc:
+                    record.state = State.FAILED
+                    record.error = f"cannot start {spec.argv[0]}: {exc.strerror or exc}"
+                    record.ended_at = time.time()
+                    log.system(f"[gateway] {record.error}")
+                    self.table.touch(record)
+                    if first:
+                        raise
+                    break
+                if first:
+                    record.started_at = time.time()
+                record.state = State.RUNNING
+                record.ended_at = record.exit_code = record.signal = None
+                self.table.touch(record)
+                if first:
+                    task_status.started()
+                    first = False
+                await self._supervise_once(child)
+                if not self._should_restart(child):
+                    break
+                delay = spec.restart.delay(record.restarts)
+                log.system(f"[gateway] exited with {record.exit_code}; restart in {delay:g}s")
+                record.state = State.STARTING
+                self.table.touch(record)
+                with child.backoff_scope:
+                    await trio.sleep(delay)
+                if child.backoff_scope.cancelled_caught or child.stop_reason is not None:
+                    record.state = State.KILLED
+                    record.stop_reason = child.stop_reason
+                    child.receipt = KillReceipt(process=record, elapsed_ms=0)
+                    break
+                child.backoff_scope = trio.CancelScope()
+                child.wait_scope = trio.CancelScope()
+                child.exited = trio.Event()
+                record.restarts += 1
+                log.reopen()
+        finally:
+            with trio.CancelScope(shield=True):
+                if record.state in (State.STARTING, State.RUNNING, State.STOPPING):
+                    record.state = State.KILLED
+                    record.stop_reason = record.stop_reason or StopReason.SHUTDOWN
+                record.ended_at = record.ended_at or time.time()
+                record.last_seq = log.last_seq
+                log.close()
+                self.table.touch(record)
+                child.finished.set()
+
+    def _should_restart(self, child: _Child) -> bool:
+        record, policy = child.record, child.spec.restart
+        return (
+            policy.mode == "on-failure"
+            and child.stop_reason is None
+            and not self._closing
+            and record.state == State.FAILED
+            and record.restarts < policy.max_restarts
+        )
+
+    async def _supervise_once(self, child: _Child) -> None:
+        """One run of the child: pump, watch, stop if asked, reap, record the outcome."""
+        spec, record, log = child.spec, child.record, child.log
+        assert child.popen is not None
+        began = trio.current_time()
+        child.stall_scope = trio.CancelScope(deadline=began + spec.stall_timeout)
+        child.result_scope = trio.CancelScope()
+        watchdog: StopReason | None = None
+        async with trio.open_nursery() as pumps:
+            pumps.start_soon(self._pump, child, child.out, "stdout")
+            pumps.start_soon(self._pump, child, child.err, "stderr")
+            pumps.start_soon(self._wait_exit, child)
+            with trio.CancelScope(deadline=began + spec.max_runtime) as max_scope:  # noqa: SIM117
+                with child.stall_scope, child.result_scope, child.wait_scope:
+                    await child.exited.wait()
+            if not child.exited.is_set():
+                if child.stop_reason is not None:
+                    pass
+                elif child.result_scope.cancelled_caught:
+                    watchdog = StopReason.RESULT_IDLE
+                elif child.stall_scope.cancelled_caught:
+                    watchdog = StopReason.STALLED
+                elif max_scope.cancelled_caught:
+                    watchdog = StopReason.TIMEOUT
+                if child.stop_reason is None:
+                    child.stop_reason = watchdog or StopReason.KILL
+                    log.system(f"[gateway] watchdog: {child.stop_reason.value}")
+                record.state = State.STOPPING
+                record.stop_reason = child.stop_reason
+                self.table.touch(record)
+                with trio.CancelScope(shield=True):
+                    child.receipt = await self._kill_tree(child, began=trio.current_time())
+            else:
+                # Exited by itself: leftovers of its tree (backgrounded children) go too.
+                with trio.CancelScope(shield=True):
+                    leftovers = self._tree(child, trio.current_time())
+                    if leftovers:
+                        log.system(f"[gateway] main process exited; stopping {len(leftovers)} leftover(s)")
+                        await self._kill_tree(child, began=trio.current_time())
+            # Pipes close once the tree is gone; don't hang on a descriptor held elsewhere.
+            pumps.cancel_scope.deadline = trio.current_time() + 2.0
+        rc = child.popen.returncode
+        record.exit_code = rc if rc is not None and rc >= 0 else None
+        record.signal = _signal.Signals(-rc).name if rc is not None and rc < 0 else None
+        record.pid_start = None
+        if child.stop_reason is not None:
+            record.stop_reason = child.stop_reason
+            # An agent that printed its final result and then hung did its work.
+            record.state = State.EXITED if child.stop_reason is StopReason.RESULT_IDLE else State.KILLED
+        else:
+            record.state = State.EXITED if rc == 0 else State.FAILED
+        record.ended_at = time.time()
+        record.last_seq = log.last_seq
+        outcome = f"exit code {rc}" if rc is not None and rc >= 0 else f"signal {record.signal}"
+        log.system(f"[gateway] process ended ({record.state.value}, {outcome})")
+        if child.receipt is not None:
+            child.receipt.process = record
+        self.table.touch(record)
+
+    async def _wait_exit(self, child: _Child) -> None:
+        popen = child.popen
+        assert popen is not None
+        try:
+            pidfd = os.pidfd_open(popen.pid)
+        except (OSError, AttributeError):
+            pidfd = None
+        try:
+            while popen.poll() is None:
+                if pidfd is not None:
+                    await trio.lowlevel.wait_readable(pidfd)
+                else:
+                    await trio.sleep(_POLL)
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+        child.exited.set()
+
+    async def _pump(self, child: _Child, stream: trio.lowlevel.FdStream, name: str) -> None:
+        """Drain one pipe into the log, whole chunks at a time; never waits on a reader."""
+        log, spec = child.log, child.spec
+        max_line = log.limits.max_line
+        detector = spec.result_detector
+        stall = spec.stall_timeout
+        carry = b""
+        try:
+            async with stream:
+                while True:
+                    data = await stream.receive_some(_READ_SIZE)
+                    if not data:
+                        break
+                    if stall != math.inf:
+                        child.stall_scope.deadline = trio.current_time() + stall
+                    buf = carry + data if carry else data
+                    cut = buf.rfind(b"\n") + 1
+                    if cut == 0:
+                        carry = buf
+                        while len(carry) >= max_line:
+                            self._ingest(child, name, carry[:max_line] + b"\n", 1)
+                            carry = carry[max_line:]
+                        continue
+                    complete, carry = buf[:cut], buf[cut:]
+                    if len(complete) > max_line:
+                        complete, count = _split_long(complete, max_line)
+                    else:
+                        count = complete.count(b"\n")
+                    self._ingest(child, name, complete, count)
+                    if detector is not None and child.result_scope.deadline == math.inf:
+                        for line in complete.splitlines():
+                            if detector(line):
+                                child.result_scope.deadline = trio.current_time() + spec.result_idle_timeout
+                                break
+                    while len(carry) >= max_line:
+                        self._ingest(child, name, carry[:max_line] + b"\n", 1)
+                        carry = carry[max_line:]
+        except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
+            pass
+        finally:
+            if carry:
+                self._ingest(child, name, carry + b"\n", 1)
+
+    def _ingest(self, child: _Child, stream: str, data: bytes, count: int) -> None:
+        child.log.append(stream, data, count)
+        child.record.last_seq = child.log.last_seq
+        self.lines_ingested += count
+        self.bytes_ingested += len(data)
+
+    # ---- killing trees ------------------------------------------------------------------
+
+    def _tree(self, child: _Child, not_before: float) -> set[int]:
+        snap = self._scanner.snapshot(not_before)
+        root = child.popen.pid if child.popen is not None else None
+        members = proctree.find_tree(snap, child.record.id, root)
+        if root is not None:
+            self._known.update(members - {root})
+        return members
+
+    async def _kill_tree(self, child: _Child, began: float) -> KillReceipt:
+        """SIGTERM the tree, wait its grace, SIGKILL what is left, repeat until none is left."""
+        record, log = child.record, child.log
+        root = child.popen.pid if child.popen is not None else None
+        receipt = KillReceipt(process=record)
+        grace_end = began + child.spec.stop_grace
+        hard_end = grace_end + _KILL_HARD_LIMIT
+        members = self._tree(child, began)
+        sent = proctree.signal_pids(members, _signal.SIGTERM, group=root)
+        receipt.signals.append(SignalSent("SIGTERM", time.time(), sorted(sent)))
+        log.system(f"[gateway] SIGTERM sent to {len(sent)} process(es)")
+        escalated = False
+        while True:
+            if not escalated:
+                with trio.move_on_at(grace_end):
+                    await child.exited.wait()
+            asked = trio.current_time()
+            members = self._tree(child, asked)
+            if root is not None and child.exited.is_set():
+                members.discard(root)
+            if not members and (child.exited.is_set() or root is None):
+                break
+            now = trio.current_time()
+            if now >= grace_end:
+                sent = proctree.signal_pids(members, _signal.SIGKILL, group=root)
+                if sent:
+                    receipt.signals.append(SignalSent("SIGKILL", time.time(), sorted(sent)))
+                    if not escalated:
+                        log.system(f"[gateway] grace over: SIGKILL sent to {len(sent)} process(es)")
+                escalated = True
+                if now >= hard_end:
+                    receipt.survivors = sorted(members)
+                    log.system(f"[gateway] survivors after SIGKILL: {sorted(members)}")
+                    break
+            self._reap(asked)
+            await trio.sleep(_POLL)
+        self._reap(trio.current_time())
+        await child.exited.wait()
+        receipt.elapsed_ms = int((trio.current_time() - began) * 1000)
+        return receipt
+
+    def _reap(self, not_before: float) -> None:
+        if self._known:
+            proctree.reap_adopted(self._scanner.snapshot(not_before), self._known)
+
+    async def _reaper(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Reap adopted orphans that died outside a kill (the subreaper's side of the deal)."""
+        task_status.started()
+        while True:
+            await trio.sleep(self.config.reap_interval)
+            self._reap(trio.current_time())
+
+    async def _kill_job(self, job: Job, reason: StopReason, began: float) -> KillReceipt:
+        if job.finished.is_set():
+            return KillReceipt(process=job.record, already_ended=True)
+        if job.stop_reason is None:
+            job.stop_reason = reason
+            job.record.state = State.STOPPING
+            job.record.stop_reason = reason
+            self.table.touch(job.record)
+            job.log.system(f"[gateway] job stop requested ({reason.value})")
+            job.scope.cancel()
+        await job.finished.wait()
+        inner = job.last_receipt
+        return KillReceipt(
+            process=job.record,
+            signals=list(inner.signals) if inner else [],
+            survivors=list(inner.survivors) if inner else [],
+            elapsed_ms=int((trio.current_time() - began) * 1000),
+        )
+
+    async def _job_task(self, job: Job, body: JobBody, *, task_status: trio.TaskStatus[None]) -> None:
+        record = job.record
+        record.state = State.RUNNING
+        record.started_at = time.time()
+        self.table.touch(record)
+        task_status.started()
+        try:
+            with job.scope:
+                await body(job)
+            if job.stop_reason is not None:
+                record.state = State.KILLED
+            else:
+                record.state = State.EXITED
+        except Exception as exc:
+            record.state = State.FAILED
+            record.error = f"{type(exc).__name__}: {exc}"
+            job.log.system(f"[gateway] job failed: {record.error}")
+        finally:
+            with trio.CancelScope(shield=True):
+                if record.state in (State.RUNNING, State.STOPPING):
+                    record.state = State.KILLED
+                    record.stop_reason = record.stop_reason or StopReason.SHUTDOWN
+                record.ended_at = time.time()
+                job.log.system(f"[gateway] job ended ({record.state.value})")
+                record.last_seq = job.log.last_seq
+                job.log.close()
+                self.table.touch(record)
+                job.finished.set()
+
+    # ---- start-up recovery and shutdown -------------------------------------------------
+
+    async def _recover(self) -> None:
+        """Kill what a crashed earlier gateway left running and mark those records ``lost``."""
+        stale = [r for r in self.table.records.values() if not r.state.ended]
+        if not stale:
+            return
+        marked = proctree.find_marked(r.id for r in stale)
+        for record in stale:
+            began = trio.current_time()
+            pids = set(marked.get(record.id, ()))
+            if record.pid and record.pid_start and proctree.start_time(record.pid) == record.pid_start:
+                pids.add(record.pid)
+            receipt = KillReceipt(process=record)
+            if pids:
+                receipt.signals.append(SignalSent("SIGTERM", time.time(), sorted(pids)))
+                proctree.signal_pids(pids, _signal.SIGTERM)
+                deadline = trio.current_time() + 2.0
+                while any(proctree.alive(p) for p in pids) and trio.current_time() < deadline:
+                    await trio.sleep(_POLL)
+                left = [p for p in pids if proctree.alive(p)]
+                if left:
+                    receipt.signals.append(SignalSent("SIGKILL", time.time(), sorted(left)))
+                    proctree.signal_pids(left, _signal.SIGKILL)
+                    deadline = trio.current_time() + _KILL_HARD_LIMIT
+                    while any(proctree.alive(p) for p in left) and trio.current_time() < deadline:
+                        await trio.sleep(_POLL)
+                receipt.survivors = [p for p in pids if proctree.alive(p)]
+            log = self.log(record.id)
+            log.system(f"[gateway] found after a gateway crash; {len(pids)} process(es) of its tree stopped")
+            log.close()
+            record.state = State.LOST
+            record.stop_reason = StopReason.LOST
+            record.ended_at = time.time()
+            record.last_seq = log.last_seq
+            receipt.elapsed_ms = int((trio.current_time() - began) * 1000)
+            self.table.touch(record)
+            self.recovered.append(receipt)
+
+    async def shutdown(self) -> None:
+        """Stop every child and job (reason ``shutdown``) and wait for all of them."""
+        self._closing = True
+        async with trio.open_nursery() as nursery:
+            for job in list(self._jobs.values()):
+                if not job.finished.is_set():
+                    nursery.start_soon(self.kill, job.id, StopReason.SHUTDOWN)
+        async with trio.open_nursery() as nursery:
+            for child in list(self._children.values()):
+                if not child.finished.is_set():
+                    nursery.start_soon(self.kill, child.record.id, StopReason.SHUTDOWN)
+
+
+@asynccontextmanager
+async def open_supervisor(
+    state_dir: Path | str | SupervisorConfig, *, log_limits: LogLimits | None = None
+) -> AsyncIterator[Supervisor]:
+    """Run a supervisor for the body of the block; leaving it stops every child first.
+
+    On entry it opens (and migrates) ``<state>/gateway.db``, loads the process table and
+    recovers from a crashed predecessor. On exit, also when cancelled, it kills every child's
+    tree in a shielded scope, then flushes the table and closes the database.
+    """
+    if isinstance(state_dir, SupervisorConfig):
+        config = state_dir
+    else:
+        config = SupervisorConfig(Path(state_dir), log_limits=log_limits or LogLimits())
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    proctree.become_subreaper()
+    store = Store(config.state_dir / "gateway.db")
+    await store.open()
+    try:
+        async with trio.open_nursery() as nursery:
+            sup = Supervisor(config, store, nursery)
+            await sup.table.load()
+            await nursery.start(sup.table.flusher)
+            await nursery.start(sup._reaper)
+            await sup._recover()
+            try:
+                yield sup
+            finally:
+                with trio.CancelScope(shield=True):
+                    await sup.shutdown()
+                    await sup.table.flush()
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.close()
+
+
+def _split_long(complete: bytes, max_line: int) -> tuple[bytes, int]:
+    """Cut lines longer than ``max_line`` into pieces; the rare path of chunked ingest."""
+    out: list[bytes] = []
+    for line in complete.split(b"\n")[:-1]:
+        if len(line) <= max_line:
+            out.append(line)
+            continue
+        out.extend(line[i : i + max_line] for i in range(0, len(line), max_line))
+    return b"\n".join(out) + b"\n", len(out)

@@ -1,0 +1,113 @@
+"""The process table: every record in memory, persisted write-behind in batches, watchable.
+
+Watchers never get a queue that could fill up: each record carries the table version of its
+last change, and a watcher asks for everything newer than the version it saw. Bursts coalesce,
+slow watchers cost nothing, and nobody misses the latest state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+import trio
+
+from .spec import ProcessRecord, State
+from .store import Store
+
+
+class ProcessTable:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.records: dict[str, ProcessRecord] = {}
+        self.version = 0
+        self._changed = trio.Event()
+        self._dirty: dict[str, ProcessRecord] = {}
+        self._dirty_event = trio.Event()
+        self._flushed_version = 0
+        self._flushed = trio.Event()
+
+    async def load(self) -> list[ProcessRecord]:
+        for record in await self.store.load_records():
+            self.records[record.id] = record
+        return list(self.records.values())
+
+    def get(self, record_id: str) -> ProcessRecord | None:
+        return self.records.get(record_id)
+
+    def query(
+        self,
+        *,
+        kind: str | None = None,
+        ticket_id: str | None = None,
+        state: str | Iterable[str] | None = None,
+        job_id: str | None = None,
+    ) -> list[ProcessRecord]:
+        states = {state} if isinstance(state, str) else set(state) if state is not None else None
+        return [
+            r
+            for r in self.records.values()
+            if (kind is None or r.kind == kind)
+            and (ticket_id is None or r.ticket_id == ticket_id)
+            and (states is None or r.state.value in states)
+            and (job_id is None or r.job_id == job_id)
+        ]
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {}
+        for r in self.records.values():
+            out[(r.kind, r.state.value)] = out.get((r.kind, r.state.value), 0) + 1
+        return out
+
+    def touch(self, record: ProcessRecord) -> None:
+        """Publish a change of ``record``: bump versions, wake watchers, queue persistence."""
+        self.version += 1
+        record.version = self.version
+        self.records[record.id] = record
+        self._dirty[record.id] = record
+        self._dirty_event.set()
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def persisted(self, record: ProcessRecord) -> None:
+        """Wait until ``record``'s current version is on disk (start-up and end states)."""
+        target = record.version
+        while self._flushed_version < target:
+            await self._flushed.wait()
+
+    async def flusher(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Write dirty records in batches until cancelled; the final flush is ``flush()``."""
+        task_status.started()
+        while True:
+            await self._dirty_event.wait()
+            await self.flush()
+
+    async def flush(self) -> None:
+        self._dirty_event = trio.Event()
+        if not self._dirty:
+            return
+        batch, self._dirty = self._dirty, {}
+        version = self.version
+        await self.store.save_records(list(batch.values()))
+        self._flushed_version = max(self._flushed_version, version)
+        self._flushed.set()
+        self._flushed = trio.Event()
+
+    async def watch(self, since_version: int = 0) -> AsyncIterator[list[ProcessRecord]]:
+        """Yield the records changed after ``since_version``, batch by batch, forever."""
+        seen = since_version
+        while True:
+            changed = self._changed
+            if self.version > seen:
+                batch = sorted(
+                    (r for r in self.records.values() if r.version > seen), key=lambda r: r.version
+                )
+                seen = self.version
+                if batch:
+                    yield batch
+                continue
+            await changed.wait()
+
+    def active(self) -> list[ProcessRecord]:
+        return [
+            r for r in self.records.values() if r.state in (State.STARTING, State.RUNNING, State.STOPPING)
+        ]

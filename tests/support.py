@@ -1,0 +1,50 @@
+"""Helpers for tests that look at real processes and wait without sleeping blindly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import trio
+from gateway.supervisor import SupervisorConfig
+from gateway.supervisor.proctree import MARKER_VAR
+
+
+def marked_pids(record_id: str) -> set[int]:
+    """Live (non-zombie) processes anywhere on the machine carrying the record's marker."""
+    found = set()
+    for proc in psutil.process_iter(["pid", "status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
+            continue
+        try:
+            if proc.environ().get(MARKER_VAR) == record_id:
+                found.add(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def zombie_children() -> list[int]:
+    return [p.pid for p in psutil.Process().children() if _status(p) == psutil.STATUS_ZOMBIE]
+
+
+def _status(p: psutil.Process) -> str:
+    try:
+        return p.status()
+    except psutil.NoSuchProcess:
+        return "gone"
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    """Poll ``predicate`` until true; fail after ``timeout`` seconds of real time."""
+    with trio.move_on_after(timeout):
+        while not predicate():
+            await trio.sleep(0.01)
+        return
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+def config(state_dir: Path, **kw: object) -> SupervisorConfig:
+    return SupervisorConfig(state_dir, **kw)  # type: ignore[arg-type]
