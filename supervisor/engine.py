@@ -9,9 +9,11 @@ goes away half-way cannot leave a kill half done.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import secrets
+import shutil
 import signal as _signal
 import subprocess
 import time
@@ -29,7 +31,8 @@ from .spec import ProcessRecord, ProcessSpec, State, StopReason, TeardownHook
 from .store import Store
 from .table import ProcessTable
 
-_READ_SIZE = 65536
+_READ_SIZE = 256 * 1024
+_PIPE_SIZE = 256 * 1024
 _POLL = 0.02
 _KILL_HARD_LIMIT = 10.0
 
@@ -80,16 +83,36 @@ class SupervisorConfig:
 
 
 class _TreeScanner:
-    """Shares one /proc snapshot between the kills that poll in the same instant."""
+    """Coalesces /proc scans: every kill that asks within the same instant shares one scan.
 
-    def __init__(self) -> None:
+    There is no cheap way to list a process's children on every kernel (``/proc/<pid>/task/
+    <tid>/children`` is optional), so finding a tree means reading every process's stat. 200
+    concurrent kills must not mean 200 scans: a caller joins the scan that is about to run, or
+    schedules one after a short gathering window. A scan always starts after the caller asked,
+    so nothing that existed when it asked can be missed. The scan runs in a worker thread.
+    """
+
+    def __init__(self, window: float = 0.002) -> None:
+        self._window = window
+        self._pending: trio.Event | None = None
         self._snap: proctree.Snapshot | None = None
-        self._taken = -math.inf
+        self.scans = 0
 
-    def snapshot(self, not_before: float) -> proctree.Snapshot:
-        if self._snap is None or self._taken < not_before:
-            self._taken = trio.current_time()
-            self._snap = proctree.Snapshot()
+    async def fresh(self) -> proctree.Snapshot:
+        pending = self._pending
+        if pending is not None:
+            await pending.wait()
+            assert self._snap is not None
+            return self._snap
+        self._pending = pending = trio.Event()
+        try:
+            await trio.sleep(self._window)
+            self._pending = None
+            self._snap = await trio.to_thread.run_sync(proctree.Snapshot)
+            self.scans += 1
+        finally:
+            self._pending = None if self._pending is pending else self._pending
+            pending.set()
         return self._snap
 
 
@@ -163,6 +186,7 @@ class Supervisor:
         self.config = config
         self.state_dir = config.state_dir
         self.logs_dir = config.state_dir / "logs"
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.store = store
         self.table = ProcessTable(store)
         self._nursery = nursery
@@ -170,8 +194,12 @@ class Supervisor:
         self._jobs: dict[str, Job] = {}
         self._logs: dict[str, ProcessLog] = {}
         self._known: set[int] = set()
+        self._roots: set[int] = set()
         self._scanner = _TreeScanner()
         self._kind_hooks: dict[str, list[TeardownHook]] = {}
+        self._prefix = proctree.pdeathsig_prefix()
+        self._key = proctree.state_key(str(config.state_dir))
+        self._found_executables: set[tuple[str, str | None, str | None]] = set()
         self._closing = False
         self.lines_ingested = 0
         self.bytes_ingested = 0
@@ -214,7 +242,7 @@ class Supervisor:
             job_id=job_id,
             event_parser=spec.event_parser,
         )
-        log = ProcessLog(self.logs_dir / record.id, self.config.log_limits)
+        log = ProcessLog(self.logs_dir / record.id, self.config.log_limits, new=True)
         child = _Child(spec, record, log)
         self._logs[record.id] = log
         self._children[record.id] = child
@@ -223,7 +251,8 @@ class Supervisor:
         except BaseException:
             self._children.pop(record.id, None)
             raise
-        await self.table.persisted(record)
+        # Persistence is write-behind: a crash before the flush loses no child, because the
+        # next start sweeps by state key, not by what the database remembers.
         return record
 
     async def start_job(
@@ -246,12 +275,11 @@ class Supervisor:
             ticket_id=ticket_id,
             labels=dict(labels or {}),
         )
-        log = ProcessLog(self.logs_dir / record.id, self.config.log_limits)
+        log = ProcessLog(self.logs_dir / record.id, self.config.log_limits, new=True)
         self._logs[record.id] = log
         job = Job(self, record, log)
         self._jobs[record.id] = job
         await self._nursery.start(self._job_task, job, body)
-        await self.table.persisted(record)
         return job
 
     async def wait(self, record_id: str) -> ProcessRecord:
@@ -331,12 +359,17 @@ class Supervisor:
         spec, record = child.spec, child.record
         env = dict(os.environ) if spec.inherit_env else {}
         env.update(spec.env)
-        env[proctree.MARKER_VAR] = record.id
+        env[proctree.MARKER_VAR] = proctree.marker_for(record.id, self._key)
+        exe = (spec.argv[0], env.get("PATH"), spec.cwd)
+        if exe not in self._found_executables:
+            _check_executable(*exe)
+            self._found_executables.add(exe)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        _widen_pipe(out_r)
         try:
             child.popen = subprocess.Popen(
-                list(spec.argv),
+                [*self._prefix, *spec.argv],
                 cwd=spec.cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -344,7 +377,7 @@ class Supervisor:
                 stderr=err_w,
                 start_new_session=True,
                 close_fds=True,
-                preexec_fn=proctree.make_child_setup(os.getpid()),  # type: ignore[arg-type]
+                preexec_fn=None if self._prefix else proctree.make_child_setup(os.getpid()),  # type: ignore[arg-type]
             )
         except BaseException:
             for fd in (out_r, err_r):
@@ -356,6 +389,7 @@ class Supervisor:
         child.out = trio.lowlevel.FdStream(out_r)
         child.err = trio.lowlevel.FdStream(err_r)
         record.pid = child.popen.pid
+        self._roots.add(child.popen.pid)
         record.pid_start = proctree.start_time(child.popen.pid)
 
     async def _child_task(self, child: _Child, *, task_status: trio.TaskStatus[None]) -> None:
@@ -382,6 +416,7 @@ class Supervisor:
                 if first:
                     task_status.started()
                     first = False
+                    await trio.to_thread.run_sync(log.prepare)
                 await self._supervise_once(child)
                 if not self._should_restart(child):
                     break
@@ -457,13 +492,14 @@ class Supervisor:
             else:
                 # Exited by itself: leftovers of its tree (backgrounded children) go too.
                 with trio.CancelScope(shield=True):
-                    leftovers = self._tree(child, trio.current_time())
+                    leftovers = await self._tree(child)
                     if leftovers:
                         log.system(f"[gateway] main process exited; stopping {len(leftovers)} leftover(s)")
                         await self._kill_tree(child, began=trio.current_time())
             # Pipes close once the tree is gone; don't hang on a descriptor held elsewhere.
             pumps.cancel_scope.deadline = trio.current_time() + 2.0
         rc = child.popen.returncode
+        self._roots.discard(child.popen.pid)
         record.exit_code = rc if rc is not None and rc >= 0 else None
         record.signal = _signal.Signals(-rc).name if rc is not None and rc < 0 else None
         record.pid_start = None
@@ -550,65 +586,77 @@ class Supervisor:
 
     # ---- killing trees ------------------------------------------------------------------
 
-    def _tree(self, child: _Child, not_before: float) -> set[int]:
-        snap = self._scanner.snapshot(not_before)
+    async def _tree(self, child: _Child) -> set[int]:
+        snap = await self._scanner.fresh()
         root = child.popen.pid if child.popen is not None else None
-        members = proctree.find_tree(snap, child.record.id, root)
+        marker = proctree.marker_for(child.record.id, self._key)
+        members = proctree.find_tree(snap, marker, root, exclude=self._roots)
         if root is not None:
             self._known.update(members - {root})
         return members
 
     async def _kill_tree(self, child: _Child, began: float) -> KillReceipt:
-        """SIGTERM the tree, wait its grace, SIGKILL what is left, repeat until none is left."""
+        """SIGTERM the tree, wait its grace, SIGKILL what is left, repeat until none is left.
+
+        Deaths are watched cheaply (the root's pidfd, one stat read per known member); a full
+        /proc scan confirms the end, and catches anything forked while the kill ran.
+        """
         record, log = child.record, child.log
         root = child.popen.pid if child.popen is not None else None
         receipt = KillReceipt(process=record)
         grace_end = began + child.spec.stop_grace
         hard_end = grace_end + _KILL_HARD_LIMIT
-        members = self._tree(child, began)
+        members = await self._tree(child)
         sent = proctree.signal_pids(members, _signal.SIGTERM, group=root)
         receipt.signals.append(SignalSent("SIGTERM", time.time(), sorted(sent)))
         log.system(f"[gateway] SIGTERM sent to {len(sent)} process(es)")
+        signalled = set(members)
         escalated = False
         while True:
-            if not escalated:
-                with trio.move_on_at(grace_end):
-                    await child.exited.wait()
-            asked = trio.current_time()
-            members = self._tree(child, asked)
+            with trio.move_on_at(hard_end if escalated else grace_end):
+                await child.exited.wait()
+                poll = 0.001
+                while any(proctree.alive(p) for p in members if p != root):
+                    proctree.reap_adopted(self._known)
+                    await trio.sleep(poll)
+                    poll = min(poll * 2, _POLL)
+            members = await self._tree(child)
             if root is not None and child.exited.is_set():
                 members.discard(root)
             if not members and (child.exited.is_set() or root is None):
                 break
             now = trio.current_time()
-            if now >= grace_end:
-                sent = proctree.signal_pids(members, _signal.SIGKILL, group=root)
-                if sent:
-                    receipt.signals.append(SignalSent("SIGKILL", time.time(), sorted(sent)))
-                    if not escalated:
-                        log.system(f"[gateway] grace over: SIGKILL sent to {len(sent)} process(es)")
-                escalated = True
-                if now >= hard_end:
-                    receipt.survivors = sorted(members)
-                    log.system(f"[gateway] survivors after SIGKILL: {sorted(members)}")
-                    break
-            self._reap(asked)
-            await trio.sleep(_POLL)
-        self._reap(trio.current_time())
+            if now < grace_end:
+                # Forked after the first SIGTERM: they get the same courtesy.
+                fresh = members - signalled
+                signalled |= fresh
+                proctree.signal_pids(fresh, _signal.SIGTERM)
+                continue
+            if now >= hard_end and escalated:
+                receipt.survivors = sorted(members)
+                log.system(f"[gateway] survivors after SIGKILL: {sorted(members)}")
+                break
+            sent = proctree.signal_pids(members, _signal.SIGKILL, group=root)
+            if sent:
+                receipt.signals.append(SignalSent("SIGKILL", time.time(), sorted(sent)))
+                if not escalated:
+                    log.system(f"[gateway] grace over: SIGKILL sent to {len(sent)} process(es)")
+            escalated = True
+        proctree.reap_adopted(self._known)
         await child.exited.wait()
         receipt.elapsed_ms = int((trio.current_time() - began) * 1000)
         return receipt
 
-    def _reap(self, not_before: float) -> None:
+    def _reap(self) -> None:
         if self._known:
-            proctree.reap_adopted(self._scanner.snapshot(not_before), self._known)
+            proctree.reap_adopted(self._known)
 
     async def _reaper(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Reap adopted orphans that died outside a kill (the subreaper's side of the deal)."""
         task_status.started()
         while True:
             await trio.sleep(self.config.reap_interval)
-            self._reap(trio.current_time())
+            self._reap()
 
     async def _kill_job(self, job: Job, reason: StopReason, began: float) -> KillReceipt:
         if job.finished.is_set():
@@ -661,39 +709,33 @@ class Supervisor:
     # ---- start-up recovery and shutdown -------------------------------------------------
 
     async def _recover(self) -> None:
-        """Kill what a crashed earlier gateway left running and mark those records ``lost``."""
-        stale = [r for r in self.table.records.values() if not r.state.ended]
-        if not stale:
-            return
-        marked = proctree.find_marked(r.id for r in stale)
-        for record in stale:
+        """Kill what a crashed earlier gateway left running and mark those records ``lost``.
+
+        Leftovers are found by this state dir's marker key, plus any recorded pid whose start
+        time still matches (a reused pid never does). Records left active are marked lost.
+        """
+        marked = proctree.find_marked(self._key)
+        stale = {r.id: r for r in self.table.records.values() if not r.state.ended}
+        for record_id in marked.keys() | stale.keys():
+            record = stale.get(record_id) or self.table.get(record_id)
+            pids = set(marked.get(record_id, ()))
+            same = record is not None and record.pid and record.pid_start
+            if same and proctree.start_time(record.pid) == record.pid_start:  # type: ignore[union-attr,arg-type]
+                pids.add(record.pid)  # type: ignore[union-attr,arg-type]
             began = trio.current_time()
-            pids = set(marked.get(record.id, ()))
-            if record.pid and record.pid_start and proctree.start_time(record.pid) == record.pid_start:
-                pids.add(record.pid)
-            receipt = KillReceipt(process=record)
-            if pids:
-                receipt.signals.append(SignalSent("SIGTERM", time.time(), sorted(pids)))
-                proctree.signal_pids(pids, _signal.SIGTERM)
-                deadline = trio.current_time() + 2.0
-                while any(proctree.alive(p) for p in pids) and trio.current_time() < deadline:
-                    await trio.sleep(_POLL)
-                left = [p for p in pids if proctree.alive(p)]
-                if left:
-                    receipt.signals.append(SignalSent("SIGKILL", time.time(), sorted(left)))
-                    proctree.signal_pids(left, _signal.SIGKILL)
-                    deadline = trio.current_time() + _KILL_HARD_LIMIT
-                    while any(proctree.alive(p) for p in left) and trio.current_time() < deadline:
-                        await trio.sleep(_POLL)
-                receipt.survivors = [p for p in pids if proctree.alive(p)]
-            log = self.log(record.id)
+            receipt = await _kill_foreign(pids)
+            receipt.elapsed_ms = int((trio.current_time() - began) * 1000)
+            if record is None:
+                continue  # its record never reached the database; the tree is gone all the same
+            log = self.log(record_id)
             log.system(f"[gateway] found after a gateway crash; {len(pids)} process(es) of its tree stopped")
             log.close()
-            record.state = State.LOST
-            record.stop_reason = StopReason.LOST
-            record.ended_at = time.time()
+            if not record.state.ended:
+                record.state = State.LOST
+                record.stop_reason = StopReason.LOST
+                record.ended_at = time.time()
             record.last_seq = log.last_seq
-            receipt.elapsed_ms = int((trio.current_time() - began) * 1000)
+            receipt.process = record
             self.table.touch(record)
             self.recovered.append(receipt)
 
@@ -756,3 +798,49 @@ def _split_long(complete: bytes, max_line: int) -> tuple[bytes, int]:
             continue
         out.extend(line[i : i + max_line] for i in range(0, len(line), max_line))
     return b"\n".join(out) + b"\n", len(out)
+
+
+def _check_executable(program: str, path: str | None, cwd: str | None) -> None:
+    """Fail like exec would, before the setpriv prefix turns a missing binary into exit 127."""
+    if "/" in program:
+        full = os.path.join(cwd or os.getcwd(), program)
+        if os.path.isfile(full) and os.access(full, os.X_OK):
+            return
+    elif shutil.which(program, path=path) is not None:
+        return
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+
+
+async def _kill_foreign(pids: set[int]) -> KillReceipt:
+    """SIGTERM, a short grace, SIGKILL: for processes that are not this gateway's children."""
+    receipt = KillReceipt(process=ProcessRecord(id="", kind="", argv=[], cwd=None))
+    if not pids:
+        return receipt
+    receipt.signals.append(SignalSent("SIGTERM", time.time(), sorted(pids)))
+    proctree.signal_pids(pids, _signal.SIGTERM)
+    deadline = trio.current_time() + 2.0
+    while any(proctree.alive(p) for p in pids) and trio.current_time() < deadline:
+        await trio.sleep(_POLL)
+    left = [p for p in pids if proctree.alive(p)]
+    if left:
+        receipt.signals.append(SignalSent("SIGKILL", time.time(), sorted(left)))
+        proctree.signal_pids(left, _signal.SIGKILL)
+        deadline = trio.current_time() + _KILL_HARD_LIMIT
+        while any(proctree.alive(p) for p in left) and trio.current_time() < deadline:
+            await trio.sleep(_POLL)
+    receipt.survivors = [p for p in pids if proctree.alive(p)]
+    return receipt
+
+
+def _widen_pipe(fd: int) -> None:
+    """A 256 KiB stdout pipe: a quarter of the reads and records of the default 64 KiB.
+
+    Pages are only used while the child is ahead of the pump, so idle children cost nothing.
+    Best effort: an unprivileged user past pipe-user-pages-soft keeps the default.
+    """
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_SIZE)
+    except OSError:
+        pass

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psutil
 import trio
+
 from gateway.supervisor import SupervisorConfig
 from gateway.supervisor.proctree import MARKER_VAR
 
@@ -19,7 +20,7 @@ def marked_pids(record_id: str) -> set[int]:
         if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
             continue
         try:
-            if proc.environ().get(MARKER_VAR) == record_id:
+            if proc.environ().get(MARKER_VAR, "").split("@")[0] == record_id:
                 found.add(proc.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue

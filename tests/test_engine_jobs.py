@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import trio
+
 from gateway.supervisor import Job, ProcessSpec, State, StopReason, Supervisor
+
 from support import marked_pids, wait_until
 
 

@@ -7,7 +7,9 @@ import os
 
 import psutil
 import trio
+
 from gateway.supervisor import ProcessSpec, State, StopReason, Supervisor
+
 from support import marked_pids, wait_until, zombie_children
 
 ESCAPING_TREE = 'sleep 600 & setsid sh -c "trap \\"\\" TERM; sleep 600" & wait'

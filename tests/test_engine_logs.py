@@ -8,6 +8,7 @@ from pathlib import Path
 import psutil
 import trio
 import trio.lowlevel
+
 from gateway.supervisor import LogLimits, ProcessLog, ProcessSpec, State, open_supervisor
 
 N = 100_000
@@ -94,7 +95,7 @@ async def test_rotation_keeps_the_newest_within_the_cap(state_dir: Path) -> None
         record = await sup.start(ProcessSpec([sys.executable, "-c", writer]))
         await sup.wait(record.id)
         log = sup.log(record.id)
-        on_disk = sum(p.stat().st_size for p in log.dir.glob("*.log"))
+        on_disk = sum(p.stat().st_size for p in log.segment_files())
         assert on_disk <= 256 * 1024 + 64 * 1024
         kept = log.read()
         assert kept[0].seq == log.first_seq > 1

@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 import trio
-from support import marked_pids, wait_until
 
 from gateway.supervisor import State, StopReason, open_supervisor
+
+from support import marked_pids, wait_until
 
 ENGINE = """
 import sys, trio
@@ -37,9 +38,7 @@ async def read_line(stream: trio.abc.ReceiveStream) -> str:
 
 
 async def test_sigkilled_engine_leaves_a_tree_that_the_next_start_kills(state_dir: Path) -> None:
-    proc = await trio.lowlevel.open_process(
-        [sys.executable, "-c", ENGINE, str(state_dir)], stdout=-1
-    )
+    proc = await trio.lowlevel.open_process([sys.executable, "-c", ENGINE, str(state_dir)], stdout=-1)
     try:
         assert proc.stdout is not None
         with trio.fail_after(20):

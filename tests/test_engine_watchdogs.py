@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import trio
+
 from gateway.supervisor import (
     ProcessSpec,
     RestartPolicy,
