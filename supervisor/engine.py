@@ -132,6 +132,8 @@ class _Child:
         self.exited = trio.Event()
         self.finished = trio.Event()
         self.receipt: KillReceipt | None = None
+        self.writer_scope = trio.CancelScope()
+        self.writer_done = trio.Event()
         self.out: trio.lowlevel.FdStream | None = None
         self.err: trio.lowlevel.FdStream | None = None
 
@@ -417,6 +419,7 @@ class Supervisor:
                     task_status.started()
                     first = False
                     await trio.to_thread.run_sync(log.prepare)
+                    await self._nursery.start(self._log_writer, child)
                 await self._supervise_once(child)
                 if not self._should_restart(child):
                     break
@@ -443,9 +446,19 @@ class Supervisor:
                     record.stop_reason = record.stop_reason or StopReason.SHUTDOWN
                 record.ended_at = record.ended_at or time.time()
                 record.last_seq = log.last_seq
+                child.writer_scope.cancel()
+                if child.out is not None:  # the writer was started
+                    await child.writer_done.wait()
                 log.close()
                 self.table.touch(record)
                 child.finished.set()
+
+    async def _log_writer(self, child: _Child, *, task_status: trio.TaskStatus[None]) -> None:
+        try:
+            with child.writer_scope:
+                await child.log.writer(task_status=task_status)
+        finally:
+            child.writer_done.set()
 
     def _should_restart(self, child: _Child) -> bool:
         record, policy = child.record, child.spec.restart
@@ -564,6 +577,7 @@ class Supervisor:
                     else:
                         count = complete.count(b"\n")
                     self._ingest(child, name, complete, count)
+                    await log.wait_for_space()
                     if detector is not None and child.result_scope.deadline == math.inf:
                         for line in complete.splitlines():
                             if detector(line):

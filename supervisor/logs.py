@@ -29,6 +29,8 @@ STREAM_CODES = {name: i for i, name in enumerate(STREAMS)}
 _HEADER = struct.Struct("<2sBQIdI")
 _MAGIC = b"GL"
 _INDEX_EVERY = 64 * 1024
+_THREAD_WRITE = 128 * 1024
+_BACKLOG = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,11 @@ class ProcessLog:
         self._seg_size = 0
         self._since_indexed = _INDEX_EVERY
         self._fd: int | None = None
+        self.written_seq = 0
+        self._pending: deque[_Chunk] = deque()
+        self._pending_bytes = 0
+        self._writer_wake: trio.Event | None = None
+        self._space: trio.Event | None = None
         self._changed = trio.Event()
         self._loaded = new  # a brand-new log has nothing on disk to index
 
@@ -123,42 +130,117 @@ class ProcessLog:
             self._open_for_append()
 
     def append(self, stream: str, data: bytes, count: int | None = None, ts: float | None = None) -> None:
-        """Append complete lines (``data`` ends with a newline) as one record."""
+        """Append complete lines (``data`` ends with a newline) as one record.
+
+        The lines are numbered and readable at once (the ring); the disk write follows in order,
+        inline, or through the ``writer`` task while one runs (the engine runs one per child).
+        """
         if not data:
             return
         if count is None:
             count = data.count(b"\n")
-        if self._fd is None:
-            self._open_for_append()
-        assert self._fd is not None
-        if self._seg_size >= self.limits.segment_bytes:
-            self._rotate()
         chunk = _Chunk(STREAM_CODES[stream], self.last_seq + 1, count, ts or time.time(), data)
-        header = _HEADER.pack(_MAGIC, chunk.stream, chunk.first_seq, count, chunk.ts, len(data))
-        offset = self._seg_size
-        os.writev(self._fd, (header, data))
-        self._seg_size += len(header) + len(data)
-        self.bytes_written += len(data)
-        if self._since_indexed >= _INDEX_EVERY:
-            self._index.append((chunk.first_seq, self._segments[-1], offset))
-            self._since_indexed = 0
-        self._since_indexed += len(header) + len(data)
         self.last_seq = chunk.last_seq
         self._ring.append(chunk)
         self._ring_lines += count
         self._ring_bytes += len(data)
-        while len(self._ring) > 1 and (
-            self._ring_lines - self._ring[0].count >= self.limits.ring_lines
-            or self._ring_bytes > self.limits.ring_bytes
-        ):
-            old = self._ring.popleft()
-            self._ring_lines -= old.count
-            self._ring_bytes -= len(old.data)
-        if self.ended:
+        self._pending.append(chunk)
+        self._pending_bytes += len(data)
+        if self._writer_wake is None:
+            self._write_pending_inline()
+        else:
+            self._writer_wake.set()
+        self._wake()
+
+    def _write_pending_inline(self) -> None:
+        while self._pending:
+            chunk = self._pending[0]
+            self._before_write(chunk)
+            assert self._fd is not None
+            os.writev(self._fd, (self._header(chunk), chunk.data))
+            self._after_write(chunk)
+        if self.ended and self._fd is not None:
             # A note added after the end (teardown): don't keep a descriptor open for it.
             os.close(self._fd)
             self._fd = None
-        self._wake()
+
+    @staticmethod
+    def _header(chunk: _Chunk) -> bytes:
+        return _HEADER.pack(_MAGIC, chunk.stream, chunk.first_seq, chunk.count, chunk.ts, len(chunk.data))
+
+    def _before_write(self, chunk: _Chunk) -> None:
+        if self._fd is None:
+            self._open_for_append()
+        if self._seg_size >= self.limits.segment_bytes:
+            self._rotate()
+
+    def _after_write(self, chunk: _Chunk) -> None:
+        """Book-keeping on the event loop's side once ``chunk`` is in the file."""
+        size = _HEADER.size + len(chunk.data)
+        if self._since_indexed >= _INDEX_EVERY:
+            self._index.append((chunk.first_seq, self._segments[-1], self._seg_size))
+            self._since_indexed = 0
+        self._since_indexed += size
+        self._seg_size += size
+        self.bytes_written += len(chunk.data)
+        self.written_seq = chunk.last_seq
+        self._pending.popleft()
+        self._pending_bytes -= len(chunk.data)
+        # Only lines already on disk may leave the ring: a reader behind it reads them there.
+        ring = self._ring
+        while (
+            len(ring) > 1
+            and ring[0].last_seq <= self.written_seq
+            and (
+                self._ring_lines - ring[0].count >= self.limits.ring_lines
+                or self._ring_bytes > self.limits.ring_bytes
+            )
+        ):
+            old = ring.popleft()
+            self._ring_lines -= old.count
+            self._ring_bytes -= len(old.data)
+        if self._space is not None and self._pending_bytes <= _BACKLOG // 2:
+            self._space.set()
+            self._space = None
+
+    async def writer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Write queued records in order until cancelled; large ones from a worker thread.
+
+        A big chunk's disk write then overlaps the next pipe read (two cores: ingest runs at
+        the speed of the slower of the two, not their sum), while a small one is written inline
+        because a thread hop would cost more than the write. On exit, whatever is still queued
+        is written inline, so cancellation never loses a line.
+        """
+        self._writer_wake = trio.Event()
+        task_status.started()
+        try:
+            while True:
+                while self._pending:
+                    chunk = self._pending[0]
+                    self._before_write(chunk)
+                    fd = self._fd
+                    assert fd is not None
+                    if len(chunk.data) >= _THREAD_WRITE:
+                        header = self._header(chunk)
+                        # Shielded: once handed to the thread the write happens, and its
+                        # book-keeping must follow, or the final inline drain would repeat it.
+                        with trio.CancelScope(shield=True):
+                            await trio.to_thread.run_sync(os.writev, fd, (header, chunk.data))
+                    else:
+                        os.writev(fd, (self._header(chunk), chunk.data))
+                    self._after_write(chunk)
+                self._writer_wake = trio.Event()
+                await self._writer_wake.wait()
+        finally:
+            self._writer_wake = None
+            self._write_pending_inline()
+
+    async def wait_for_space(self) -> None:
+        """Back-pressure for the pump: wait while more than the backlog waits for the disk."""
+        if self._pending_bytes > _BACKLOG:
+            if self._space is None:
+                self._space = trio.Event()
+            await self._space.wait()
 
     def system(self, text: str) -> None:
         """A line from the gateway itself (signals sent, restarts), interleaved in order."""
@@ -166,6 +248,7 @@ class ProcessLog:
 
     def close(self) -> None:
         """The process will write no more: followers drain and end."""
+        self._write_pending_inline()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -230,7 +313,7 @@ class ProcessLog:
                     self._index.append((seq0, n, offset))
                     since_indexed = 0
                 since_indexed += size
-                self.last_seq = seq0 + count - 1
+                self.last_seq = self.written_seq = seq0 + count - 1
 
     def _scan_headers(self, seg: int, offset: int = 0) -> Iterator[tuple[int, int, int, int]]:
         """(first_seq, count, offset, record size) of each whole record from ``offset`` on."""
