@@ -1,7 +1,9 @@
 """Restart backoff and watchdogs, on trio's autojump clock so virtual seconds cost nothing.
 
-The reaper's periodic wake-up is turned off (``reap_interval=inf``): with autojump, any pending
-deadline lets the clock jump while a real child is still running, which would blur the timing.
+The clock jumps only after 50 ms of real idleness, not at once: these tests run real children,
+and a process needs a few real milliseconds to die after a signal. An instant jump would carry
+the clock past the kill's deadlines while the kernel is still delivering the signal. The
+reaper's periodic wake-up is turned off (``reap_interval=inf``) for the same reason.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from gateway.supervisor import (
     ProcessSpec,
@@ -22,6 +25,11 @@ from gateway.supervisor import (
     SupervisorConfig,
     open_supervisor,
 )
+
+
+@pytest.fixture
+def autojump_clock() -> MockClock:
+    return MockClock(autojump_threshold=0.05)
 
 
 @pytest.fixture
