@@ -172,7 +172,7 @@ class ProcessLog:
         if self._fd is None:
             self._open_for_append()
         if self._seg_size >= self.limits.segment_bytes:
-            self._rotate()
+            self._rotate(chunk)
 
     def _after_write(self, chunk: _Chunk) -> None:
         """Book-keeping on the event loop's side once ``chunk`` is in the file."""
@@ -270,7 +270,12 @@ class ProcessLog:
         """The log's files on disk, oldest first."""
         return [self._segment_path(n) for n in self._segments]
 
-    def _rotate(self) -> None:
+    def _rotate(self, chunk: _Chunk) -> None:
+        """Start a new segment for ``chunk``; drop the oldest while over the byte cap.
+
+        The newest closed segment is always kept, so a cap smaller than a few segments (or
+        one huge chunk) never leaves only the segment being written.
+        """
         assert self._fd is not None
         os.close(self._fd)
         self._segments.append(self._segments[-1] + 1)
@@ -280,14 +285,13 @@ class ProcessLog:
         self._seg_size = 0
         self._since_indexed = _INDEX_EVERY
         total = sum(self._segment_path(n).stat().st_size for n in self._segments[:-1])
-        while len(self._segments) > 1 and total > self.limits.max_bytes - self.limits.segment_bytes:
+        while len(self._segments) > 2 and total > self.limits.max_bytes - self.limits.segment_bytes:
             dropped = self._segments.pop(0)
             path = self._segment_path(dropped)
             total -= path.stat().st_size
             path.unlink()
             self._index = [e for e in self._index if e[1] != dropped]
-            if self._index:
-                self.first_seq = self._index[0][0]
+            self.first_seq = self._index[0][0] if self._index else chunk.first_seq
 
     # ---- loading a log written by an earlier gateway --------------------------------------
 
