@@ -58,6 +58,96 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
+    # 3: approval policy rules (gateway.http.policy): deny and expiring always-allow
+    """
+    CREATE TABLE policy_rules (
+        id TEXT PRIMARY KEY,
+        effect TEXT NOT NULL,
+        principal TEXT,
+        operation TEXT,
+        method TEXT,
+        path_prefix TEXT,
+        created_at REAL NOT NULL,
+        expires_at REAL
+    );
+    """,
+    # 4: symphony (gateway.supervisor.symphony): tickets, judge verdicts, plans, sessions, chat
+    """
+    CREATE TABLE symphony_tickets (
+        ticket_id TEXT PRIMARY KEY,
+        repo_id TEXT NOT NULL,
+        worktree TEXT NOT NULL,
+        branch TEXT NOT NULL,
+        base_ref TEXT,
+        provider TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE symphony_verdicts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ticket_id TEXT NOT NULL,
+        job_id TEXT,
+        process_id TEXT,
+        iteration INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        passed INTEGER NOT NULL,
+        score REAL NOT NULL,
+        threshold REAL NOT NULL,
+        justification TEXT NOT NULL DEFAULT '',
+        duration_ms INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX symphony_verdicts_ticket ON symphony_verdicts(ticket_id, id);
+    CREATE TABLE symphony_plans (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ticket_id TEXT NOT NULL,
+        job_id TEXT,
+        process_id TEXT,
+        version INTEGER NOT NULL,
+        plan TEXT NOT NULL,
+        feedback TEXT,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX symphony_plans_ticket ON symphony_plans(ticket_id, id);
+    CREATE TABLE symphony_sessions (
+        id TEXT PRIMARY KEY,
+        ticket_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        provider_session_id TEXT,
+        title TEXT,
+        created_at REAL NOT NULL,
+        last_activity REAL NOT NULL,
+        unread INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX symphony_sessions_ticket ON symphony_sessions(ticket_id, provider);
+    CREATE TABLE symphony_chat (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ticket_id TEXT NOT NULL,
+        session_id TEXT,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        provider TEXT,
+        process_id TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX symphony_chat_ticket ON symphony_chat(ticket_id, id);
+    CREATE TABLE symphony_comment_chat (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        comment_id TEXT NOT NULL,
+        ticket_id TEXT,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        provider TEXT,
+        provider_session_id TEXT,
+        process_id TEXT,
+        resolved INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX symphony_comment_chat_comment ON symphony_comment_chat(comment_id, id);
+    """,
 ]
 
 _COLUMNS = (

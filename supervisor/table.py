@@ -87,7 +87,10 @@ class ProcessTable:
             return
         batch, self._dirty = self._dirty, {}
         version = self.version
-        await self.store.save_records(list(batch.values()))
+        # Shielded: the batch has left _dirty, so a cancelled save (the flusher is cancelled
+        # right after the final flush, which finds _dirty empty) would lose it for good.
+        with trio.CancelScope(shield=True):
+            await self.store.save_records(list(batch.values()))
         self._flushed_version = max(self._flushed_version, version)
         self._flushed.set()
         self._flushed = trio.Event()
@@ -106,6 +109,11 @@ class ProcessTable:
                     yield batch
                 continue
             await changed.wait()
+
+    @property
+    def changed(self) -> trio.Event:
+        """The event the next ``touch`` sets; grab it before reading to miss nothing."""
+        return self._changed
 
     def active(self) -> list[ProcessRecord]:
         return [

@@ -1,0 +1,111 @@
+"""Builds the Quart-Trio app: blueprints, the guard, JSON errors, stubs and OpenAPI.
+
+Every route of ``operations.ROUTES`` is registered: families with a blueprint serve their own
+views, and every (path, method) left over gets a stub answering 501 with the operation's name,
+so the whole reference table is served, authenticated and tagged before its family lands.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from quart import Response
+from quart_schema import QuartSchema, tag
+from quart_schema.extension import QUART_SCHEMA_TAG_ATTRIBUTE
+from quart_trio import QuartTrio
+
+from gateway.http import (
+    routes_admin,
+    routes_dashboard,
+    routes_meta,
+    routes_processes,
+    routes_symphony,
+)
+from gateway.http.context import GatewayContext
+from gateway.http.errors import error_response, register_error_handlers
+from gateway.http.guard import install_guard
+from gateway.http.operations import ROUTES, operation_for
+
+MAX_BODY = 1024 * 1024
+NOT_IMPLEMENTED_TAG = "not-implemented"
+
+
+def _stub(operation: str, path: str) -> Callable[..., Any]:
+    @tag([NOT_IMPLEMENTED_TAG])
+    async def not_implemented(**_params: str) -> Response:
+        return error_response(
+            501, "not_implemented", f"{operation} ({path}) is not implemented yet"
+        )
+
+    not_implemented.__doc__ = f"Not implemented yet (operation {operation})."
+    return not_implemented
+
+
+def create_app(gw: GatewayContext) -> QuartTrio:
+    app = QuartTrio(__name__, root_path=str(Path(__file__).parent), instance_path=str(gw.state.root))
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_BODY,
+        RESPONSE_TIMEOUT=None,  # NDJSON followers stream for as long as they read
+        BODY_TIMEOUT=60,
+        JSON_SORT_KEYS=False,
+        PROPAGATE_EXCEPTIONS=False,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["gateway"] = gw
+    QuartSchema(
+        app,
+        openapi_path="/api/gateway/openapi.json",
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        swagger_ui_path=None,
+        info={"title": "desktop-gateway", "version": routes_meta.VERSION},
+        security_schemes={
+            "gatewayToken": {"type": "apiKey", "in_": "header", "name": "X-Desktop-Gateway-Token"},
+            "sessionToken": {"type": "apiKey", "in_": "header", "name": "X-Desktop-Session-Token"},
+        },
+        security=[{"gatewayToken": []}, {"sessionToken": []}],
+    )
+    register_error_handlers(app)
+    install_guard(app)
+    for blueprint in (
+        routes_meta.public,
+        routes_meta.bp,
+        routes_admin.public,
+        routes_admin.bp,
+        routes_processes.bp,
+        routes_dashboard.bp,
+        routes_symphony.bp,
+    ):
+        app.register_blueprint(blueprint)
+
+    served = {
+        (rule.rule, method)
+        for rule in app.url_map.iter_rules()
+        for method in (rule.methods or ())
+    }
+    for route in ROUTES:
+        missing = [m for m in route.methods if (route.rule, m) not in served]
+        if missing:
+            app.add_url_rule(
+                route.rule,
+                endpoint=f"stub:{route.rule}",
+                view_func=_stub(route.operation, route.path),
+                methods=missing,
+            )
+    _tag_operations(app)
+    return app
+
+
+def _tag_operations(app: QuartTrio) -> None:
+    """Tag every documented view with its operation ID(s), so the OpenAPI shows the mapping."""
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions.get(rule.endpoint)
+        if view is None or inspect.ismethod(view):  # bound methods (static, openapi) take no attributes
+            continue
+        ops = {operation_for(rule.rule, m) for m in rule.methods or ()} - {None}
+        if ops:
+            existing = set(getattr(view, QUART_SCHEMA_TAG_ATTRIBUTE, set()))
+            setattr(view, QUART_SCHEMA_TAG_ATTRIBUTE, existing | ops)

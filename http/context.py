@@ -1,0 +1,77 @@
+"""What every route needs, in one object attached to the app (``current_gateway()``).
+
+Routes take this context rather than module globals, so several gateways (tests, the
+benchmark) can live in one process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import trio
+from quart import current_app
+
+from gateway.http.auth import Auth
+from gateway.http.policy import Approvals, Policy
+from gateway.http.telemetry import Metrics
+from gateway.supervisor import StateDir, Supervisor
+
+if TYPE_CHECKING:
+    from gateway.http.binaries import Binaries
+
+HEARTBEAT_INTERVAL = 15.0
+
+
+@dataclass
+class GatewayContext:
+    sup: Supervisor
+    state: StateDir
+    host: str
+    port: int
+    auth: Auth
+    policy: Policy
+    approvals: Approvals
+    metrics: Metrics
+    binaries: Binaries
+    instance: str
+    clock: Callable[[], float] = time.time
+    heartbeat: float = HEARTBEAT_INTERVAL
+    started_at: float = field(default_factory=time.time)
+    pid: int = field(default_factory=os.getpid)
+    shutting_down: trio.Event = field(default_factory=trio.Event)
+    open_streams: int = 0  # NDJSON generators alive right now (a disconnect must drop it)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    async def wait(self, event: trio.Event | None, timeout: float) -> str:
+        """Wait for ``event`` (if any), the timeout or shutdown; say which came first.
+
+        Callers grab ``event`` *before* they read (``log.changed``, ``table.changed``), so a
+        change that lands between the read and this wait is never missed.
+
+        Streams use this between batches so that a shutdown ends them at once (with their
+        ``end`` line) and silence turns into heartbeats.
+        """
+        if self.shutting_down.is_set():
+            return "shutdown"
+        winner = "timeout"
+        async with trio.open_nursery() as nursery:
+
+            async def watch(wait: Callable[[], Awaitable[None]], name: str) -> None:
+                nonlocal winner
+                await wait()
+                winner = name
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch, self.shutting_down.wait, "shutdown")
+            if event is not None:
+                nursery.start_soon(watch, event.wait, "changed")
+            nursery.cancel_scope.deadline = trio.current_time() + timeout
+        return winner
+
+
+def current_gateway() -> GatewayContext:
+    return cast(GatewayContext, current_app.extensions["gateway"])

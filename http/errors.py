@@ -1,0 +1,123 @@
+"""JSON errors for every failure path, so a client never parses HTML or a traceback.
+
+Routes raise ``ApiError``; werkzeug's HTTP exceptions (404, 405, 413, 415, bad JSON) and
+quart-schema's validation errors are translated here, and anything else is a real bug: a 500
+with a generic message, logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from quart import Quart, Response, jsonify
+from quart_schema import RequestSchemaValidationError
+from quart_trio.wrappers import TrioRequest
+from werkzeug.exceptions import HTTPException
+
+from gateway.http.telemetry import current_operation
+
+log = logging.getLogger("gateway.http")
+
+MAX_BODY_HINT = "1 MiB"
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    501: "not_implemented",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, a stable machine code and a message for people."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, extra: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra or {}
+
+
+def error_response(
+    status: int, code: str, message: str, extra: dict[str, Any] | None = None
+) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message, "operation": current_operation()}
+    if extra:
+        body.update(extra)
+    response = jsonify({"error": body})
+    response.status_code = status
+    return response
+
+
+def describe_validation(exc: BaseException | None) -> str:
+    """Name the offending fields, e.g. ``argv.0: Input should be a valid string``."""
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors()[:5]:
+            where = ".".join(str(p) for p in err.get("loc", ())) or "body"
+            parts.append(f"{where}: {err.get('msg', 'invalid')}")
+        return "; ".join(parts)
+    if exc is not None and str(exc):
+        return str(exc)
+    return "request body does not match the schema"
+
+
+class GatewayRequest(TrioRequest):
+    """Quart's request, with JSON decoding failures as our JSON errors (not a bare 400)."""
+
+    async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        try:
+            return await super().get_json(force=force, silent=silent, cache=cache)
+        except UnicodeDecodeError:  # decoded before parsing, so on_json_loading_failed misses it
+            if silent:
+                return None
+            raise ApiError(400, "invalid_json", "request body is not valid UTF-8") from None
+
+    def on_json_loading_failed(self, error: Exception | None) -> Any:
+        if error is None:
+            raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {str(error)[:200]}")
+
+
+def register_error_handlers(app: Quart) -> None:
+    app.request_class = GatewayRequest
+    @app.errorhandler(ApiError)
+    async def _api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.extra)
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def _schema_error(exc: RequestSchemaValidationError) -> Response:
+        return error_response(400, "invalid_request", describe_validation(exc.validation_error))
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        message = exc.description or exc.name
+        if status == 413:
+            message = f"request body too large (limit {MAX_BODY_HINT})"
+        if status == 405:
+            message = f"method not allowed; allowed: {', '.join(sorted(exc.valid_methods or []))}"
+        response = error_response(status, _CODES.get(status, "http_error"), message)
+        if status == 413:
+            # The rest of the body was never read: this connection cannot carry another request.
+            response.headers["Connection"] = "close"
+        if status == 405 and getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        return response
+
+    @app.errorhandler(Exception)
+    async def _bug(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, "internal", "internal error (a bug); see the gateway log")

@@ -1,0 +1,298 @@
+"""Request and response bodies as pydantic models: validation and the OpenAPI document.
+
+Request models forbid unknown fields (a typo must not be silently ignored) and bound sizes, so
+bad input is a 400 naming the field, never a 500 deeper down.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+Text = Annotated[str, StringConstraints(max_length=4096)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+LabelKey = Annotated[str, StringConstraints(max_length=100)]
+LabelValue = Annotated[str, StringConstraints(max_length=1000)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+# ---- errors -------------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    operation: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+# ---- processes ----------------------------------------------------------------------------
+
+
+class RestartIn(Strict):
+    mode: Literal["never", "on-failure"] = "never"
+    max_restarts: int = Field(3, alias="maxRestarts", ge=0, le=1000)
+    backoff: float = Field(1.0, ge=0, le=3600)
+    max_backoff: float = Field(30.0, alias="maxBackoff", ge=0, le=86400)
+
+
+class StartProcessIn(Strict):
+    """An ad-hoc supervised command (``pm2 start``): argv list, never a shell string."""
+
+    argv: list[Annotated[str, StringConstraints(min_length=1, max_length=8192)]] = Field(
+        min_length=1, max_length=1024
+    )
+    cwd: Text | None = None
+    env: dict[Annotated[str, StringConstraints(min_length=1, max_length=256)], Text] = Field(
+        default_factory=dict, max_length=256
+    )
+    kind: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")] = "command"
+    ticket_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        None, alias="ticketId"
+    )
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=64)
+    stop_grace: float = Field(5.0, alias="stopGrace", gt=0, le=600)
+    restart: RestartIn | None = None
+    stall_timeout: float | None = Field(None, alias="stallTimeout", gt=0, le=7 * 86400)
+    max_runtime: float | None = Field(None, alias="maxRuntime", gt=0, le=30 * 86400)
+
+    @field_validator("argv")
+    @classmethod
+    def _argv(cls, value: list[str]) -> list[str]:
+        return [_no_nul(v) for v in value]
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for k, v in value.items():
+            _no_nul(v)
+            if "=" in k or "\x00" in k:
+                raise ValueError(f"invalid variable name {k!r}")
+        return value
+
+    @field_validator("cwd")
+    @classmethod
+    def _cwd(cls, value: str | None) -> str | None:
+        return _no_nul(value) if value is not None else None
+
+
+class ProcessOut(BaseModel):
+    """The contract's process record."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    kind: str
+    ticketId: str | None = None
+    state: str
+    pid: int | None = None
+    argv: list[str]
+    cwd: str | None = None
+    startedAt: str | None = None
+    endedAt: str | None = None
+    exitCode: int | None = None
+    signal: str | None = None
+    restarts: int = 0
+    lastSeq: int = 0
+    tornDown: bool = False
+    stopReason: str | None = None
+
+
+class ProcessListOut(BaseModel):
+    processes: list[ProcessOut]
+    version: int
+
+
+class ProcessQuery(BaseModel):
+    kind: str | None = None
+    ticketId: str | None = None
+    state: str | None = Field(None, description="one state or a comma-separated list")
+
+
+class LogQuery(BaseModel):
+    since: int | None = Field(None, ge=0, description="lines with seq > since")
+    limit: int | None = Field(None, ge=0, description="at most this many lines")
+    tail: int | None = Field(None, ge=0, description="start with the last N lines")
+    follow: Literal["0", "1", "true", "false"] | None = None
+
+
+class StreamQuery(BaseModel):
+    since: int | None = Field(None, ge=0, description="table version; default: now")
+    snapshot: Literal["0", "1", "true", "false"] | None = None
+
+
+class SignalOut(BaseModel):
+    signal: str
+    at: str | None
+    pids: list[int]
+
+
+class ReceiptOut(BaseModel):
+    process: ProcessOut
+    signals: list[SignalOut]
+    survivors: list[int]
+    elapsedMs: int
+    alreadyEnded: bool
+
+
+# ---- auth, approvals, policy ---------------------------------------------------------------
+
+
+class ExchangeIn(Strict):
+    challenge: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class ExchangeOut(BaseModel):
+    sessionToken: str
+    expiresAt: str
+
+
+class ChallengeOut(BaseModel):
+    challenge: str
+    expiresAt: str
+    exchangeUrl: str
+
+
+class DecisionIn(Strict):
+    decision: Literal["approved", "denied", "always_allow"]
+    ttl_seconds: float | None = Field(None, alias="ttlSeconds", gt=0, le=365 * 86400)
+
+
+class ApprovalOut(BaseModel):
+    id: str
+    operation: str | None
+    tier: str
+    principal: str
+    method: str
+    path: str
+    reason: str | None
+    createdAt: str | None
+    expiresAt: str | None
+    status: str
+
+
+class ApprovalListOut(BaseModel):
+    approvals: list[ApprovalOut]
+
+
+TierName = Literal["none", "low", "medium", "high"]
+
+
+class ThresholdsIn(Strict):
+    gateway: TierName | None = None
+    session: TierName | None = None
+
+
+class PolicyIn(Strict):
+    thresholds: ThresholdsIn
+
+
+class RuleIn(Strict):
+    effect: Literal["deny", "allow"]
+    principal: Literal["gateway", "session"] | None = None
+    operation: Annotated[str, StringConstraints(max_length=100)] | None = None
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] | None = None
+    path_prefix: Annotated[str, StringConstraints(max_length=1000)] | None = Field(
+        None, alias="pathPrefix"
+    )
+    ttl_seconds: float | None = Field(None, alias="ttlSeconds", gt=0, le=10 * 365 * 86400)
+
+
+class RuleOut(BaseModel):
+    id: str
+    effect: str
+    principal: str | None
+    operation: str | None
+    method: str | None
+    pathPrefix: str | None
+    createdAt: str | None
+    expiresAt: str | None
+
+
+class PolicyOut(BaseModel):
+    thresholds: dict[str, str]
+    rules: list[RuleOut]
+
+
+# ---- metadata -----------------------------------------------------------------------------
+
+
+class RepoIn(Strict):
+    path: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    name: Name | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _no_nul(value)
+
+
+class RepoPatchIn(Strict):
+    id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    name: Name | None = None
+    default_branch: Name | None = Field(None, alias="defaultBranch")
+
+
+class RepoDeleteIn(Strict):
+    id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class RepoOut(BaseModel):
+    id: str
+    path: str
+    name: str
+    defaultBranch: str | None
+    createdAt: str | None = None
+
+
+class RepoListOut(BaseModel):
+    repos: list[RepoOut]
+
+
+BinaryPath = Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None
+
+
+class BinaryPathsIn(Strict):
+    """Set an override with an absolute path to an executable; ``null`` clears it."""
+
+    claude: BinaryPath = None
+    gh: BinaryPath = None
+    codex: BinaryPath = None
+    python3: BinaryPath = None
+    git: BinaryPath = None
+
+
+class BinaryOut(BaseModel):
+    path: str | None
+    override: str | None
+    source: str | None
+    version: str | None
+
+
+class BinaryPathsOut(BaseModel):
+    binaries: dict[str, BinaryOut]
+
+
+class HealthOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: str
+    version: str
+    port: int
+    pid: int
+    capabilities: dict[str, Any]
+
+
+class JsonObject(BaseModel):
+    model_config = ConfigDict(extra="allow")

@@ -1,0 +1,164 @@
+"""Request telemetry: the operation ID in a context variable, Prometheus metrics, access log.
+
+The before-request step sets ``operation_var``; a logging filter copies it onto every log
+record, so any line logged while serving a request names its operation without the code that
+logs having to know. Metrics live in a per-app registry (several gateways in one test process
+must not share counters); engine figures are read at scrape time by a custom collector.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from gateway.supervisor import Supervisor
+
+operation_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "gateway_operation", default=None
+)
+principal_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "gateway_principal", default=None
+)
+
+access_log = logging.getLogger("gateway.access")
+
+
+def current_operation() -> str | None:
+    return operation_var.get()
+
+
+class OperationFilter(logging.Filter):
+    """Adds ``operation`` and ``principal`` to every record (``None`` outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.operation = operation_var.get()
+        record.principal = principal_var.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: what a log shipper or ``jq`` reads without a grammar."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "operation": getattr(record, "operation", None),
+            "principal": getattr(record, "principal", None),
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            out.update(fields)
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """JSON lines on stderr for the gateway's loggers (the CLI's ``serve`` calls this)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(OperationFilter())
+    root = logging.getLogger("gateway")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+class _EngineCollector(Collector):
+    """Processes by kind and state, lines and bytes ingested: read live at scrape time."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+
+    def collect(self) -> Iterator[Any]:
+        procs = GaugeMetricFamily(
+            "gateway_processes", "Process table records by kind and state", labels=["kind", "state"]
+        )
+        for (kind, state), n in sorted(self.sup.table.counts().items()):
+            procs.add_metric([kind, state], n)
+        yield procs
+        lines = CounterMetricFamily("gateway_log_lines_ingested", "Log lines ingested")
+        lines.add_metric([], self.sup.lines_ingested)
+        yield lines
+        data = CounterMetricFamily("gateway_log_bytes_ingested", "Log bytes ingested")
+        data.add_metric([], self.sup.bytes_ingested)
+        yield data
+
+
+class Metrics:
+    def __init__(self, sup: Supervisor) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "gateway_requests",
+            "HTTP requests by operation, principal, method and status",
+            ["operation", "principal", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gateway_request_duration_seconds",
+            "Time to response headers, by operation",
+            ["operation"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.approvals = Counter(
+            "gateway_approvals",
+            "Held requests by outcome",
+            ["operation", "outcome"],
+            registry=self.registry,
+        )
+        self.registry.register(_EngineCollector(sup))
+
+    def observe(
+        self, operation: str | None, principal: str | None, method: str, status: int, seconds: float
+    ) -> None:
+        op = operation or "none"
+        self.requests.labels(op, principal or "anonymous", method, str(status)).inc()
+        self.latency.labels(op).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def log_access(
+    *,
+    method: str,
+    path: str,
+    status: int,
+    seconds: float,
+    operation: str | None,
+    principal: str | None,
+    remote: str | None,
+) -> None:
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    access_log.info(
+        "%s %s %s",
+        method,
+        path,
+        status,
+        extra={
+            "fields": {
+                "method": method,
+                "path": path,
+                "status": status,
+                "durationMs": round(seconds * 1000, 3),
+                "remote": remote,
+                "operation": operation,
+                "principal": principal,
+            }
+        },
+    )

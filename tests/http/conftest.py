@@ -1,0 +1,73 @@
+"""Fixtures for the HTTP front: a real gateway on a free loopback port, in-process or as a
+subprocess (``gateway serve``), and clients that talk to it over real HTTP.
+
+Nothing is mocked: the supervisor, SQLite and sockets are the real ones. The only test knob is
+a manual wall clock for expiry rules (challenges, sessions, always-allow rules), so a test can
+step past 60 s or 7 days without sleeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+from gwtest import ManualClock, ServeProcess, launch_serve, token_of, wait_serving
+
+from gateway.http.serve import GatewayHandle, ServeOptions, run_gateway
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def serve_options(tmp_path: Path, clock: ManualClock) -> ServeOptions:
+    return ServeOptions(
+        state_dir=tmp_path / "state",
+        port=0,  # explicit port 0: the kernel picks a free one
+        clock=clock,
+        approval_timeout=10.0,
+        heartbeat=15.0,
+        probe_binaries=False,
+    )
+
+
+@pytest.fixture
+async def gateway(serve_options: ServeOptions, nursery: trio.Nursery) -> AsyncIterator[GatewayHandle]:
+    handle: GatewayHandle = await nursery.start(run_gateway, serve_options)
+    yield handle
+    handle.request_shutdown()
+
+
+@pytest.fixture
+async def api(gateway: GatewayHandle) -> AsyncIterator[httpx.AsyncClient]:
+    """An authenticated client (gateway token)."""
+    async with httpx.AsyncClient(
+        base_url=gateway.url,
+        headers={"X-Desktop-Gateway-Token": token_of(gateway)},
+        timeout=30,
+        trust_env=False,
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def anon(gateway: GatewayHandle) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30, trust_env=False) as client:
+        yield client
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path) -> Iterator[ServeProcess]:
+    """A running ``gateway serve`` on a kernel-chosen port (--port 0)."""
+    sp = launch_serve(tmp_path / "state", tmp_path / "serve.log", "--port", "0")
+    try:
+        wait_serving(sp)
+        yield sp
+    finally:
+        if sp.proc.poll() is None:
+            sp.stop()
