@@ -31,6 +31,13 @@ def _wait_for(predicate, timeout: float = 20.0, interval: float = 0.05):
     raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
 
 
+def _pgid(p: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(p.pid)
+    except ProcessLookupError:
+        return None
+
+
 def _find_sleep(pid: int, arg: str = "600") -> psutil.Process | None:
     for p in clis.process_tree(pid):
         try:
@@ -184,9 +191,11 @@ def test_claude_bash_runs_in_own_session_and_outlives_sigkill(
         assert os.getsid(shell.pid) == shell.pid != os.getsid(proc.pid)
         assert os.getpgid(sleeper.pid) == shell.pid != os.getpgid(proc.pid)
 
-        os.killpg(os.getpgid(proc.pid), signal.SIGKILL)  # claude's own group only
+        group = os.getpgid(proc.pid)
+        own_group = [p for p in tree if p.pid != proc.pid and _pgid(p) == group]
+        os.killpg(group, signal.SIGKILL)  # claude's own group only
         proc.wait(timeout=10)
-        time.sleep(0.3)
+        _wait_for(lambda: not clis.alive(own_group))
         assert sleeper in clis.alive(tree), "sleep died with claude's group; expected orphan"
 
         assert clis.kill_tree(tree) == []
@@ -348,9 +357,8 @@ def test_codex_sigterm_orphans_grandchildren(model_double, codex_env, codex_bin,
         out, _ = proc.communicate(timeout=15)
         assert proc.returncode == -signal.SIGTERM  # no handler: killed by the signal
         assert "turn.completed" not in out and "turn.failed" not in out
-        time.sleep(0.3)
         # The shell dies with codex (parent-death signal), its child sleep does not.
-        assert not clis.alive([shell])
+        _wait_for(lambda: not clis.alive([shell]))
         assert clis.alive([sleeper])
         assert clis.kill_tree(tree) == []
     finally:
