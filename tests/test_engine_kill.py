@@ -27,7 +27,8 @@ async def test_kill_reaches_setsid_descendants_and_leaves_no_zombie(sup: Supervi
 
     assert marked_pids(record.id) == set()
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in tree)
-    assert zombie_children() == []
+    # None of the tree lingers as a zombie (other tests' orphans may: this process is a subreaper).
+    assert tree.isdisjoint(zombie_children())
     assert receipt.survivors == []
     assert [s.signal for s in receipt.signals] == ["SIGTERM", "SIGKILL"]
     assert set(receipt.signals[0].pids) == tree
