@@ -22,6 +22,7 @@ from pathlib import Path
 import trio
 
 from gateway.supervisor import ProcessSpec, State, open_supervisor
+from gateway.supervisor.proctree import pdeathsig_prefix
 
 N_SPAWN = 200
 TREE = "sleep 600 & wait"
@@ -51,12 +52,34 @@ async def bench_spawn(state: Path, n: int) -> dict[str, float]:
         for stream in (p.stdout, p.stderr):
             if stream is not None:
                 await stream.aclose()
+    # The same raw loop through setpriv --pdeathsig: what the parent-death signal alone costs.
+    prefix = pdeathsig_prefix()
+    t0 = time.perf_counter()
+    raw = []
+    for _ in range(n):
+        raw.append(
+            await trio.lowlevel.open_process(
+                [*prefix, "sleep", "600"], start_new_session=True, stdout=-1, stderr=-1
+            )
+        )
+    setpriv_s = time.perf_counter() - t0
+    for p in raw:
+        p.kill()
+        await p.wait()
+        for stream in (p.stdout, p.stderr):
+            if stream is not None:
+                await stream.aclose()
     async with open_supervisor(state) as sup:
         t0 = time.perf_counter()
         records = [await sup.start(ProcessSpec(["sleep", "600"], stop_grace=1)) for _ in range(n)]
         ours_s = time.perf_counter() - t0
         assert all(r.state is State.RUNNING for r in records)
-    return {"raw_per_s": n / raw_s, "ours_per_s": n / ours_s, "ratio": raw_s / ours_s}
+    return {
+        "raw_per_s": n / raw_s,
+        "setpriv_per_s": n / setpriv_s,
+        "ours_per_s": n / ours_s,
+        "ratio": raw_s / ours_s,
+    }
 
 
 async def bench_kill(state: Path, n: int) -> dict[str, float]:
@@ -148,7 +171,8 @@ async def main(quick: bool) -> None:
         spawn = await bench_spawn(root / "spawn", n)
         print(
             f"spawn  {n} children: ours {spawn['ours_per_s']:.0f}/s, raw trio.open_process "
-            f"{spawn['raw_per_s']:.0f}/s -> {spawn['ratio']:.2f} of raw (target >= 0.8)"
+            f"{spawn['raw_per_s']:.0f}/s -> {spawn['ratio']:.2f} of raw (target >= 0.8); "
+            f"raw through setpriv --pdeathsig {spawn['setpriv_per_s']:.0f}/s"
         )
         kill = await bench_kill(root / "kill", n)
         print(

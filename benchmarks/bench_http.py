@@ -107,18 +107,30 @@ def read_response(sock, buf):
         rest += chunk
     return status, rest[length:]
 
-def worker():
+def connect():
     sock = socket.create_connection(("127.0.0.1", int(port)))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    buf, mine = b"", []
-    while time.perf_counter() < stop_at:
-        t0 = time.perf_counter()
-        sock.sendall(req)
-        status, buf = read_response(sock, buf)
-        mine.append(time.perf_counter() - t0)
-        if status != 200: errors[0] += 1
-    lat.extend(mine)
-    sock.close()
+    return sock
+
+def worker():
+    # A server may close a keep-alive connection after N requests (Hypercorn's default is
+    # 1,000): reconnect and go on, as a browser or the CLI would.
+    sock, buf, mine = connect(), b"", []
+    try:
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            try:
+                sock.sendall(req)
+                status, buf = read_response(sock, buf)
+            except (ConnectionError, OSError):
+                sock.close()
+                sock, buf = connect(), b""
+                continue
+            mine.append(time.perf_counter() - t0)
+            if status != 200: errors[0] += 1
+    finally:
+        lat.extend(mine)
+        sock.close()
 
 threads = [threading.Thread(target=worker) for _ in range(conns)]
 t0 = time.perf_counter()
