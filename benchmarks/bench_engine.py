@@ -37,38 +37,32 @@ def writer_script(total_mb: int) -> str:
     )
 
 
+async def raw_spawn_seconds(n: int, prefix: list[str]) -> float:
+    """Seconds for a plain loop of ``open_process`` to start ``n`` sleeps, then clean up.
+
+    The baseline captures stdout and stderr too: a supervised child's output always is.
+    """
+    t0 = time.perf_counter()
+    raw = [
+        await trio.lowlevel.open_process(
+            [*prefix, "sleep", "600"], start_new_session=True, stdout=-1, stderr=-1
+        )
+        for _ in range(n)
+    ]
+    seconds = time.perf_counter() - t0
+    for p in raw:
+        p.kill()
+        await p.wait()
+        for stream in (p.stdout, p.stderr):
+            if stream is not None:
+                await stream.aclose()
+    return seconds
+
+
 async def bench_spawn(state: Path, n: int) -> dict[str, float]:
-    # The baseline captures stdout and stderr too: a supervised child's output always is.
-    t0 = time.perf_counter()
-    raw = []
-    for _ in range(n):
-        raw.append(
-            await trio.lowlevel.open_process(["sleep", "600"], start_new_session=True, stdout=-1, stderr=-1)
-        )
-    raw_s = time.perf_counter() - t0
-    for p in raw:
-        p.kill()
-        await p.wait()
-        for stream in (p.stdout, p.stderr):
-            if stream is not None:
-                await stream.aclose()
+    raw_s = await raw_spawn_seconds(n, [])
     # The same raw loop through setpriv --pdeathsig: what the parent-death signal alone costs.
-    prefix = pdeathsig_prefix()
-    t0 = time.perf_counter()
-    raw = []
-    for _ in range(n):
-        raw.append(
-            await trio.lowlevel.open_process(
-                [*prefix, "sleep", "600"], start_new_session=True, stdout=-1, stderr=-1
-            )
-        )
-    setpriv_s = time.perf_counter() - t0
-    for p in raw:
-        p.kill()
-        await p.wait()
-        for stream in (p.stdout, p.stderr):
-            if stream is not None:
-                await stream.aclose()
+    setpriv_s = await raw_spawn_seconds(n, pdeathsig_prefix())
     async with open_supervisor(state) as sup:
         t0 = time.perf_counter()
         records = [await sup.start(ProcessSpec(["sleep", "600"], stop_grace=1)) for _ in range(n)]

@@ -92,11 +92,32 @@ def start_time(pid: int) -> float | None:
     A recorded pid only counts as the same process if this matches, so a reused pid is never
     signalled.
     """
+    fields = _stat_fields(pid)
+    try:
+        return float(fields[19]) if fields is not None else None
+    except (IndexError, ValueError):
+        return None
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), or None if gone.
+
+    The command name may hold spaces and parentheses, so the split starts after the last ')'.
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             raw = f.read()
-        return float(raw[raw.rfind(b")") + 2 :].split()[19])
-    except (OSError, IndexError, ValueError):
+    except OSError:
+        return None
+    return raw[raw.rfind(b")") + 2 :].split()
+
+
+def _info(pid: int, fields: list[bytes] | None) -> ProcInfo | None:
+    if fields is None:
+        return None
+    try:
+        return ProcInfo(pid=pid, ppid=int(fields[1]), pgid=int(fields[2]), status=fields[0].decode())
+    except (IndexError, ValueError):
         return None
 
 
@@ -131,21 +152,10 @@ class Snapshot:
     def __init__(self) -> None:
         self.procs: dict[int, ProcInfo] = {}
         for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{name}/stat", "rb") as f:
-                    raw = f.read()
-            except OSError:
-                continue
-            # comm may contain spaces and parentheses: split after the last ')'.
-            rest = raw[raw.rfind(b")") + 2 :].split()
-            try:
-                self.procs[int(name)] = ProcInfo(
-                    pid=int(name), ppid=int(rest[1]), pgid=int(rest[2]), status=rest[0].decode()
-                )
-            except (IndexError, ValueError):
-                continue
+            if name.isdigit():
+                info = read_stat(int(name))
+                if info is not None:
+                    self.procs[info.pid] = info
         self._children: dict[int, list[int]] | None = None
         self._groups: dict[int, list[int]] | None = None
         self._markers: dict[int, str | None] = {}
@@ -255,16 +265,7 @@ def signal_pids(pids: Iterable[int], sig: int, group: int | None = None) -> list
 
 def read_stat(pid: int) -> ProcInfo | None:
     """Parent, group and state of one process, or None once it is gone (and reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    rest = raw[raw.rfind(b")") + 2 :].split()
-    try:
-        return ProcInfo(pid=pid, ppid=int(rest[1]), pgid=int(rest[2]), status=rest[0].decode())
-    except (IndexError, ValueError):
-        return None
+    return _info(pid, _stat_fields(pid))
 
 
 def reap_adopted(known: set[int]) -> list[int]:
