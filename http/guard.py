@@ -69,6 +69,11 @@ async def before_request() -> Response | None:
         raise ApiError(401, "unauthorized", f"send {GATEWAY_HEADER} or {SESSION_HEADER}")
     g.principal = principal
     principal_var.set(principal)
+    if request.content_length or request.headers.get("Transfer-Encoding"):
+        # Read (and cache) an authenticated body up front, bounded by MAX_CONTENT_LENGTH:
+        # whatever the route answers, the connection is then at a message boundary and the
+        # next keep-alive request on it is never stalled behind unread bytes.
+        await request.get_data()
 
     if operation is None:  # unknown path or method: let routing answer 404/405
         return None
