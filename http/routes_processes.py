@@ -18,6 +18,7 @@ from quart_schema import document_querystring, document_response, validate_reque
 
 from gateway.http.context import GatewayContext, current_gateway
 from gateway.http.errors import ApiError
+from gateway.http.query import flag, int_arg, log_window
 from gateway.http.schemas import (
     ErrorResponse,
     LogQuery,
@@ -28,7 +29,7 @@ from gateway.http.schemas import (
     StartProcessIn,
     StreamQuery,
 )
-from gateway.http.streams import NDJSON, log_stream, status_stream
+from gateway.http.streams import log_stream, ndjson_response, status_stream
 from gateway.supervisor import ProcessRecord, ProcessSpec, RestartPolicy, State
 
 bp = Blueprint("processes", __name__, url_prefix="/api/gateway/processes")
@@ -41,37 +42,6 @@ def _record(process_id: str) -> ProcessRecord:
     if record is None:
         raise ApiError(404, "process_not_found", f"no process {process_id[:100]}")
     return record
-
-
-def _int_arg(name: str) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_query", f"{name}: must be a non-negative integer") from None
-    if value < 0:
-        raise ApiError(400, "invalid_query", f"{name}: must be a non-negative integer")
-    return value
-
-
-def _flag(name: str) -> bool:
-    raw = request.args.get(name, "0").lower()
-    if raw not in ("0", "1", "true", "false", ""):
-        raise ApiError(400, "invalid_query", f"{name}: must be 1 or 0")
-    return raw in ("1", "true")
-
-
-def _stream_response(body: Any) -> Response:
-    response = Response(body, mimetype=NDJSON)
-    response.timeout = None  # streams run as long as the client reads
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Accel-Buffering"] = "no"
-    # One stream per connection: Hypercorn does not close a finished keep-alive connection
-    # once shutdown began, so a drained stream would hold the graceful shutdown open.
-    response.headers["Connection"] = "close"
-    return response
 
 
 @bp.get("")
@@ -167,12 +137,12 @@ async def start_process(data: StartProcessIn) -> tuple[dict[str, Any], int]:
 async def stream_status() -> Response:
     """NDJSON ``status`` lines as records change; ``snapshot=1`` first sends every record."""
     gw = current_gateway()
-    since = _int_arg("since")
-    if _flag("snapshot"):
+    since = int_arg("since")
+    if flag("snapshot"):
         since = 0
     elif since is None:
         since = gw.sup.table.version
-    return _stream_response(status_stream(gw, since=since))
+    return ndjson_response(status_stream(gw, since=since))
 
 
 @bp.get("/<processId>")
@@ -187,14 +157,9 @@ async def process_logs(processId: str) -> Response:
     """NDJSON log: ``since``/``tail`` pick the start, ``limit`` caps, ``follow=1`` streams on."""
     gw = current_gateway()
     record = _record(processId)
-    since = _int_arg("since") or 0
-    tail = _int_arg("tail")
-    limit = _int_arg("limit")
-    follow = _flag("follow")
-    log = gw.sup.log(record.id)
-    if tail is not None:
-        since = max(since, log.last_seq - tail)
-    return _stream_response(log_stream(gw, record.id, since=since, limit=limit, follow=follow))
+    window = log_window(gw.sup.log(record.id))
+    stream = log_stream(gw, record.id, since=window.since, limit=window.limit, follow=window.follow)
+    return ndjson_response(stream)
 
 
 async def _stop(process_id: str, teardown: bool) -> dict[str, Any]:

@@ -10,8 +10,8 @@ becomes the contract's JSON error (400, 404, 409, 503).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing, contextmanager
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -20,6 +20,7 @@ from quart_schema import document_request, document_response, validate_request
 
 from gateway.http.context import GatewayContext, current_gateway
 from gateway.http.errors import ApiError, describe_validation
+from gateway.http.query import flag, log_window
 from gateway.http.schemas import ReceiptOut
 from gateway.http.schemas_symphony import (
     ChatHistoryOut,
@@ -42,7 +43,8 @@ from gateway.http.schemas_symphony import (
     TicketIn,
     UnreadOut,
 )
-from gateway.http.streams import NDJSON, dumps, end_line
+from gateway.http.streams import counted, dumps, end_line, log_chunks, ndjson_response
+from gateway.supervisor import ProcessRecord
 from gateway.supervisor.providers import ProviderRegistry
 from gateway.supervisor.symphony import (
     Symphony,
@@ -58,8 +60,6 @@ bp = Blueprint("symphony", __name__, url_prefix="/api/gateway/symphony")
 
 SERVICE_KEY = "symphony"
 SETTINGS_KEY = "symphony_settings"
-_HEARTBEAT = b'{"type":"heartbeat"}\n'
-_BATCH = 2000
 
 
 @bp.before_app_serving
@@ -87,9 +87,14 @@ def service() -> Symphony:
     return svc
 
 
-def _error(exc: SymphonyError) -> ApiError:
-    extra = {"binary": exc.binary} if isinstance(exc, Unavailable) else None
-    return ApiError(exc.status, exc.code, exc.message, extra=extra)
+@contextmanager
+def _symphony_errors() -> Iterator[None]:
+    """Answer a ``SymphonyError`` from the service as the contract's JSON error."""
+    try:
+        yield
+    except SymphonyError as exc:
+        extra = {"binary": exc.binary} if isinstance(exc, Unavailable) else None
+        raise ApiError(exc.status, exc.code, exc.message, extra=extra) from None
 
 
 def _required(value: str | None, name: str) -> str:
@@ -118,37 +123,6 @@ def _query_str(name: str) -> str | None:
     return raw
 
 
-def _int_arg(name: str) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_query", f"{name}: must be a non-negative integer") from None
-    if value < 0:
-        raise ApiError(400, "invalid_query", f"{name}: must be a non-negative integer")
-    return value
-
-
-def _flag(name: str, default: str = "0") -> bool:
-    raw = request.args.get(name, default).lower()
-    if raw not in ("0", "1", "true", "false", ""):
-        raise ApiError(400, "invalid_query", f"{name}: must be 1 or 0")
-    return raw in ("1", "true")
-
-
-def _ndjson(body: AsyncIterator[bytes]) -> Response:
-    response = Response(body, mimetype=NDJSON)
-    response.timeout = None
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Accel-Buffering"] = "no"
-    # As the process routes do: Hypercorn keeps a finished keep-alive connection open once
-    # shutdown began, so a drained stream would hold the graceful shutdown open.
-    response.headers["Connection"] = "close"
-    return response
-
-
 # ---- runs and loops -------------------------------------------------------------------------
 
 
@@ -159,11 +133,9 @@ async def launch(data: RunIn) -> tuple[dict[str, Any], int]:
     """Create or reuse the ticket's worktree and start one agent run (kind ``symphony``)."""
     args = data.run_args()
     svc = service()
-    try:
+    with _symphony_errors():
         record = await svc.launch(**args)
         ticket = await svc.ticket(args["ticket_id"])
-    except SymphonyError as exc:
-        raise _error(exc) from None
     return {"process": record.to_json(), "ticket": ticket.to_json()}, 201
 
 
@@ -174,11 +146,9 @@ async def loop(data: LoopIn) -> tuple[dict[str, Any], int]:
     """Start a loop job: agent run, judges, feedback, until all pass or ``maxIterations``."""
     args = data.run_args()
     svc = service()
-    try:
+    with _symphony_errors():
         record = await svc.loop(judges=data.judge_dicts(), max_iterations=data.max_iterations, **args)
         ticket = await svc.ticket(args["ticket_id"])
-    except SymphonyError as exc:
-        raise _error(exc) from None
     return {"process": record.to_json(), "ticket": ticket.to_json()}, 201
 
 
@@ -187,10 +157,8 @@ async def loop(data: LoopIn) -> tuple[dict[str, Any], int]:
 @document_response(ReceiptOut)
 async def loop_kill(data: TicketIn) -> dict[str, Any]:
     """Stop the ticket's loop (the current agent or judge tree included); the kill receipt."""
-    try:
+    with _symphony_errors():
         receipt = await service().kill_loop(data.ticket_id)
-    except SymphonyError as exc:
-        raise _error(exc) from None
     return receipt.to_json()
 
 
@@ -205,12 +173,10 @@ async def kill(data: KillIn) -> dict[str, Any]:
     removes a worktree.
     """
     svc = service()
-    try:
+    with _symphony_errors():
         if data.remove_worktree:
             return await svc.teardown(data.ticket_id, remove_worktree=True)
         receipt = await svc.kill(data.ticket_id)
-    except SymphonyError as exc:
-        raise _error(exc) from None
     return receipt.to_json()
 
 
@@ -224,7 +190,7 @@ async def plan_loop(action: str, data: PlanLoopIn) -> tuple[dict[str, Any], int]
     looks requests up by rule.
     """
     svc = service()
-    try:
+    with _symphony_errors():
         if action == "start":
             run = RunIn(
                 ticketId=data.ticket_id,
@@ -243,8 +209,6 @@ async def plan_loop(action: str, data: PlanLoopIn) -> tuple[dict[str, Any], int]
             return await svc.plan_approve(data.ticket_id, launch=data.launch)
         if action == "kill":
             return (await svc.plan_kill(data.ticket_id)).to_json()
-    except SymphonyError as exc:
-        raise _error(exc) from None
     raise ApiError(404, "not_found", f"plan-loop/{action[:50]}: use start, feedback, approve or kill")
 
 
@@ -258,89 +222,47 @@ async def status() -> dict[str, Any]:
 
 @bp.get("/status/<ticketId>")
 async def ticket_status(ticketId: str) -> dict[str, Any]:
-    try:
+    with _symphony_errors():
         return await service().ticket_status(ticketId)
-    except SymphonyError as exc:
-        raise _error(exc) from None
 
 
 @bp.get("/plan/<ticketId>")
 async def plan(ticketId: str) -> dict[str, Any]:
-    try:
+    with _symphony_errors():
         return await service().plan(ticketId)
-    except SymphonyError as exc:
-        raise _error(exc) from None
 
 
 @bp.get("/judges/<ticketId>")
 @document_response(JudgesOut)
 async def judges(ticketId: str) -> dict[str, Any]:
-    try:
+    with _symphony_errors():
         return await service().judges(ticketId, request.args.get("jobId") or None)
-    except SymphonyError as exc:
-        raise _error(exc) from None
 
 
 @bp.get("/logs/<ticketId>")
 async def logs(ticketId: str) -> Response:
     """NDJSON log of the ticket's latest run or loop (or ``processId``), parsed events included."""
     gw = current_gateway()
-    try:
+    with _symphony_errors():
         record = service().log_target(ticketId, request.args.get("processId") or None)
-    except SymphonyError as exc:
-        raise _error(exc) from None
-    since = _int_arg("since") or 0
-    tail = _int_arg("tail")
-    limit = _int_arg("limit")
-    follow = _flag("follow")
-    log = gw.sup.log(record.id)
-    if tail is not None:
-        since = max(since, log.last_seq - tail)
-    return _ndjson(_counted(gw, _log_chunks(gw, record.id, since, limit, follow)))
+    window = log_window(gw.sup.log(record.id))
+    return ndjson_response(counted(gw, _symphony_log(gw, record, window.since, window.limit, window.follow)))
 
 
-async def _counted(gw: GatewayContext, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    gw.open_streams += 1
-    try:
-        async with aclosing(chunks) as inner:  # type: ignore[type-var]
-            async for chunk in inner:
-                yield chunk
-    finally:
-        gw.open_streams -= 1
-
-
-async def _log_chunks(
-    gw: GatewayContext, record_id: str, since: int, remaining: int | None, follow: bool
+def _symphony_log(
+    gw: GatewayContext, record: ProcessRecord, since: int, limit: int | None, follow: bool
 ) -> AsyncIterator[bytes]:
     """Like the process log stream, plus ``event`` per line and ``status`` lines on changes."""
-    log = gw.sup.log(record_id)
-    record = gw.sup.table.get(record_id)
-    assert record is not None
-    state = record.state
-    while True:
-        changed = log.changed
-        batch = _BATCH if remaining is None else min(_BATCH, remaining)
-        lines = log.read(since, batch) if batch > 0 else []
-        if lines:
-            since = lines[-1].seq
-            if remaining is not None:
-                remaining -= len(lines)
-            yield b"".join(dumps(log_line_json(record, line)) for line in lines)
-            continue
-        if record.state is not state:
-            state = record.state
-            yield dumps({"type": "status", "process": record.to_json()})
-        if log.ended:
-            yield end_line(gw.sup.table.get(record_id))
-            return
-        if not follow or remaining == 0:
-            return
-        woke = await gw.wait(changed, gw.heartbeat)
-        if woke == "shutdown":
-            yield end_line(gw.sup.table.get(record_id))
-            return
-        if woke == "timeout":
-            yield _HEARTBEAT
+    return log_chunks(
+        gw,
+        record.id,
+        since,
+        limit,
+        follow,
+        encode=lambda lines: b"".join(dumps(log_line_json(record, line)) for line in lines),
+        status_lines=True,
+        end_after_limit=True,
+    )
 
 
 # ---- sessions and chat ----------------------------------------------------------------------
@@ -357,13 +279,11 @@ async def sessions() -> dict[str, Any]:
 async def create_session(data: SessionIn) -> tuple[dict[str, Any], int]:
     """Open (or return) the ticket's session; ``markRead: true`` clears its unread count."""
     svc = service()
-    try:
+    with _symphony_errors():
         session = await svc.create_session(data.ticket_id, data.provider, data.title)
         if data.mark_read:
             await svc.mark_read(data.ticket_id)
             session["unreadCount"] = 0
-    except SymphonyError as exc:
-        raise _error(exc) from None
     return {"session": session}, 201
 
 
@@ -377,10 +297,8 @@ async def delete_sessions() -> dict[str, Any]:
     data = await _optional_body(SessionDeleteIn)
     session_id = data.session_id or request.args.get("sessionId") or None
     ticket_id = data.ticket_id or request.args.get("ticketId") or None
-    try:
+    with _symphony_errors():
         return await service().delete_sessions(session_id=session_id, ticket_id=ticket_id)
-    except SymphonyError as exc:
-        raise _error(exc) from None
 
 
 @bp.get("/sessions/unread-count")
@@ -395,13 +313,11 @@ async def chat(ticketId: str, data: ChatIn) -> Response:
     """Send a message into the ticket's session (resumed); the reply streams as NDJSON."""
     gw = current_gateway()
     svc = service()
-    try:
+    with _symphony_errors():
         record = await svc.chat(ticketId, data.message, data.provider, data.model)
-    except SymphonyError as exc:
-        raise _error(exc) from None
 
     async def body() -> AsyncIterator[bytes]:
-        async with aclosing(_log_chunks(gw, record.id, 0, None, True)) as chunks:
+        async with aclosing(_symphony_log(gw, record, 0, None, True)) as chunks:
             async for chunk in chunks:
                 if chunk.startswith(b'{"type":"end"'):
                     # The reply is stored once the turn ended: answer ``end`` after that.
@@ -409,36 +325,30 @@ async def chat(ticketId: str, data: ChatIn) -> Response:
                     chunk = end_line(gw.sup.table.get(record.id))
                 yield chunk
 
-    return _ndjson(_counted(gw, body()))
+    return ndjson_response(counted(gw, body()))
 
 
 @bp.get("/chat-history/<ticketId>")
 @document_response(ChatHistoryOut)
 async def chat_history(ticketId: str) -> dict[str, Any]:
     """The ticket's chat; reading it marks its sessions read (``markRead=0`` to peek)."""
-    try:
-        return await service().chat_history(ticketId, mark_read=_flag("markRead", "1"))
-    except SymphonyError as exc:
-        raise _error(exc) from None
+    with _symphony_errors():
+        return await service().chat_history(ticketId, mark_read=flag("markRead", "1"))
 
 
 @bp.post("/chat-history/<ticketId>")
 @validate_request(ChatMessageIn)
 async def add_chat_history(ticketId: str, data: ChatMessageIn) -> tuple[dict[str, Any], int]:
     """Append one message (e.g. a note the UI shows in the conversation)."""
-    try:
+    with _symphony_errors():
         message = await service().add_chat_history(ticketId, data.role, data.content)
-    except SymphonyError as exc:
-        raise _error(exc) from None
     return {"message": message}, 201
 
 
 @bp.delete("/chat-history/<ticketId>")
 async def clear_chat_history(ticketId: str) -> dict[str, Any]:
-    try:
+    with _symphony_errors():
         return await service().clear_chat_history(ticketId)
-    except SymphonyError as exc:
-        raise _error(exc) from None
 
 
 @bp.get("/comment-chat/<commentId>")
@@ -452,12 +362,10 @@ async def comment_thread(commentId: str) -> dict[str, Any]:
 @document_response(CommentThreadOut)
 async def comment_chat(commentId: str, data: CommentChatIn) -> dict[str, Any]:
     """One turn on a review comment's thread (read-only agent, resumed per thread)."""
-    try:
+    with _symphony_errors():
         return await service().comment_chat(
             commentId, data.ticket_id, data.message, data.provider, data.context, data.model
         )
-    except SymphonyError as exc:
-        raise _error(exc) from None
 
 
 @bp.patch("/comment-chat/<commentId>")
@@ -465,25 +373,19 @@ async def comment_chat(commentId: str, data: CommentChatIn) -> dict[str, Any]:
 @document_response(CommentThreadOut)
 async def update_comment_thread(commentId: str, data: CommentPatchIn) -> dict[str, Any]:
     """Resolve or reopen the thread, and/or edit one message (``messageId`` + ``content``)."""
-    try:
+    with _symphony_errors():
         return await service().update_comment_thread(commentId, data.resolved, data.message_id, data.content)
-    except SymphonyError as exc:
-        raise _error(exc) from None
 
 
 @bp.delete("/comment-chat/<commentId>")
 async def delete_comment_thread(commentId: str) -> dict[str, Any]:
-    try:
+    with _symphony_errors():
         return await service().delete_comment_thread(commentId)
-    except SymphonyError as exc:
-        raise _error(exc) from None
 
 
 @bp.get("/commit-message/<ticketId>")
 @document_response(CommitMessageOut)
 async def commit_message(ticketId: str) -> dict[str, Any]:
     """Draft a commit message from the worktree's diff (``provider``, ``model`` query args)."""
-    try:
+    with _symphony_errors():
         return await service().commit_message(ticketId, _query_str("provider"), _query_str("model"))
-    except SymphonyError as exc:
-        raise _error(exc) from None

@@ -10,9 +10,11 @@ a stream waits on (new data | heartbeat timeout | gateway shutdown); shutdown en
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
+
+from quart import Response
 
 from gateway.http.context import GatewayContext
 from gateway.supervisor import LogLine, ProcessLog, ProcessRecord, iso
@@ -46,7 +48,30 @@ def end_line(record: ProcessRecord | None) -> bytes:
     return dumps({"type": "end", "process": record.to_json() if record else None})
 
 
-async def log_stream(
+def ndjson_response(body: AsyncIterator[bytes]) -> Response:
+    """A streamed NDJSON answer that no proxy buffers and no timeout cuts short."""
+    response = Response(body, mimetype=NDJSON)
+    response.timeout = None  # streams run as long as the client reads
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Accel-Buffering"] = "no"
+    # One stream per connection: Hypercorn does not close a finished keep-alive connection
+    # once shutdown began, so a drained stream would hold the graceful shutdown open.
+    response.headers["Connection"] = "close"
+    return response
+
+
+async def counted(gw: GatewayContext, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks``, counted in ``gw.open_streams`` while alive (a disconnect closes it at once)."""
+    gw.open_streams += 1
+    try:
+        async with aclosing(chunks) as inner:  # type: ignore[type-var]
+            async for chunk in inner:
+                yield chunk
+    finally:
+        gw.open_streams -= 1
+
+
+def log_stream(
     gw: GatewayContext,
     record_id: str,
     *,
@@ -60,25 +85,32 @@ async def log_stream(
     has ended. With ``follow`` it ends with the ``end`` line when the process has ended and
     every line was sent, or when the gateway shuts down.
     """
-    log = gw.sup.log(record_id)
-    remaining = limit
-    gw.open_streams += 1
-    try:
-        async with aclosing(_log_chunks(gw, log, record_id, since, remaining, follow)) as chunks:
-            async for chunk in chunks:
-                yield chunk
-    finally:
-        gw.open_streams -= 1
+    chunks = log_chunks(
+        gw, record_id, since, limit, follow, encode=lambda lines: encode_lines(lines, record_id)
+    )
+    return counted(gw, chunks)
 
 
-async def _log_chunks(
+async def log_chunks(
     gw: GatewayContext,
-    log: ProcessLog,
     record_id: str,
     since: int,
     remaining: int | None,
     follow: bool,
+    *,
+    encode: Callable[[list[LogLine]], bytes],
+    status_lines: bool = False,
+    end_after_limit: bool = False,
 ) -> AsyncIterator[bytes]:
+    """The log loop behind every NDJSON log: batches of ``encode``d lines, heartbeats, ``end``.
+
+    ``status_lines`` adds a ``status`` line whenever the record's state changes (Symphony logs);
+    ``end_after_limit`` still ends a used-up ``limit`` with the ``end`` line if the process ended.
+    """
+    log: ProcessLog = gw.sup.log(record_id)
+    record = gw.sup.table.get(record_id)
+    assert record is not None or not status_lines
+    state = record.state if record is not None else None
     while True:
         changed = log.changed  # before reading: a change after the read still wakes us
         batch = _BATCH if remaining is None else min(_BATCH, remaining)
@@ -87,10 +119,13 @@ async def _log_chunks(
             since = lines[-1].seq
             if remaining is not None:
                 remaining -= len(lines)
-            yield encode_lines(lines, record_id)
+            yield encode(lines)
             continue
-        if remaining == 0 and not follow:
+        if remaining == 0 and not follow and not end_after_limit:
             return
+        if status_lines and record is not None and record.state is not state:
+            state = record.state
+            yield dumps({"type": "status", "process": record.to_json()})
         if log.ended:
             yield end_line(gw.sup.table.get(record_id))
             return
@@ -104,15 +139,9 @@ async def _log_chunks(
             yield _HEARTBEAT
 
 
-async def status_stream(gw: GatewayContext, *, since: int) -> AsyncIterator[bytes]:
+def status_stream(gw: GatewayContext, *, since: int) -> AsyncIterator[bytes]:
     """``status`` lines for records changed after table version ``since``; ends on shutdown."""
-    gw.open_streams += 1
-    try:
-        async with aclosing(_status_chunks(gw, since)) as chunks:
-            async for chunk in chunks:
-                yield chunk
-    finally:
-        gw.open_streams -= 1
+    return counted(gw, _status_chunks(gw, since))
 
 
 async def _status_chunks(gw: GatewayContext, since: int) -> AsyncIterator[bytes]:
@@ -125,8 +154,7 @@ async def _status_chunks(gw: GatewayContext, since: int) -> AsyncIterator[bytes]
             seen = table.version
             if batch:
                 yield b"".join(
-                    dumps({"type": "status", "version": r.version, "process": r.to_json()})
-                    for r in batch
+                    dumps({"type": "status", "version": r.version, "process": r.to_json()}) for r in batch
                 )
             continue
         woke = await gw.wait(changed, gw.heartbeat)

@@ -32,7 +32,7 @@ import trio
 
 from .engine import KillReceipt, Supervisor
 from .logs import LogLine
-from .providers import ProviderRegistry, parse_event
+from .providers import parse_event
 from .spec import ACTIVE_STATES, ProcessRecord, StopReason, iso
 from .symphony_chat import SymphonyChat
 from .symphony_loops import SymphonyLoops
@@ -51,7 +51,7 @@ from .symphony_model import (
 )
 from .symphony_plans import SymphonyPlans
 from .symphony_settings import Limits, SymphonySettings, load_limits, save_limits
-from .worktrees import Git, GitError
+from .worktrees import GitError
 
 #: Set on the record a ``kill`` with ``removeWorktree`` tears down; the teardown hook acts on
 #: it only, so a plain teardown (e.g. ``POST /processes/:id/teardown``) keeps the worktree.
@@ -61,18 +61,10 @@ REMOVE_WORKTREE = "removeWorktree"
 class Symphony(SymphonyLoops, SymphonyPlans, SymphonyChat):
     """The Symphony domain service. Create with ``open_symphony`` (it owns a nursery)."""
 
-    def __init__(
-        self,
-        sup: Supervisor,
-        nursery: trio.Nursery,
-        *,
-        registry: ProviderRegistry | None = None,
-        settings: SymphonySettings | None = None,
-        git: Git | None = None,
-    ) -> None:
-        super().__init__(sup, nursery, registry=registry, settings=settings, git=git)
+    def _register_hooks(self) -> None:
+        super()._register_hooks()
         for kind in SYMPHONY_KINDS:
-            sup.register_teardown(kind, self._teardown_worktree)
+            self.sup.register_teardown(kind, self._teardown_worktree)
 
     # ---- status -------------------------------------------------------------------------
 

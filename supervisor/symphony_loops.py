@@ -16,7 +16,7 @@ from typing import Any
 from .engine import Job
 from .providers import Provider, RunOptions, parse_verdict
 from .spec import ProcessRecord, ProcessSpec, State
-from .symphony_model import BadRequest, JudgeSpec, Ticket, Verdict, outcome, require_text, short_argv
+from .symphony_model import BadRequest, JudgeSpec, Ticket, Verdict, outcome, short_argv
 from .symphony_runs import SymphonyRuns
 from .symphony_settings import Limits
 
@@ -40,10 +40,7 @@ class SymphonyLoops(SymphonyRuns):
         limits: Mapping[str, Any] | None = None,
     ) -> ProcessRecord:
         """Start a loop job (kind ``symphony_loop``); returns its record once it runs."""
-        self._validate_ids(ticket_id, repo_id)
-        require_text(prompt, "prompt")
-        prov = self.provider(provider)
-        lim = self.settings.limits(limits)
+        prov, lim = self._checked(ticket_id, repo_id, prompt, provider, limits)
         if isinstance(max_iterations, bool) or not isinstance(max_iterations, int):
             raise BadRequest("maxIterations: must be an integer")
         if not 1 <= max_iterations <= self.settings.max_iterations:
@@ -58,29 +55,19 @@ class SymphonyLoops(SymphonyRuns):
         for j in specs:
             if j.provider:
                 self.executable(self.registry.get(j.provider))
-        worktree = str(self.worktrees.path_for(repo_id, ticket_id))
-        with self._reserve(ticket_id, worktree, "a loop"):
-            ticket = await self._prepare(ticket_id, repo_id, base_ref, prov)
+        async with self._prepared(ticket_id, repo_id, base_ref, prov, "a loop") as ticket:
 
             async def body(job: Job) -> None:
                 await self._loop_body(job, ticket, prov, exe, prompt, specs, max_iterations, model, lim)
 
-            job = await self.sup.start_job(
+            job = await self._start_agent_job(
                 "symphony_loop",
                 body,
-                ticket_id=ticket_id,
-                labels={
-                    "provider": prov.name,
-                    "repoId": repo_id,
-                    "worktree": worktree,
-                    "maxIterations": str(max_iterations),
-                    "judges": ",".join(names),
-                },
-                description=["symphony_loop", ticket_id, f"maxIterations={max_iterations}", *names],
+                ticket,
+                prov,
+                labels={"maxIterations": str(max_iterations), "judges": ",".join(names)},
+                description=[f"maxIterations={max_iterations}", *names],
             )
-            job.record.event_parser = prov.name
-            job.record.cwd = worktree
-            self.sup.table.touch(job.record)
         return job.record
 
     async def _loop_body(

@@ -50,14 +50,9 @@ class SymphonyPlans(SymphonyRuns):
         limits: Mapping[str, Any] | None = None,
     ) -> ProcessRecord:
         """Start a plan loop job on the ticket's worktree; returns its record once it runs."""
-        self._validate_ids(ticket_id, repo_id)
-        require_text(prompt, "prompt")
-        prov = self.provider(provider)
-        lim = self.settings.limits(limits)
+        prov, lim = self._checked(ticket_id, repo_id, prompt, provider, limits)
         exe = self.executable(prov)
-        worktree = str(self.worktrees.path_for(repo_id, ticket_id))
-        with self._reserve(ticket_id, worktree, "a plan loop"):
-            ticket = await self._prepare(ticket_id, repo_id, base_ref, prov)
+        async with self._prepared(ticket_id, repo_id, base_ref, prov, "a plan loop") as ticket:
             # The state must exist before the body runs: start_job runs it at once.
             state = PlanState(job_id="")
             self._plans[ticket_id] = state
@@ -69,17 +64,8 @@ class SymphonyPlans(SymphonyRuns):
                     if self._plans.get(ticket_id) is state:
                         del self._plans[ticket_id]
 
-            job = await self.sup.start_job(
-                "plan_loop",
-                body,
-                ticket_id=ticket_id,
-                labels={"provider": prov.name, "repoId": repo_id, "worktree": worktree},
-                description=["plan_loop", ticket_id],
-            )
+            job = await self._start_agent_job("plan_loop", body, ticket, prov)
             state.job_id = job.id
-            job.record.event_parser = prov.name
-            job.record.cwd = worktree
-            self.sup.table.touch(job.record)
         return job.record
 
     async def _plan_body(

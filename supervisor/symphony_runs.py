@@ -9,8 +9,8 @@ plans and chat (the sibling modules) run it inside jobs or as chat turns.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,13 @@ class SymphonyRuns:
         self._post_done: dict[str, trio.Event] = {}
         self._watchers: set[trio.CancelScope] = set()
         self._closed = False
+        self._register_hooks()
+
+    def _register_hooks(self) -> None:
+        """Where the assembled service registers its engine hooks, once its state exists.
+
+        A hook, not an ``__init__`` override, so the constructor signature lives only here.
+        """
 
     def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Run a watcher in the service's nursery; ``close`` cancels every one still running."""
@@ -178,22 +185,41 @@ class SymphonyRuns:
         target = active[-1] if active else recs[-1]
         return await self.sup.kill(target.id, StopReason.KILL)
 
-    async def _prepare(
-        self, ticket_id: str, repo_id: str, base_ref: str | None, provider: Provider
-    ) -> Ticket:
-        """Create or reuse the worktree and remember the ticket (call under ``_reserve``)."""
-        repo = await self.repo_path(repo_id)
-        try:
-            wt = await self.worktrees.ensure(repo, repo_id, ticket_id, base_ref)
-        except LookupError as exc:
-            raise NotFound(str(exc)) from None
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
-        except GitError as exc:
-            raise SymphonyError(str(exc)) from None
-        ticket = Ticket(ticket_id, repo_id, wt.path, wt.branch, wt.base_ref or None, provider.name)
-        await self.db.save_ticket(ticket)
-        return ticket
+    def _checked(
+        self,
+        ticket_id: str,
+        repo_id: str,
+        prompt: str,
+        provider: str | None,
+        limits: Mapping[str, Any] | None,
+    ) -> tuple[Provider, Limits]:
+        """The checks every agent activity makes first, so their 400s come in the same order."""
+        self._validate_ids(ticket_id, repo_id)
+        require_text(prompt, "prompt")
+        return self.provider(provider), self.settings.limits(limits)
+
+    @asynccontextmanager
+    async def _prepared(
+        self, ticket_id: str, repo_id: str, base_ref: str | None, provider: Provider, what: str
+    ) -> AsyncIterator[Ticket]:
+        """Take the worktree lock, create or reuse the worktree and remember the ticket.
+
+        The body starts ``what`` while the lock is held, so nothing else can start in between.
+        """
+        worktree = str(self.worktrees.path_for(repo_id, ticket_id))
+        with self._reserve(ticket_id, worktree, what):
+            repo = await self.repo_path(repo_id)
+            try:
+                wt = await self.worktrees.ensure(repo, repo_id, ticket_id, base_ref)
+            except LookupError as exc:
+                raise NotFound(str(exc)) from None
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from None
+            except GitError as exc:
+                raise SymphonyError(str(exc)) from None
+            ticket = Ticket(ticket_id, repo_id, wt.path, wt.branch, wt.base_ref or None, provider.name)
+            await self.db.save_ticket(ticket)
+            yield ticket
 
     def _validate_ids(self, ticket_id: Any, repo_id: Any) -> None:
         for value, name in ((ticket_id, "ticketId"), (repo_id, "repoId")):
@@ -313,14 +339,9 @@ class SymphonyRuns:
         limits: Mapping[str, Any] | None = None,
     ) -> ProcessRecord:
         """Create or reuse the worktree and start one agent run (kind ``symphony``)."""
-        self._validate_ids(ticket_id, repo_id)
-        require_text(prompt, "prompt")
-        prov = self.provider(provider)
-        lim = self.settings.limits(limits)
+        prov, lim = self._checked(ticket_id, repo_id, prompt, provider, limits)
         exe = self.executable(prov)
-        worktree = str(self.worktrees.path_for(repo_id, ticket_id))
-        with self._reserve(ticket_id, worktree, "a run"):
-            ticket = await self._prepare(ticket_id, repo_id, base_ref, prov)
+        async with self._prepared(ticket_id, repo_id, base_ref, prov, "a run") as ticket:
             argv = prov.run_argv(exe, prompt, self._opts(prov, model))
             spec = self._agent_spec(prov, argv, ticket, lim, labels={"mode": "run"})
             record = await self.sup.start(spec)
@@ -329,6 +350,37 @@ class SymphonyRuns:
         return record
 
     # ---- agent children inside jobs (loops, plans) --------------------------------------
+
+    async def _start_agent_job(
+        self,
+        kind: str,
+        body: Callable[[Job], Awaitable[None]],
+        ticket: Ticket,
+        provider: Provider,
+        labels: Mapping[str, str] | None = None,
+        description: Sequence[str] = (),
+    ) -> Job:
+        """Start a job (loop, plan loop) on the ticket's worktree whose log parses as ``provider``.
+
+        Call under ``_prepared``: the started record then holds the worktree lock.
+        """
+        worktree = str(self.worktrees.path_for(ticket.repo_id, ticket.ticket_id))
+        job = await self.sup.start_job(
+            kind,
+            body,
+            ticket_id=ticket.ticket_id,
+            labels={
+                "provider": provider.name,
+                "repoId": ticket.repo_id,
+                "worktree": worktree,
+                **(labels or {}),
+            },
+            description=[kind, ticket.ticket_id, *description],
+        )
+        job.record.event_parser = provider.name
+        job.record.cwd = worktree
+        self.sup.table.touch(job.record)
+        return job
 
     async def _run_child(self, job: Job, spec: ProcessSpec) -> ProcessRecord:
         """``Job.run`` that also copies the child's lines into the job's log as they come."""

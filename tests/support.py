@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import httpx
 import psutil
 import trio
 
 from gateway.supervisor import SupervisorConfig
 from gateway.supervisor.proctree import MARKER_VAR
+
+if TYPE_CHECKING:
+    from gateway.http.serve import GatewayHandle
 
 
 def marked_pids(record_id: str) -> set[int]:
@@ -49,3 +54,12 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what:
 
 def config(state_dir: Path, **kw: object) -> SupervisorConfig:
     return SupervisorConfig(state_dir, **kw)  # type: ignore[arg-type]
+
+
+def gateway_client(handle: GatewayHandle, *, timeout: float, authenticated: bool = True) -> httpx.AsyncClient:
+    """A real-HTTP client of a test gateway (with its gateway token unless not ``authenticated``).
+
+    ``trust_env=False`` so a proxy set in the environment never sits between test and gateway.
+    """
+    headers = {"X-Desktop-Gateway-Token": handle.context.auth.gateway_token} if authenticated else None
+    return httpx.AsyncClient(base_url=handle.url, headers=headers, timeout=timeout, trust_env=False)

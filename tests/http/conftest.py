@@ -14,9 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from gwtest import ManualClock, ServeProcess, launch_serve, token_of, wait_serving
+from gwtest import ManualClock, ServeProcess, launch_serve, wait_serving
 
 from gateway.http.serve import GatewayHandle, ServeOptions, run_gateway
+
+from support import gateway_client
 
 
 @pytest.fixture
@@ -46,18 +48,13 @@ async def gateway(serve_options: ServeOptions, nursery: trio.Nursery) -> AsyncIt
 @pytest.fixture
 async def api(gateway: GatewayHandle) -> AsyncIterator[httpx.AsyncClient]:
     """An authenticated client (gateway token)."""
-    async with httpx.AsyncClient(
-        base_url=gateway.url,
-        headers={"X-Desktop-Gateway-Token": token_of(gateway)},
-        timeout=30,
-        trust_env=False,
-    ) as client:
+    async with gateway_client(gateway, timeout=30) as client:
         yield client
 
 
 @pytest.fixture
 async def anon(gateway: GatewayHandle) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=gateway.url, timeout=30, trust_env=False) as client:
+    async with gateway_client(gateway, timeout=30, authenticated=False) as client:
         yield client
 
 

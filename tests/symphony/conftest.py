@@ -19,6 +19,7 @@ from gateway.supervisor.providers import ClaudeProvider, CodexProvider, Provider
 from gateway.supervisor.symphony import Symphony, open_symphony
 
 from agents.model_double import ModelDouble
+from support import gateway_client
 
 
 @pytest.fixture
@@ -79,10 +80,5 @@ async def gw(
 
 @pytest.fixture
 async def api(gw: GatewayHandle) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=gw.url,
-        headers={"X-Desktop-Gateway-Token": gw.context.auth.gateway_token},
-        timeout=60,
-        trust_env=False,
-    ) as client:
+    async with gateway_client(gw, timeout=60) as client:
         yield client
