@@ -38,6 +38,12 @@ async def before_request() -> Response | None:
     gw = current_gateway()
     g.t0 = time.perf_counter()
     g.principal = None
+    if request.content_length or request.headers.get("Transfer-Encoding"):
+        # Read (and cache) every body first, bounded by MAX_CONTENT_LENGTH (413 beyond it).
+        # An answer sent over an unread body leaves the keep-alive connection mid-message:
+        # Hypercorn then ignores the client's next request on it and the client times out.
+        # Reading costs nothing on this loopback-only server and makes every answer safe.
+        await request.get_data()
     rule = request.url_rule.rule if request.url_rule is not None else None
     operation = operation_for(rule, request.method)
     g.operation = operation
@@ -69,11 +75,6 @@ async def before_request() -> Response | None:
         raise ApiError(401, "unauthorized", f"send {GATEWAY_HEADER} or {SESSION_HEADER}")
     g.principal = principal
     principal_var.set(principal)
-    if request.content_length or request.headers.get("Transfer-Encoding"):
-        # Read (and cache) an authenticated body up front, bounded by MAX_CONTENT_LENGTH:
-        # whatever the route answers, the connection is then at a message boundary and the
-        # next keep-alive request on it is never stalled behind unread bytes.
-        await request.get_data()
 
     if operation is None:  # unknown path or method: let routing answer 404/405
         return None
