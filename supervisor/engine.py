@@ -450,6 +450,14 @@ class Supervisor:
                 log.reopen()
         finally:
             with trio.CancelScope(shield=True):
+                if child.popen is not None and child.popen.poll() is None:
+                    # Cancelled from outside (a crashed sibling task cancelled the
+                    # supervisor's nursery): never leave the tree running behind the record.
+                    child.stop_reason = child.stop_reason or StopReason.SHUTDOWN
+                    with trio.move_on_after(spec.stop_grace + _KILL_HARD_LIMIT + 1):
+                        async with trio.open_nursery() as nursery:
+                            nursery.start_soon(self._wait_exit, child)
+                            child.receipt = await self._kill_tree(child, began=trio.current_time())
                 if record.state in (State.STARTING, State.RUNNING, State.STOPPING):
                     record.state = State.KILLED
                     record.stop_reason = record.stop_reason or StopReason.SHUTDOWN
