@@ -20,6 +20,7 @@ a run.
 
 from __future__ import annotations
 
+import abc
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -88,28 +89,33 @@ def _stringify(content: Any) -> str:
     return json.dumps(content)
 
 
-class Provider:
+class Provider(abc.ABC):
     """Base: a CLI name (the settings key of its binary) and the methods every provider has."""
 
     name: str = ""
     binary: str = ""
 
+    @abc.abstractmethod
     def run_argv(self, exe: str, prompt: str, opts: RunOptions | None = None) -> list[str]:
-        raise NotImplementedError
+        """argv for a one-shot headless run of ``prompt``."""
 
+    @abc.abstractmethod
     def resume_argv(
         self, exe: str, session_id: str, prompt: str, opts: RunOptions | None = None
     ) -> list[str]:
-        raise NotImplementedError
+        """argv for the next turn of the provider session ``session_id``."""
 
+    @abc.abstractmethod
     def plan_argv(self, exe: str, prompt: str, opts: RunOptions | None = None) -> list[str]:
-        raise NotImplementedError
+        """argv for a run that plans and changes nothing."""
 
+    @abc.abstractmethod
     def judge_argv(self, exe: str, prompt: str, opts: RunOptions | None = None) -> list[str]:
-        raise NotImplementedError
+        """argv for a read-only run that answers a verdict."""
 
+    @abc.abstractmethod
     def parse_line(self, line: bytes | str) -> list[Event]:
-        raise NotImplementedError
+        """Normalized events of one line of the CLI's stream (none for unknown lines)."""
 
     def is_result_line(self, line: bytes) -> bool:
         """The engine's result detector: this line is the CLI's final result."""
