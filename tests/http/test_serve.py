@@ -119,3 +119,16 @@ def test_non_loopback_host_needs_allow_remote(tmp_path: Path) -> None:
     sp = launch_serve(tmp_path / "s", tmp_path / "s.log", "--host", "0.0.0.0", "--port", "0")
     assert sp.proc.wait(20) != 0
     assert "--allow-remote" in sp.stderr()
+
+
+def test_access_log_lines_are_json_with_the_operation(serve_process: ServeProcess) -> None:
+    token = serve_process.token
+    assert httpx.get(
+        f"{serve_process.url}/api/gateway/version", headers={H: token}, trust_env=False
+    ).is_success
+    assert httpx.get(f"{serve_process.url}/api/gateway/version", trust_env=False).status_code == 401
+    lines = [json.loads(x) for x in serve_process.stderr().splitlines() if x.startswith("{")]
+    access = [x for x in lines if x.get("logger") == "gateway.access" and x["path"] == "/api/gateway/version"]
+    assert [(x["status"], x["principal"]) for x in access] == [(200, "gateway"), (401, None)]
+    assert all(x["operation"] == "health_check" and x["method"] == "GET" for x in access)
+    assert all(x["ts"].endswith("Z") and x["durationMs"] >= 0 for x in access)
