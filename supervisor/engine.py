@@ -355,7 +355,9 @@ class Supervisor:
                 with trio.CancelScope(shield=True):
                     await hook(record)
             except Exception as exc:  # a failed hook is reported, the rest still run
-                record.error = f"teardown hook failed: {exc}"
+                note = f"teardown hook failed: {exc}"
+                # Keep the run's own failure reason: the hook's comes after it.
+                record.error = f"{record.error}; {note}" if record.error else note
                 log.system(f"[gateway] teardown hook failed: {exc!r}")
         log.system("[gateway] torn down")
         record.last_seq = log.last_seq
