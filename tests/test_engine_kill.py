@@ -125,3 +125,21 @@ async def test_missing_binary_fails_start_with_a_clear_error(sup: Supervisor) ->
     failed = sup.table.query(state="failed")
     assert failed and "cannot start /nonexistent/binary" in (failed[0].error or "")
     assert math.isinf(ProcessSpec(["x"]).stall_timeout)
+
+
+async def test_failing_teardown_hook_is_reported_and_the_rest_still_run(sup: Supervisor) -> None:
+    ran: list[str] = []
+
+    async def broken(record) -> None:  # type: ignore[no-untyped-def]
+        raise RuntimeError("port busy")
+
+    async def fine(record) -> None:  # type: ignore[no-untyped-def]
+        ran.append(record.id)
+
+    record = await sup.start(ProcessSpec(["sleep", "600"], teardown_hooks=[broken, fine]))
+    record.error = "agent reported an error"  # what a service records for a failed run
+    receipt = await sup.teardown(record.id)
+    assert ran == [record.id]
+    assert receipt.process.torn_down
+    assert receipt.process.error == "agent reported an error; teardown hook failed: port busy"
+    assert any("teardown hook failed" in line.text for line in sup.log(record.id).read())
