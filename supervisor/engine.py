@@ -88,7 +88,6 @@ class SupervisorConfig:
     state_dir: Path
     log_limits: LogLimits = field(default_factory=LogLimits)
     reap_interval: float = 1.0
-    shutdown_grace: float | None = None
 
 
 class _TreeScanner:
@@ -232,9 +231,6 @@ class Supervisor:
     def register_teardown(self, kind: str, hook: TeardownHook) -> None:
         """A teardown step for every record of ``kind``, including ones from earlier runs."""
         self._kind_hooks.setdefault(kind, []).append(hook)
-
-    def is_job(self, record_id: str) -> bool:
-        return record_id in self._jobs
 
     def job(self, record_id: str) -> Job | None:
         return self._jobs.get(record_id)

@@ -414,9 +414,6 @@ class ProcessLog:
                 return
             await changed.wait()
 
-    async def wait_for_change(self) -> None:
-        await self._changed.wait()
-
     @property
     def changed(self) -> trio.Event:
         """The event the next append or close sets; grab it before reading to miss nothing."""
