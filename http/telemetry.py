@@ -8,6 +8,7 @@ must not share counters); engine figures are read at scrape time by a custom col
 
 from __future__ import annotations
 
+import bisect
 import contextvars
 import json
 import logging
@@ -15,8 +16,8 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -104,22 +105,58 @@ class _EngineCollector(Collector):
         yield data
 
 
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class _RequestCollector(Collector):
+    """Request counts and latencies, counted in plain dicts and rendered at scrape time.
+
+    prometheus_client's own Counter/Histogram take a lock and build label keys on every
+    observation: on the event loop, a single-threaded hot path, that cost about 8 % of the
+    throughput on small answers. Here an observation is two dict updates and a bisect.
+    """
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, str, str], int] = {}
+        # operation -> (bucket counts, one per bound plus +Inf; sum of seconds)
+        self.latency: dict[str, tuple[list[int], list[float]]] = {}
+
+    def observe(self, labels: tuple[str, str, str, str], seconds: float) -> None:
+        self.requests[labels] = self.requests.get(labels, 0) + 1
+        entry = self.latency.get(labels[0])
+        if entry is None:
+            entry = self.latency[labels[0]] = ([0] * (len(_LATENCY_BUCKETS) + 1), [0.0])
+        entry[0][bisect.bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        entry[1][0] += seconds
+
+    def collect(self) -> Iterator[Any]:
+        requests = CounterMetricFamily(
+            "gateway_requests",
+            "HTTP requests by operation, principal, method and status",
+            labels=["operation", "principal", "method", "status"],
+        )
+        for labels, n in sorted(self.requests.items()):
+            requests.add_metric(list(labels), n)
+        yield requests
+        latency = HistogramMetricFamily(
+            "gateway_request_duration_seconds",
+            "Time to response headers, by operation",
+            labels=["operation"],
+        )
+        for operation, (counts, total) in sorted(self.latency.items()):
+            cumulative, buckets = 0, []
+            for bound, n in zip((*(str(float(b)) for b in _LATENCY_BUCKETS), "+Inf"), counts, strict=True):
+                cumulative += n
+                buckets.append((bound, cumulative))
+            latency.add_metric([operation], buckets, sum_value=total[0])
+        yield latency
+
+
 class Metrics:
     def __init__(self, sup: Supervisor) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "gateway_requests",
-            "HTTP requests by operation, principal, method and status",
-            ["operation", "principal", "method", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "gateway_request_duration_seconds",
-            "Time to response headers, by operation",
-            ["operation"],
-            registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-        )
+        self._requests = _RequestCollector()
+        self.registry.register(self._requests)
         self.approvals = Counter(
             "gateway_approvals",
             "Held requests by outcome",
@@ -131,9 +168,7 @@ class Metrics:
     def observe(
         self, operation: str | None, principal: str | None, method: str, status: int, seconds: float
     ) -> None:
-        op = operation or "none"
-        self.requests.labels(op, principal or "anonymous", method, str(status)).inc()
-        self.latency.labels(op).observe(seconds)
+        self._requests.observe((operation or "none", principal or "anonymous", method, str(status)), seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
