@@ -13,7 +13,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -203,16 +203,9 @@ def parse_json_lines(text: str) -> list[dict]:
     return events
 
 
-def run_cli(
-    argv: list[str],
-    env: dict[str, str],
-    cwd: str | os.PathLike[str],
-    timeout: float = 45.0,
-) -> CliRun:
-    """Run a CLI to completion with stdin at /dev/null (both CLIs need that headless).
-
-    On timeout the whole process tree (tools included) is killed, then TimeoutExpired raised."""
-    proc = subprocess.Popen(
+def popen_cli(argv: list[str], env: dict[str, str], cwd: str | os.PathLike[str]) -> subprocess.Popen[str]:
+    """Start a CLI headless: stdin at /dev/null, output piped, in a session of its own."""
+    return subprocess.Popen(
         argv,
         env=env,
         cwd=cwd,
@@ -222,6 +215,33 @@ def run_cli(
         text=True,
         start_new_session=True,
     )
+
+
+def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy, or fail at the deadline.
+
+    These tests drive other processes from synchronous code: there is no event to wait on,
+    so this is the one bounded poll they all use.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+
+
+def run_cli(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str | os.PathLike[str],
+    timeout: float = 45.0,
+) -> CliRun:
+    """Run a CLI to completion with stdin at /dev/null (both CLIs need that headless).
+
+    On timeout the whole process tree (tools included) is killed, then TimeoutExpired raised."""
+    proc = popen_cli(argv, env, cwd)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -300,7 +320,8 @@ def kill_tree(procs: list[psutil.Process], timeout: float = 5.0) -> list[psutil.
             p.kill()
         except psutil.NoSuchProcess:
             pass
-    deadline = time.monotonic() + timeout
-    while (left := alive(procs)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
+    try:
+        wait_for(lambda: not alive(procs), timeout)
+    except AssertionError:
+        pass
+    return alive(procs)

@@ -525,47 +525,19 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(step.seconds)
                 return
             elif isinstance(step, Text):
-                self._sse(
-                    "content_block_start",
-                    {
-                        "type": "content_block_start",
-                        "index": index,
-                        "content_block": {"type": "text", "text": ""},
-                    },
-                )
-                for chunk in _chunks(step.text):
-                    self._sse(
-                        "content_block_delta",
-                        {
-                            "type": "content_block_delta",
-                            "index": index,
-                            "delta": {"type": "text_delta", "text": chunk},
-                        },
-                    )
-                self._sse("content_block_stop", {"type": "content_block_stop", "index": index})
+                block = {"type": "text", "text": ""}
+                deltas = [{"type": "text_delta", "text": c} for c in _chunks(step.text)]
+                self._claude_content_block(index, block, deltas)
                 out_tokens += max(1, len(step.text) // 4)
                 index += 1
             elif isinstance(step, Bash):
                 has_tool = True
                 block = self._claude_tool_block(step)
-                self._sse(
-                    "content_block_start",
-                    {
-                        "type": "content_block_start",
-                        "index": index,
-                        "content_block": {**block, "input": {}},
-                    },
-                )
-                for chunk in _chunks(json.dumps(block["input"]), 40):
-                    self._sse(
-                        "content_block_delta",
-                        {
-                            "type": "content_block_delta",
-                            "index": index,
-                            "delta": {"type": "input_json_delta", "partial_json": chunk},
-                        },
-                    )
-                self._sse("content_block_stop", {"type": "content_block_stop", "index": index})
+                deltas = [
+                    {"type": "input_json_delta", "partial_json": c}
+                    for c in _chunks(json.dumps(block["input"]), 40)
+                ]
+                self._claude_content_block(index, {**block, "input": {}}, deltas)
                 out_tokens += 10
                 index += 1
         self._sse(
@@ -580,6 +552,15 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
         self._sse("message_stop", {"type": "message_stop"})
+
+    def _claude_content_block(self, index: int, block: dict, deltas: list[dict]) -> None:
+        """One content block of a streamed message: start, its deltas, stop."""
+        self._sse(
+            "content_block_start", {"type": "content_block_start", "index": index, "content_block": block}
+        )
+        for delta in deltas:
+            self._sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+        self._sse("content_block_stop", {"type": "content_block_stop", "index": index})
 
     def _claude_tool_block(self, step: Bash) -> dict:
         inp: dict[str, Any] = {"command": step.command, "description": step.description}

@@ -21,14 +21,7 @@ from model_double import Bash, HttpError, ModelDouble, Text
 pytestmark = pytest.mark.agents
 
 
-def _wait_for(predicate, timeout: float = 20.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+_wait_for = clis.wait_for
 
 
 def _pgid(p: psutil.Process) -> int | None:
@@ -49,16 +42,7 @@ def _find_sleep(pid: int, arg: str = "600") -> psutil.Process | None:
 
 
 def _popen(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        argv,
-        env=env,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    return clis.popen_cli(argv, env, cwd)
 
 
 # --------------------------------------------------------------------------- model double
