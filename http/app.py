@@ -26,10 +26,9 @@ from gateway.http import (
 )
 from gateway.http.context import GatewayContext
 from gateway.http.errors import error_response, register_error_handlers
-from gateway.http.guard import install_guard
+from gateway.http.guard import MAX_BODY, install_guard
 from gateway.http.operations import ROUTES, operation_for
 
-MAX_BODY = 1024 * 1024
 NOT_IMPLEMENTED_TAG = "not-implemented"
 
 
@@ -68,8 +67,8 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         },
         security=[{"gatewayToken": []}, {"sessionToken": []}],
     )
+    _plain_json_skips_schema_dump(app)
     register_error_handlers(app)
-    install_guard(app)
     for blueprint in (
         routes_meta.public,
         routes_meta.bp,
@@ -96,7 +95,37 @@ def create_app(gw: GatewayContext) -> QuartTrio:
                 methods=missing,
             )
     _tag_operations(app)
+    install_guard(
+        app,
+        gw,
+        {"/health": routes_meta.health_bytes, "/api/gateway/processes": routes_processes.listing_bytes},
+    )
     return app
+
+
+def _plain_json_skips_schema_dump(app: QuartTrio) -> None:
+    """Hand plain values straight to Quart; only models go through quart-schema's conversion.
+
+    quart-schema wraps ``make_response`` and dumps every dict or list a view returns through a
+    freshly built pydantic ``TypeAdapter``: about 0.1 ms per answer, a third of a small
+    answer's whole cost (``benchmarks/bench_http.py``, ``/api/gateway/version``). Our views
+    return JSON-ready dicts and lists, for which that dump is the identity.
+    """
+    converting = app.make_response
+    plain = getattr(converting, "__wrapped__", None)
+    if plain is None:  # quart-schema changed how it hooks in: keep its conversion
+        return
+
+    async def make_response(result: Any) -> Any:
+        parts = result if isinstance(result, tuple) else (result,)
+        if all(isinstance(p, _PLAIN) for p in parts):
+            return await plain(result)
+        return await converting(result)
+
+    app.make_response = make_response  # type: ignore[method-assign]
+
+
+_PLAIN = (dict, list, str, bytes, int, Response)
 
 
 def _tag_operations(app: QuartTrio) -> None:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from gateway.http.binaries import Binaries
 
 HEARTBEAT_INTERVAL = 15.0
+BODY_TIMEOUT = 60.0  # a request body must arrive whole within this, or the answer is 408
 
 
 @dataclass
@@ -40,6 +41,7 @@ class GatewayContext:
     instance: str
     clock: Callable[[], float] = time.time
     heartbeat: float = HEARTBEAT_INTERVAL
+    body_timeout: float = BODY_TIMEOUT
     started_at: float = field(default_factory=time.time)
     pid: int = field(default_factory=os.getpid)
     shutting_down: trio.Event = field(default_factory=trio.Event)

@@ -50,13 +50,18 @@ class ApiError(Exception):
         self.extra = extra or {}
 
 
-def error_response(
-    status: int, code: str, message: str, extra: dict[str, Any] | None = None
-) -> Response:
+def error_payload(code: str, message: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The one error shape, ``{"error": {code, message, operation, ...}}``, for every answerer."""
     body: dict[str, Any] = {"code": code, "message": message, "operation": current_operation()}
     if extra:
         body.update(extra)
-    response = jsonify({"error": body})
+    return {"error": body}
+
+
+def error_response(
+    status: int, code: str, message: str, extra: dict[str, Any] | None = None
+) -> Response:
+    response = jsonify(error_payload(code, message, extra))
     response.status_code = status
     return response
 

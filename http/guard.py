@@ -1,22 +1,58 @@
-"""The one before-request step every route goes through, and its after-request half.
+"""The gateway's front door: one ASGI step every request passes before anything answers it.
 
-Order: telemetry start -> Host guard -> operation tagging -> CORS preflight -> Origin ->
-authentication -> approval policy. It is registered app-wide, so a route added anywhere gets
-all of it; a route the table does not know has no operation and is answered 404/405 after
-auth, never run.
+Order: telemetry start -> body read (bounded) -> operation tagging -> Host guard -> Origin ->
+CORS preflight -> authentication -> approval policy -> answer (fast path or Quart) ->
+CORS headers, metrics and the access log on the way out.
+
+Why in front of Quart rather than in ``before_request``:
+
+- Nothing can route around it. Quart's own answers (404, 405, automatic OPTIONS), blueprints
+  added later and error handlers all sit behind this step, so there is no path to a view,
+  or to a response, that skips the Host check, auth, tagging, policy or telemetry.
+- The two answers UIs poll hardest (``GET /health`` and ``GET /api/gateway/processes``) are
+  served right here, after the very same checks, from bytes the routes module caches. Quart's
+  per-request machinery (contexts, request and response objects, hook dispatch) cost about a
+  third of the throughput on those answers (``benchmarks/bench_http.py``); the checks
+  themselves cost a few microseconds.
+
+Bodies are read whole (bounded by ``MAX_BODY``) before routing and replayed to Quart: an
+answer sent over an unread body leaves a keep-alive connection mid-message, and Hypercorn
+then ignores the client's next request on it.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import parse_qsl
 
-from quart import Quart, Response, g, request
+import trio
+from quart import Quart, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import MapAdapter, RoutingException
 
 from gateway.http.auth import GATEWAY_HEADER, SESSION_HEADER
-from gateway.http.context import current_gateway
-from gateway.http.errors import ApiError
+from gateway.http.context import GatewayContext
+from gateway.http.errors import MAX_BODY_HINT, ApiError, error_payload
 from gateway.http.operations import PUBLIC_RULES, operation_for
+from gateway.http.policy import Outcome
 from gateway.http.telemetry import log_access, operation_var, principal_var
+
+log = logging.getLogger("gateway.http")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+FastHandler = Callable[[GatewayContext, Mapping[str, str]], bytes]
+
+MAX_BODY = 1024 * 1024
+SCOPE_KEY = "gateway.admission"
 
 CORS_HEADERS = ", ".join(
     [
@@ -28,104 +64,306 @@ CORS_HEADERS = ", ".join(
     ]
 )
 CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+_JSON = (b"content-type", b"application/json")
+
+
+@dataclass(slots=True)
+class Admission:
+    """What the guard learned about a request; views read it from ``request.scope``."""
+
+    operation: str | None
+    principal: str | None
+    t0: float
+
+
+class _Gone(Exception):
+    """The client hung up before its request was admitted: nobody to answer."""
+
+
+def current_admission() -> Admission:
+    """The guard's verdict on the request being served (for views that depend on who calls)."""
+    return cast(Admission, request.scope[SCOPE_KEY])
+
+
+def install_guard(app: Quart, gw: GatewayContext, fast: Mapping[str, FastHandler]) -> None:
+    """Put the guard in front of everything Quart does (Quart's middleware slot)."""
+    app.asgi_app = Guard(app.asgi_app, app, gw, fast)  # type: ignore[method-assign]
 
 
 def _is_protected(path: str) -> bool:
     return path.startswith("/api/")
 
 
-async def before_request() -> Response | None:
-    gw = current_gateway()
-    g.t0 = time.perf_counter()
-    g.principal = None
-    if request.content_length or request.headers.get("Transfer-Encoding"):
-        # Read (and cache) every body first, bounded by MAX_CONTENT_LENGTH (413 beyond it).
-        # An answer sent over an unread body leaves the keep-alive connection mid-message:
-        # Hypercorn then ignores the client's next request on it and the client times out.
-        # Reading costs nothing on this loopback-only server and makes every answer safe.
-        await request.get_data()
-    rule = request.url_rule.rule if request.url_rule is not None else None
-    operation = operation_for(rule, request.method)
-    g.operation = operation
-    operation_var.set(operation)
-    principal_var.set(None)
+def _headers(scope: Scope) -> dict[str, str]:
+    """Request headers by lower-case name; the first of a repeated header wins (as in Quart)."""
+    out: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1").lower()
+        if key not in out:
+            out[key] = value.decode("latin-1")
+    return out
 
-    if not gw.auth.host_ok(request.headers.get("Host")):
-        raise ApiError(403, "host_not_allowed", "Host header must name this gateway on loopback")
 
-    origin = request.headers.get("Origin")
-    if origin is not None and not gw.auth.origin_ok(origin):
-        raise ApiError(403, "origin_not_allowed", f"Origin {origin[:100]} is not allowed")
-    if request.method == "OPTIONS" and origin is not None:
-        # CORS preflight from an allowed origin: answered here, never reaches a route.
-        return Response("", status=204)
+class Guard:
+    """The ASGI callable Hypercorn serves: admits each request, then answers or hands it on.
 
-    if rule in PUBLIC_RULES or (rule is None and not _is_protected(request.path)):
-        return None
+    ``fast`` maps a rule to a handler producing a plain GET's JSON body; those rules must
+    also have a Quart view (HEAD and the OpenAPI document use it).
+    """
 
-    if gw.auth.check_gateway_token(request.headers.get(GATEWAY_HEADER)):
-        principal = "gateway"
-    elif gw.auth.check_session(request.headers.get(SESSION_HEADER)):
-        # Browsers omit Origin on same-origin GETs; Sec-Fetch-Site is a forbidden header (no
-        # page script can set it), so "same-origin" vouches for a call from the dashboard itself.
-        if origin is None and request.headers.get("Sec-Fetch-Site") != "same-origin":
-            raise ApiError(403, "origin_required", "session calls must send an allowed Origin")
-        principal = "session"
-    else:
-        raise ApiError(401, "unauthorized", f"send {GATEWAY_HEADER} or {SESSION_HEADER}")
-    g.principal = principal
-    principal_var.set(principal)
+    def __init__(
+        self, inner: ASGIApp, app: Quart, gw: GatewayContext, fast: Mapping[str, FastHandler]
+    ) -> None:
+        self.inner = inner
+        self.app = app
+        self.gw = gw
+        self.fast = dict(fast)
+        self._static: dict[tuple[str, str], str] | None = None
+        self._adapter: MapAdapter | None = None
 
-    if operation is None:  # unknown path or method: let routing answer 404/405
-        return None
-    forced = request.headers.get("X-Desktop-Force-Approval") == "1"
-    verdict, _rule = gw.policy.decide(operation, principal, request.method, request.path, forced=forced)
-    if verdict == "deny":
-        raise ApiError(403, "operation_denied", f"{operation} is denied by policy")
-    if verdict == "ask":
-        reason = request.headers.get("X-Desktop-Approval-Reason")
-        outcome = await gw.approvals.hold(
-            operation, principal, request.method, request.path, reason[:500] if reason else None
+    # ---- routing ---------------------------------------------------------------------------
+
+    def _rule_for(self, path: str, method: str) -> str | None:
+        """The URL rule Quart will route this request to, or None (404/405/redirect).
+
+        Rules without converters are a dict lookup; werkzeug matches the rest. Static rules
+        win in werkzeug too, so the lookup order cannot disagree with Quart's own routing.
+        """
+        if self._static is None:
+            self._static = {
+                (rule.rule, m): rule.rule
+                for rule in self.app.url_map.iter_rules()
+                if not rule.arguments
+                for m in rule.methods or ()
+            }
+            self._adapter = self.app.url_map.bind("gateway")
+        rule = self._static.get((path, method))
+        if rule is not None:
+            return rule
+        try:
+            matched, _args = cast(MapAdapter, self._adapter).match(path, method, return_rule=True)
+        except (HTTPException, RoutingException):
+            return None
+        return cast(str, matched.rule)
+
+    # ---- the ASGI entry point --------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            # No route speaks WebSocket; refuse the handshake rather than let one skip the
+            # checks. A WebSocket family must teach this step to admit it first.
+            await receive()
+            await send({"type": "websocket.close", "code": 1008})
+        else:  # lifespan
+            await self.inner(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        t0 = time.perf_counter()
+        method: str = scope["method"]
+        path: str = scope["path"]
+        headers = _headers(scope)
+        origin = headers.get("origin")
+        cors = origin is not None and self.gw.auth.origin_ok(origin)
+        admission = Admission(None, None, t0)
+        operation_var.set(None)
+        principal_var.set(None)
+
+        async def answer(status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+            fixed = [_JSON, (b"content-length", str(len(body)).encode())] if status != 204 else []
+            headers_out = [*fixed, *(extra or ())]
+            start: Message = {"type": "http.response.start", "status": status, "headers": headers_out}
+            await self._send_start(send, start, scope, headers, admission, cors)
+            await send({"type": "http.response.body", "body": body})
+
+        async def fail(exc: ApiError, close: bool = False) -> None:
+            body = json.dumps(error_payload(exc.code, exc.message, exc.extra)).encode()
+            await answer(exc.status, body, [(b"connection", b"close")] if close else None)
+
+        try:
+            body = await self._read_body(headers, receive)
+        except ApiError as exc:  # 413 or 408: the rest of the body is unread, close after
+            await fail(exc, close=True)
+            return
+        except _Gone:
+            return
+
+        try:
+            rule = self._rule_for(path, method)
+            admission.operation = operation_for(rule, method)
+            operation_var.set(admission.operation)
+            preflight = await self._admit(scope, headers, rule, admission, receive)
+            if preflight:
+                await answer(204, b"")
+                return
+            fast = self.fast.get(rule) if method == "GET" and rule is not None else None
+            if fast is not None:
+                query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)[::-1])
+                await answer(200, fast(self.gw, query))
+                return
+        except ApiError as exc:
+            await fail(exc)
+            return
+        except _Gone:
+            return
+        except Exception:
+            log.exception("unhandled error in the guard")
+            await fail(ApiError(500, "internal", "internal error (a bug); see the gateway log"))
+            return
+
+        scope[SCOPE_KEY] = admission
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        async def tracked_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await self._send_start(send, message, scope, headers, admission, cors)
+            else:
+                await send(message)
+
+        await self.inner(scope, replay, tracked_send)
+
+    # ---- steps -----------------------------------------------------------------------------
+
+    async def _read_body(self, headers: Mapping[str, str], receive: Receive) -> bytes:
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY:
+            raise ApiError(413, "payload_too_large", f"request body too large (limit {MAX_BODY_HINT})")
+        chunks: list[bytes] = []
+        size = 0
+        with trio.move_on_after(self.gw.body_timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _Gone
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise ApiError(
+                        413, "payload_too_large", f"request body too large (limit {MAX_BODY_HINT})"
+                    )
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+        raise ApiError(408, "request_timeout", f"request body not received within {self.gw.body_timeout:g} s")
+
+    async def _admit(
+        self,
+        scope: Scope,
+        headers: Mapping[str, str],
+        rule: str | None,
+        admission: Admission,
+        receive: Receive,
+    ) -> bool:
+        """Raise the refusal, or return whether this is a CORS preflight to answer with 204."""
+        auth = self.gw.auth
+        method: str = scope["method"]
+        path: str = scope["path"]
+        if not auth.host_ok(headers.get("host")):
+            raise ApiError(403, "host_not_allowed", "Host header must name this gateway on loopback")
+        origin = headers.get("origin")
+        if origin is not None and not auth.origin_ok(origin):
+            raise ApiError(403, "origin_not_allowed", f"Origin {origin[:100]} is not allowed")
+        if method == "OPTIONS" and origin is not None:
+            return True  # a preflight from an allowed origin never reaches a route
+
+        if rule in PUBLIC_RULES or (rule is None and not _is_protected(path)):
+            return False
+
+        if auth.check_gateway_token(headers.get(GATEWAY_HEADER.lower())):
+            principal = "gateway"
+        elif auth.check_session(headers.get(SESSION_HEADER.lower())):
+            # Browsers omit Origin on same-origin GETs; Sec-Fetch-Site is a forbidden header (no
+            # page script can set it), so "same-origin" vouches for a call from the dashboard.
+            if origin is None and headers.get("sec-fetch-site") != "same-origin":
+                raise ApiError(403, "origin_required", "session calls must send an allowed Origin")
+            principal = "session"
+        else:
+            raise ApiError(401, "unauthorized", f"send {GATEWAY_HEADER} or {SESSION_HEADER}")
+        admission.principal = principal
+        principal_var.set(principal)
+
+        operation = admission.operation
+        if operation is None:  # unknown path or method: Quart's routing answers 404/405
+            return False
+        forced = headers.get("x-desktop-force-approval") == "1"
+        verdict, _rule = self.gw.policy.decide(operation, principal, method, path, forced=forced)
+        if verdict == "deny":
+            raise ApiError(403, "operation_denied", f"{operation} is denied by policy")
+        if verdict == "ask":
+            reason = headers.get("x-desktop-approval-reason")
+            outcome = await self._hold(receive, operation, principal, method, path, reason)
+            if outcome == "expired":
+                raise ApiError(403, "approval_expired", f"{operation} was not approved in time")
+            if outcome == "denied":
+                raise ApiError(403, "approval_denied", f"{operation} was denied by a person")
+        return False
+
+    async def _hold(
+        self, receive: Receive, operation: str, principal: str, method: str, path: str, reason: str | None
+    ) -> Outcome:
+        """Wait for the person's decision; a client that hangs up withdraws its request.
+
+        The body is already read, so the next ASGI message can only be the disconnect.
+        """
+        outcome: Outcome | None = None
+        async with trio.open_nursery() as nursery:
+
+            async def watch_disconnect() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                nursery.cancel_scope.cancel()  # withdraws the held approval
+
+            nursery.start_soon(watch_disconnect)
+            outcome = await self.gw.approvals.hold(
+                operation, principal, method, path, reason[:500] if reason else None
+            )
+            nursery.cancel_scope.cancel()
+        if outcome is None:
+            raise _Gone
+        return outcome
+
+    async def _send_start(
+        self,
+        send: Send,
+        message: Message,
+        scope: Scope,
+        headers: Mapping[str, str],
+        admission: Admission,
+        cors: bool,
+    ) -> None:
+        """Add CORS headers, then count and log the answer (latency = time to headers)."""
+        status: int = message["status"]
+        if cors:
+            extra = [
+                (b"access-control-allow-origin", headers["origin"].encode("latin-1")),
+                (b"vary", b"Origin"),
+            ]
+            if scope["method"] == "OPTIONS":
+                extra += [
+                    (b"access-control-allow-methods", CORS_METHODS.encode()),
+                    (b"access-control-allow-headers", CORS_HEADERS.encode()),
+                    (b"access-control-max-age", b"600"),
+                ]
+            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+        seconds = time.perf_counter() - admission.t0
+        self.gw.metrics.observe(admission.operation, admission.principal, scope["method"], status, seconds)
+        client = scope.get("client")
+        log_access(
+            method=scope["method"],
+            path=scope["path"],
+            status=status,
+            seconds=seconds,
+            operation=admission.operation,
+            principal=admission.principal,
+            remote=client[0] if client else None,
         )
-        if outcome == "expired":
-            raise ApiError(403, "approval_expired", f"{operation} was not approved in time")
-        if outcome == "denied":
-            raise ApiError(403, "approval_denied", f"{operation} was denied by a person")
-    return None
-
-
-async def after_request(response: Response) -> Response:
-    gw = current_gateway()
-    if response.status_code >= 400 and (
-        request.content_length or request.headers.get("Transfer-Encoding")
-    ):
-        # An error may answer before the body was read; don't reuse a connection whose
-        # request stream might not be at a message boundary (Hypercorn then stalls it).
-        response.headers["Connection"] = "close"
-    origin = request.headers.get("Origin")
-    if origin is not None and gw.auth.origin_ok(origin):
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Vary"] = "Origin"
-        if request.method == "OPTIONS":
-            response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
-            response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
-            response.headers["Access-Control-Max-Age"] = "600"
-    seconds = time.perf_counter() - g.get("t0", time.perf_counter())
-    operation = g.get("operation")
-    principal = g.get("principal")
-    gw.metrics.observe(operation, principal, request.method, response.status_code, seconds)
-    log_access(
-        method=request.method,
-        path=request.path,
-        status=response.status_code,
-        seconds=seconds,
-        operation=operation,
-        principal=principal,
-        remote=request.remote_addr,
-    )
-    return response
-
-
-def install_guard(app: Quart) -> None:
-    app.before_request(before_request)
-    app.after_request(after_request)
+        await send(message)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, Response, g, request
+from quart import Blueprint, Response, request
 from quart_schema import document_response, validate_request
 
 from gateway.http.auth import is_loopback_addr
 from gateway.http.context import current_gateway
 from gateway.http.errors import ApiError
+from gateway.http.guard import current_admission
 from gateway.http.operations import Tier
 from gateway.http.schemas import (
     ApprovalListOut,
@@ -54,7 +55,7 @@ async def exchange(data: ExchangeIn) -> dict[str, Any]:
 async def mint_challenge() -> dict[str, Any]:
     """A one-time challenge (60 s) for ``gateway open``; gateway token only."""
     gw = current_gateway()
-    if g.principal != "gateway":
+    if current_admission().principal != "gateway":
         raise ApiError(403, "gateway_token_required", "minting needs the gateway token")
     challenge, expires = gw.auth.mint_challenge()
     return {

@@ -14,7 +14,8 @@ import secrets
 import shutil
 import sqlite3
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 import trio
 from quart import Blueprint, Response, request
@@ -68,21 +69,25 @@ def health_body(gw: GatewayContext) -> dict[str, Any]:
 HEALTH_TTL = 1.0
 
 
-@public.get("/health")
-@document_response(HealthOut)
-async def health() -> Response:
-    """Unauthenticated liveness and capabilities (``instance`` fingerprints the state dir).
+def health_bytes(gw: GatewayContext, _args: Mapping[str, str] | None = None) -> bytes:
+    """The health body, serialized at most once a second.
 
-    The body (mostly the static route table) is serialized at most once a second: UIs and
-    the CLI poll this, and it must stay cheap for a gateway under load.
+    It is mostly the static route table; UIs and the CLI poll it, and it must stay cheap for
+    a gateway under load. The guard's fast path answers plain GETs with it.
     """
-    gw = current_gateway()
     now = time.monotonic()
     cached = gw.extra.get("health")
     if cached is None or now - cached[0] >= HEALTH_TTL:
         cached = (now, json.dumps(health_body(gw), separators=(",", ":")).encode())
         gw.extra["health"] = cached
-    return Response(cached[1], content_type="application/json")
+    return cast(bytes, cached[1])
+
+
+@public.get("/health")
+@document_response(HealthOut)
+async def health() -> Response:
+    """Unauthenticated liveness and capabilities (``instance`` fingerprints the state dir)."""
+    return Response(health_bytes(current_gateway()), content_type="application/json")
 
 
 @bp.get("/health-check")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 import trio
 from quart import Blueprint, Response, request
@@ -44,27 +45,25 @@ def _record(process_id: str) -> ProcessRecord:
     return record
 
 
-@bp.get("")
-@document_querystring(ProcessQuery)
-@document_response(ProcessListOut)
-async def list_processes() -> Response:
-    """Process records, oldest first; filters combine (``state`` takes a comma list)."""
-    gw = current_gateway()
+def listing_bytes(gw: GatewayContext, args: Mapping[str, str]) -> bytes:
+    """The listing's JSON for the given filters; the guard's fast path and the view share it.
+
+    A UI polls the same listing over and over: while no listed record is live (live ones
+    change lastSeq without a version bump), the body depends only on the table version and
+    the filters, so the last one is kept whole.
+    """
     states: set[str] | None = None
-    raw_state = request.args.get("state")
+    raw_state = args.get("state")
     if raw_state:
         states = {s.strip() for s in raw_state.split(",") if s.strip()}
         unknown = states - _STATES
         if unknown:
             raise ApiError(400, "invalid_query", f"state: unknown {sorted(unknown)[0][:50]!r}")
-    kind, ticket = request.args.get("kind") or None, request.args.get("ticketId") or None
-    # A UI polls the same listing over and over: while no listed record is live (live ones
-    # change lastSeq without a version bump), the body depends only on the table version and
-    # the filters, so the last one is kept whole.
+    kind, ticket = args.get("kind") or None, args.get("ticketId") or None
     key = (gw.sup.table.version, kind, ticket, raw_state)
     cached = gw.extra.get("listing")
     if cached is not None and cached[0] == key:
-        return Response(cached[1], content_type="application/json")
+        return cast(bytes, cached[1])
     records = gw.sup.table.query(kind=kind, ticket_id=ticket, state=states)
     body = b"".join(
         (
@@ -75,7 +74,18 @@ async def list_processes() -> Response:
     )
     if all(r.state.ended for r in records):
         gw.extra["listing"] = (key, body)
-    return Response(body, content_type="application/json")
+    return body
+
+
+@bp.get("")
+@document_querystring(ProcessQuery)
+@document_response(ProcessListOut)
+async def list_processes() -> Response:
+    """Process records, oldest first; filters combine (``state`` takes a comma list).
+
+    Plain GETs are answered by the guard's fast path (``guard.FAST_ROUTES``); HEAD lands here.
+    """
+    return Response(listing_bytes(current_gateway(), request.args), content_type="application/json")
 
 
 def _record_bytes(gw: GatewayContext, record: ProcessRecord) -> bytes:

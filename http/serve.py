@@ -33,7 +33,7 @@ from quart_trio import QuartTrio
 from gateway.http.app import create_app
 from gateway.http.auth import Auth
 from gateway.http.binaries import Binaries
-from gateway.http.context import HEARTBEAT_INTERVAL, GatewayContext
+from gateway.http.context import BODY_TIMEOUT, HEARTBEAT_INTERVAL, GatewayContext
 from gateway.http.policy import APPROVAL_TIMEOUT, Approvals, Policy
 from gateway.http.routes_meta import VERSION
 from gateway.http.telemetry import Metrics
@@ -73,6 +73,7 @@ class ServeOptions:
     clock: Callable[[], float] = time.time
     approval_timeout: float = APPROVAL_TIMEOUT
     heartbeat: float = HEARTBEAT_INTERVAL
+    body_timeout: float = BODY_TIMEOUT
     probe_binaries: bool = True
 
     @classmethod
@@ -244,6 +245,7 @@ async def _serve_fd(
             instance=instance,
             clock=opts.clock,
             heartbeat=opts.heartbeat,
+            body_timeout=opts.body_timeout,
         )
         gw.approvals.on_outcome = lambda a: gw.metrics.approvals.labels(
             a.operation or "none", a.outcome
