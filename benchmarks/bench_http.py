@@ -10,7 +10,10 @@ What runs:
   sending the next request as soon as the previous answer is read (closed loop).
 
 It prints requests/s and p99 latency for ``GET /api/gateway/processes`` (1,000 records) and
-``GET /health`` on both servers, and the gateway/bare throughput ratio (target >= 0.7).
+``GET /health`` on both servers, and the gateway/bare throughput ratio (target >= 0.7); then
+``GET /api/gateway/version``, a small answer that goes through Quart's whole request cycle
+(no target: it shows what a route outside the guard's fast path costs). A bare Quart-Trio app
+answering the same bytes is measured too, as the framework's own floor.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 BODIES = {"/api/gateway/processes": open(sys.argv[2], "rb").read(),
-          "/health": open(sys.argv[3], "rb").read()}
+          "/health": open(sys.argv[3], "rb").read(),
+          "/api/gateway/version": open(sys.argv[4], "rb").read()}
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
@@ -65,7 +69,8 @@ from quart import Response
 from quart_trio import QuartTrio
 
 BODIES = {"/api/gateway/processes": open(sys.argv[2], "rb").read(),
-          "/health": open(sys.argv[3], "rb").read()}
+          "/health": open(sys.argv[3], "rb").read(),
+          "/api/gateway/version": open(sys.argv[4], "rb").read()}
 app = QuartTrio("bare")
 
 @app.get("/api/gateway/processes")
@@ -75,6 +80,10 @@ async def processes():
 @app.get("/health")
 async def health():
     return Response(BODIES["/health"], content_type="application/json")
+
+@app.get("/api/gateway/version")
+async def version():
+    return Response(BODIES["/api/gateway/version"], content_type="application/json")
 
 config = Config()
 config.bind = [f"127.0.0.1:{sys.argv[1]}"]
@@ -174,6 +183,9 @@ def seed_records(state: Path, n: int) -> None:
     trio.run(go)
 
 
+TARGETS = {"/api/gateway/processes": "(target >= 0.70)", "/health": "(target >= 0.70)"}
+
+
 def wait_http(port: int, timeout: float = 20.0) -> None:
     import httpx
 
@@ -226,7 +238,10 @@ def main() -> int:
             health = httpx.get(f"http://127.0.0.1:{gw_port}/health", trust_env=False)
             (Path(tmp) / "procs.json").write_bytes(listing.content)
             (Path(tmp) / "health.json").write_bytes(health.content)
-            bodies = [str(Path(tmp) / "procs.json"), str(Path(tmp) / "health.json")]
+            version = httpx.get(f"http://127.0.0.1:{gw_port}/api/gateway/version", headers=headers,
+                                trust_env=False)  # fmt: skip
+            (Path(tmp) / "version.json").write_bytes(version.content)
+            bodies = [str(Path(tmp) / n) for n in ("procs.json", "health.json", "version.json")]
             bare = subprocess.Popen(
                 [sys.executable, "-c", BARE_APP, str(bare_port), *bodies],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -242,7 +257,10 @@ def main() -> int:
                   f"{args.records} records ({len(listing.content)} bytes), "
                   f"cpus={os.cpu_count()}")  # fmt: skip
             ratios = {}
-            for path in ("/api/gateway/processes", "/health"):
+            # The first two are the issue's targets (answered by the guard's fast path after
+            # every check); /version is a small answer through Quart's full request cycle,
+            # shown so the cost of a route the fast path does not cover is on record too.
+            for path in ("/api/gateway/processes", "/health", "/api/gateway/version"):
                 load(gw_port, path, token, args.connections, min(1.0, seconds))  # warm-up
                 b = load(bare_port, path, token, args.connections, seconds)
                 q = load(quart_port, path, token, args.connections, seconds)
@@ -252,7 +270,7 @@ def main() -> int:
                 ratios[path] = g["rps"] / b["rps"]
                 print(f"GET {path:<24} gateway {g['rps']:8.0f} req/s p99 {g['p99_ms']:6.2f} ms | "
                       f"bare hypercorn {b['rps']:8.0f} req/s p99 {b['p99_ms']:6.2f} ms | "
-                      f"ratio {ratios[path]:.2f} (target >= 0.70)")  # fmt: skip
+                      f"ratio {ratios[path]:.2f} {TARGETS.get(path, '(no target)')}")  # fmt: skip
                 print(f"    framework floor: bare Quart-Trio {q['rps']:8.0f} req/s p99 {q['p99_ms']:6.2f} ms "
                       f"= {q['rps'] / b['rps']:.2f}x bare hypercorn; gateway = {g['rps'] / q['rps']:.2f}x "
                       f"bare Quart-Trio")  # fmt: skip

@@ -2,7 +2,7 @@
 
 One table drives registration (stubs for families not built yet), auth (which routes are
 public), policy (the operation's risk tier), telemetry labels and the capabilities listed by
-``/health``. A route cannot exist without an operation, because the before-request step looks
+``/health``. A route cannot exist without an operation, because the guard looks
 every request's rule up here.
 """
 
@@ -203,7 +203,7 @@ ROUTES: tuple[Route, ...] = (
     _r("/api/gateway/openapi.json", "GET", "gateway_admin", extension=True),
 )
 
-# (rule, method) -> operation: what the before-request step looks up for every request.
+# (rule, method) -> operation: what the guard looks up for every request.
 OPERATION_BY_RULE: dict[tuple[str, str], str] = {
     (route.rule, method): route.operation for route in ROUTES for method in route.methods
 }

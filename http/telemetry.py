@@ -1,6 +1,6 @@
 """Request telemetry: the operation ID in a context variable, Prometheus metrics, access log.
 
-The before-request step sets ``operation_var``; a logging filter copies it onto every log
+The guard (``gateway.http.guard``) sets ``operation_var``; a logging filter copies it onto every log
 record, so any line logged while serving a request names its operation without the code that
 logs having to know. Metrics live in a per-app registry (several gateways in one test process
 must not share counters); engine figures are read at scrape time by a custom collector.
