@@ -616,13 +616,16 @@ class Supervisor:
     # ---- killing trees ------------------------------------------------------------------
 
     async def _tree(self, child: _Child) -> set[int]:
+        return (await self._tree_and_snapshot(child))[0]
+
+    async def _tree_and_snapshot(self, child: _Child) -> tuple[set[int], proctree.Snapshot]:
         snap = await self._scanner.fresh()
         root = child.popen.pid if child.popen is not None else None
         marker = proctree.marker_for(child.record.id, self._key)
         members = proctree.find_tree(snap, marker, root, exclude=self._roots)
         if root is not None:
             self._known.update(members - {root})
-        return members
+        return members, snap
 
     async def _kill_tree(self, child: _Child, began: float) -> KillReceipt:
         """SIGTERM the tree, wait its grace, SIGKILL what is left, repeat until none is left.
@@ -635,8 +638,8 @@ class Supervisor:
         receipt = KillReceipt(process=record)
         grace_end = began + child.spec.stop_grace
         hard_end = grace_end + _KILL_HARD_LIMIT
-        members = await self._tree(child)
-        sent = proctree.signal_pids(members, _signal.SIGTERM, group=root)
+        members, snap = await self._tree_and_snapshot(child)
+        sent = proctree.signal_pids(members, _signal.SIGTERM, group=root, snap=snap)
         receipt.signals.append(SignalSent("SIGTERM", time.time(), sorted(sent)))
         log.system(f"[gateway] SIGTERM sent to {len(sent)} process(es)")
         signalled = set(members)
@@ -644,12 +647,8 @@ class Supervisor:
         while True:
             with trio.move_on_at(hard_end if escalated else grace_end):
                 await child.exited.wait()
-                poll = 0.001
-                while any(proctree.alive(p) for p in members if p != root):
-                    proctree.reap_adopted(self._known)
-                    await trio.sleep(poll)
-                    poll = min(poll * 2, _POLL)
-            members = await self._tree(child)
+                await _wait_gone(members - {root} if root is not None else members)
+            members, snap = await self._tree_and_snapshot(child)
             if root is not None and child.exited.is_set():
                 members.discard(root)
             if not members and (child.exited.is_set() or root is None):
@@ -665,7 +664,7 @@ class Supervisor:
                 receipt.survivors = sorted(members)
                 log.system(f"[gateway] survivors after SIGKILL: {sorted(members)}")
                 break
-            sent = proctree.signal_pids(members, _signal.SIGKILL, group=root)
+            sent = proctree.signal_pids(members, _signal.SIGKILL, group=root, snap=snap)
             if sent:
                 receipt.signals.append(SignalSent("SIGKILL", time.time(), sorted(sent)))
                 if not escalated:
@@ -838,6 +837,31 @@ def _check_executable(program: str, path: str | None, cwd: str | None) -> None:
     elif shutil.which(program, path=path) is not None:
         return
     raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+
+
+async def _wait_gone(pids: set[int]) -> None:
+    """Return once every pid has exited (a zombie counts as gone).
+
+    A pidfd turns readable the moment its process exits, child or not, so a kill learns of
+    each death at once and sleeps meanwhile; a kernel without pidfds gets a short poll.
+    """
+    fds: list[int] = []
+    polled: list[int] = []
+    try:
+        for pid in pids:
+            try:
+                fds.append(os.pidfd_open(pid))
+            except ProcessLookupError:
+                continue  # already gone
+            except (OSError, AttributeError):
+                polled.append(pid)
+        for fd in fds:
+            await trio.lowlevel.wait_readable(fd)
+        while any(proctree.alive(p) for p in polled):
+            await trio.sleep(0.005)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 async def _kill_foreign(pids: set[int]) -> KillReceipt:
