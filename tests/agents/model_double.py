@@ -281,6 +281,7 @@ class ModelDouble:
         self._thread: threading.Thread | None = None
         self._ids = itertools.count(1)
         self._log = log
+        self._stopping = threading.Event()
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> ModelDouble:
@@ -300,7 +301,15 @@ class ModelDouble:
         self._thread.start()
         return self
 
+    def pause(self, seconds: float) -> None:
+        """A scripted delay (a slow or hung model) that ends at once when the double stops.
+
+        Handler threads would otherwise sleep out a long scripted hang after their test ended.
+        """
+        self._stopping.wait(seconds)
+
     def stop(self) -> None:
+        self._stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -458,7 +467,7 @@ class _Handler(BaseHTTPRequestHandler):
         # Errors / leading delays happen before headers.
         steps = list(turn)
         while steps and isinstance(steps[0], Delay):
-            time.sleep(steps.pop(0).seconds)
+            self.md.pause(steps.pop(0).seconds)
         if steps and isinstance(steps[0], HttpError):
             err = steps[0]
             self._json(
@@ -476,7 +485,7 @@ class _Handler(BaseHTTPRequestHandler):
                 elif isinstance(step, Bash):
                     blocks.append(self._claude_tool_block(step))
                 elif isinstance(step, Delay):
-                    time.sleep(step.seconds)
+                    self.md.pause(step.seconds)
             has_tool = any(b["type"] == "tool_use" for b in blocks)
             self._json(
                 200,
@@ -520,9 +529,9 @@ class _Handler(BaseHTTPRequestHandler):
         has_tool = False
         for step in steps:
             if isinstance(step, Delay):
-                time.sleep(step.seconds)
+                self.md.pause(step.seconds)
             elif isinstance(step, Hang):
-                time.sleep(step.seconds)
+                self.md.pause(step.seconds)
                 return
             elif isinstance(step, Text):
                 block = {"type": "text", "text": ""}
@@ -579,7 +588,7 @@ class _Handler(BaseHTTPRequestHandler):
         resp_id = self.md.new_id("resp")
         steps = list(turn)
         while steps and isinstance(steps[0], Delay):
-            time.sleep(steps.pop(0).seconds)
+            self.md.pause(steps.pop(0).seconds)
         if steps and isinstance(steps[0], HttpError):
             err = steps[0]
             self._json(
@@ -603,9 +612,9 @@ class _Handler(BaseHTTPRequestHandler):
         output: list[dict] = []
         for step in steps:
             if isinstance(step, Delay):
-                time.sleep(step.seconds)
+                self.md.pause(step.seconds)
             elif isinstance(step, Hang):
-                time.sleep(step.seconds)
+                self.md.pause(step.seconds)
                 return
             elif isinstance(step, Text):
                 oi = len(output)
