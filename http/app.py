@@ -77,6 +77,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         routes_processes.bp,
         routes_dashboard.bp,
         routes_symphony.bp,
+        routes_symphony.settings_bp,
     ):
         app.register_blueprint(blueprint)
 

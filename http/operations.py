@@ -47,7 +47,10 @@ REFERENCE_OPERATIONS: tuple[str, ...] = (
 #   gateway_admin   approvals, policy, challenge minting, metrics, the OpenAPI document.
 #                   Exempt from approval policy: the route that releases a held request
 #                   must never itself be held.
-EXTENSION_OPERATIONS: tuple[str, ...] = ("process_table", "process_control", "gateway_admin")
+#   symphony_settings  read and change the agent runs' watchdog defaults and maxima (medium)
+EXTENSION_OPERATIONS: tuple[str, ...] = (
+    "process_table", "process_control", "gateway_admin", "symphony_settings",
+)  # fmt: skip
 
 OPERATIONS: tuple[str, ...] = REFERENCE_OPERATIONS + EXTENSION_OPERATIONS
 
@@ -192,6 +195,8 @@ ROUTES: tuple[Route, ...] = (
     _r("/api/gateway/processes/:processId/logs", "GET", "process_table", extension=True),
     _r("/api/gateway/processes/:processId/kill", "POST", "process_control", extension=True),
     _r("/api/gateway/processes/:processId/teardown", "POST", "process_control", extension=True),
+    # ---- extensions: settings
+    _r("/api/gateway/settings/symphony", "GET PATCH", "symphony_settings", extension=True),
     # ---- extensions: administration
     _r("/api/gateway/auth/challenge", "POST", "gateway_admin", extension=True),
     _r("/api/gateway/approvals", "GET", "gateway_admin", extension=True),

@@ -40,6 +40,8 @@ from gateway.http.schemas_symphony import (
     SessionIn,
     SessionListOut,
     StartedOut,
+    SymphonyLimitsIn,
+    SymphonyLimitsOut,
     TicketIn,
     UnreadOut,
 )
@@ -57,6 +59,8 @@ from gateway.supervisor.symphony import (
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 bp = Blueprint("symphony", __name__, url_prefix="/api/gateway/symphony")
+#: ``/api/gateway/settings/symphony`` (extension operation ``symphony_settings``).
+settings_bp = Blueprint("symphony_settings", __name__, url_prefix="/api/gateway/settings")
 
 SERVICE_KEY = "symphony"
 SETTINGS_KEY = "symphony_settings"
@@ -121,6 +125,28 @@ def _query_str(name: str) -> str | None:
     if raw is not None and ("\x00" in raw or len(raw) > 200):
         raise ApiError(400, "invalid_query", f"{name}: at most 200 characters, no NUL")
     return raw
+
+
+# ---- settings --------------------------------------------------------------------------------
+
+
+@settings_bp.get("/symphony")
+@document_response(SymphonyLimitsOut)
+async def get_limits() -> dict[str, Any]:
+    """The watchdog limits of agent runs: the defaults a run gets, and the most it may ask for."""
+    return service().settings.limits_json()
+
+
+@settings_bp.patch("/symphony")
+@validate_request(SymphonyLimitsIn)
+@document_response(SymphonyLimitsOut)
+async def patch_limits(data: SymphonyLimitsIn) -> dict[str, Any]:
+    """Change some limits (all or nothing), store them and apply them to the next runs.
+
+    Runs already started keep the limits they started with.
+    """
+    with _symphony_errors():
+        return await service().save_limits(data.as_request())
 
 
 # ---- runs and loops -------------------------------------------------------------------------

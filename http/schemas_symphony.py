@@ -44,6 +44,35 @@ class LimitsIn(Strict):
         return self.model_dump(by_alias=True, exclude_none=True)
 
 
+class SymphonyLimitsIn(Strict):
+    """A change of the stored watchdog limits; what is left out keeps its current value.
+
+    Maxima may exceed the built-in ones (a user may allow longer runs); the defaults must stay
+    within the resulting maxima. Both are checked by the service, which names the field.
+    """
+
+    defaults: LimitsIn | None = None
+    maximum: LimitsIn | None = None
+
+    def as_request(self) -> dict[str, dict[str, float]]:
+        return {
+            name: part.as_request()
+            for name, part in (("defaults", self.defaults), ("maximum", self.maximum))
+            if part is not None
+        }
+
+
+class LimitsOut(BaseModel):
+    resultIdleTimeout: float
+    stallTimeout: float
+    maxRuntime: float
+
+
+class SymphonyLimitsOut(BaseModel):
+    defaults: LimitsOut
+    maximum: LimitsOut
+
+
 class RunIn(Strict):
     """What ``launch`` and ``plan-loop/start`` take (``loop`` adds its judges)."""
 

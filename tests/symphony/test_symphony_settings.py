@@ -14,6 +14,8 @@ from gateway.supervisor import open_supervisor
 from gateway.supervisor.symphony import BadRequest, Limits, Symphony, open_symphony
 from gateway.supervisor.symphony_settings import LIMITS_KEY
 
+from support import gateway_client
+
 
 async def test_limits_are_validated_persisted_and_loaded(tmp_path: Path) -> None:
     state = tmp_path / "state"
@@ -67,4 +69,59 @@ async def test_the_gateway_reads_stored_limits_at_start(tmp_path: Path, nursery:
         assert isinstance(svc, Symphony)
         assert svc.settings.defaults.stall_timeout == 120.0 and svc.settings.maximum.stall_timeout == 600.0
     finally:
+        handle.request_shutdown()
+
+
+async def test_limits_over_http_change_persist_and_refuse_bad_input(tmp_path: Path) -> None:
+    """``/api/gateway/settings/symphony``: read, change (all or nothing), survive a restart."""
+    state = tmp_path / "state"
+    url = "/api/gateway/settings/symphony"
+    opts = ServeOptions(state_dir=state, port=0, probe_binaries=False)
+
+    async with trio.open_nursery() as nursery:  # left only once the first gateway is down
+        handle: GatewayHandle = await nursery.start(run_gateway, opts)
+        async with gateway_client(handle, timeout=30) as api, gateway_client(
+            handle, timeout=30, authenticated=False
+        ) as anon:
+            assert (await anon.get(url)).status_code == 401
+            assert (await anon.patch(url, json={"defaults": {"stallTimeout": 60}})).status_code == 401
+            got = (await api.get(url)).json()
+            assert got == {
+                "defaults": {"resultIdleTimeout": 30.0, "stallTimeout": 900.0, "maxRuntime": 3600.0},
+                "maximum": {"resultIdleTimeout": 600.0, "stallTimeout": 21600.0, "maxRuntime": 86400.0},
+            }
+            change = {"defaults": {"stallTimeout": 60}, "maximum": {"maxRuntime": 7200}}
+            changed = await api.patch(url, json=change)
+            assert changed.status_code == 200, changed.text
+            assert changed.json()["defaults"]["stallTimeout"] == 60.0
+            assert changed.json()["maximum"]["maxRuntime"] == 7200.0
+            # The default maxRuntime (3600) still fits under the new maximum; one above it does
+            # not, and a refused change leaves everything as it was.
+            for body, field in (
+                ({"defaults": {"maxRuntime": 9000}}, "defaults.maxRuntime"),
+                ({"defaults": {"stallTimeout": -5}}, "stallTimeout"),
+                ({"maximum": {"bogus": 1}}, "bogus"),
+                ({"defaults": {"stallTimeout": "soon"}}, "stallTimeout"),
+            ):
+                refused = await api.patch(url, json=body)
+                assert refused.status_code == 400, refused.text
+                error = refused.json()["error"]
+                assert field in error["message"] and error["operation"] == "symphony_settings"
+            assert (await api.get(url)).json() == changed.json()
+            # A run now asking for more than the stored maximum is refused, naming the field.
+            too_long = await api.post(
+                "/api/gateway/symphony/launch",
+                json={"ticketId": "T-1", "repoId": "nope", "prompt": "x", "limits": {"maxRuntime": 9000}},
+            )
+            assert too_long.status_code == 400
+            assert "limits.maxRuntime" in too_long.json()["error"]["message"]
+            metrics = (await api.get("/api/gateway/metrics")).text
+            assert 'operation="symphony_settings"' in metrics
+        handle.request_shutdown()
+
+    # Stored in the database: a restarted gateway serves the changed limits.
+    async with trio.open_nursery() as nursery:
+        handle = await nursery.start(run_gateway, opts)
+        async with gateway_client(handle, timeout=30) as api:
+            assert (await api.get(url)).json() == changed.json()
         handle.request_shutdown()
