@@ -20,6 +20,7 @@ from quart_trio import QuartTrio
 from gateway.http import (
     routes_admin,
     routes_dashboard,
+    routes_git,
     routes_meta,
     routes_processes,
     routes_symphony,
@@ -78,6 +79,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         routes_dashboard.bp,
         routes_symphony.bp,
         routes_symphony.settings_bp,
+        routes_git.bp,
     ):
         app.register_blueprint(blueprint)
 

@@ -25,7 +25,7 @@ them (status, kill, teardown with worktree removal, the log a ticket shows).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from typing import Any
 
 import trio
@@ -179,6 +179,36 @@ class Symphony(SymphonyLoops, SymphonyPlans, SymphonyChat):
         record.labels[REMOVE_WORKTREE] = "removed"
         what = "removed" if removed else "already gone"
         self.sup.log(record.id).system(f"[symphony] worktree {ticket.worktree} {what}")
+
+    # ---- worktrees outside runs (the git routes) -----------------------------------------
+
+    async def open_worktree(
+        self, ticket_id: str, repo_id: str, base_ref: str | None = None
+    ) -> tuple[Ticket, bool]:
+        """Create or reuse a ticket's worktree without starting anything; True if created.
+
+        Under the worktree lock, like a run, and the ticket is remembered, so later runs,
+        ``work-directory`` and the git routes all find the same worktree.
+        """
+        self._validate_ids(ticket_id, repo_id)
+        worktree = str(self.worktrees.path_for(repo_id, ticket_id))
+        with self._reserve(ticket_id, worktree, "a worktree"):
+            return await self._ensure_ticket(ticket_id, repo_id, base_ref, None)
+
+    def hold_worktree(self, ticket: Ticket, what: str) -> AbstractContextManager[None]:
+        """The worktree lock for ``what`` (a commit, a pull): 409 while a run is active there,
+        and no run starts in the worktree until it is released."""
+        return self._reserve(ticket.ticket_id, str(ticket.worktree), what)
+
+    async def close_worktree(self, ticket_id: str) -> bool:
+        """Remove the ticket's worktree (the branch stays); 409 while anything runs in it."""
+        ticket = await self.ticket(ticket_id)
+        with self._reserve(ticket.ticket_id, str(ticket.worktree), "a worktree removal"):
+            repo = await self.repo_path(ticket.repo_id)
+            try:
+                return await self.worktrees.remove(repo, ticket.repo_id, ticket.ticket_id)
+            except GitError as exc:
+                raise SymphonyError(str(exc)) from None
 
     # ---- settings -----------------------------------------------------------------------
 

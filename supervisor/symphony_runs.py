@@ -208,18 +208,25 @@ class SymphonyRuns:
         """
         worktree = str(self.worktrees.path_for(repo_id, ticket_id))
         with self._reserve(ticket_id, worktree, what):
-            repo = await self.repo_path(repo_id)
-            try:
-                wt = await self.worktrees.ensure(repo, repo_id, ticket_id, base_ref)
-            except LookupError as exc:
-                raise NotFound(str(exc)) from None
-            except ValueError as exc:
-                raise BadRequest(str(exc)) from None
-            except GitError as exc:
-                raise SymphonyError(str(exc)) from None
-            ticket = Ticket(ticket_id, repo_id, wt.path, wt.branch, wt.base_ref or None, provider.name)
-            await self.db.save_ticket(ticket)
+            ticket, _created = await self._ensure_ticket(ticket_id, repo_id, base_ref, provider.name)
             yield ticket
+
+    async def _ensure_ticket(
+        self, ticket_id: str, repo_id: str, base_ref: str | None, provider: str | None
+    ) -> tuple[Ticket, bool]:
+        """Create or reuse the worktree and remember the ticket (caller holds the lock)."""
+        repo = await self.repo_path(repo_id)
+        try:
+            wt = await self.worktrees.ensure(repo, repo_id, ticket_id, base_ref)
+        except LookupError as exc:
+            raise NotFound(str(exc)) from None
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        except GitError as exc:
+            raise SymphonyError(str(exc)) from None
+        ticket = Ticket(ticket_id, repo_id, wt.path, wt.branch, wt.base_ref or None, provider)
+        await self.db.save_ticket(ticket)
+        return ticket, wt.created
 
     def _validate_ids(self, ticket_id: Any, repo_id: Any) -> None:
         for value, name in ((ticket_id, "ticketId"), (repo_id, "repoId")):

@@ -54,7 +54,8 @@ class SymphonyStore:
         return Ticket(row[0], row[1], Path(row[2]), row[3], row[4], row[5]) if row else None
 
     async def save_ticket(self, ticket: Ticket) -> None:
-        """Insert or update; a later run without ``baseRef`` keeps the first one's."""
+        """Insert or update; a later run without ``baseRef`` keeps the first one's, and a
+        worktree opened without a provider (``POST /git/worktree``) keeps the last run's."""
         now = time.time()
         await self.db.execute(
             "INSERT INTO symphony_tickets (ticket_id, repo_id, worktree, branch, base_ref, provider,"
@@ -62,7 +63,8 @@ class SymphonyStore:
             " ON CONFLICT(ticket_id) DO UPDATE SET repo_id = excluded.repo_id,"
             " worktree = excluded.worktree, branch = excluded.branch,"
             " base_ref = COALESCE(excluded.base_ref, symphony_tickets.base_ref),"
-            " provider = excluded.provider, updated_at = excluded.updated_at",
+            " provider = COALESCE(excluded.provider, symphony_tickets.provider),"
+            " updated_at = excluded.updated_at",
             (
                 ticket.ticket_id, ticket.repo_id, str(ticket.worktree), ticket.branch, ticket.base_ref,
                 ticket.provider, now, now,
