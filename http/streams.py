@@ -150,12 +150,19 @@ async def _status_chunks(gw: GatewayContext, since: int) -> AsyncIterator[bytes]
     while True:
         changed = table.changed
         if table.version > seen:
-            batch = sorted((r for r in table.records.values() if r.version > seen), key=lambda r: r.version)
+            # Changes and removals (retention), in version order.
+            lines = [
+                (r.version, {"type": "status", "version": r.version, "process": r.to_json()})
+                for r in table.records.values()
+                if r.version > seen
+            ]
+            lines += [
+                (v, {"type": "removed", "version": v, "id": rid}) for v, rid in table.removed_since(seen)
+            ]
             seen = table.version
-            if batch:
-                yield b"".join(
-                    dumps({"type": "status", "version": r.version, "process": r.to_json()}) for r in batch
-                )
+            if lines:
+                lines.sort(key=lambda item: item[0])
+                yield b"".join(dumps(line) for _v, line in lines)
             continue
         woke = await gw.wait(changed, gw.heartbeat)
         if woke == "shutdown":

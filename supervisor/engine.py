@@ -18,7 +18,7 @@ import shutil
 import signal as _signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,11 +83,21 @@ class KillReceipt:
         }
 
 
+def _default_keep() -> dict[str, int]:
+    return {"git": 200}
+
+
 @dataclass(slots=True)
 class SupervisorConfig:
     state_dir: Path
     log_limits: LogLimits = field(default_factory=LogLimits)
     reap_interval: float = 1.0
+    #: Retention per kind: at most this many ended records (and their logs) are kept; the
+    #: oldest go first. Kinds not listed (agent runs, ad-hoc commands) are kept for good. Short
+    #: helpers like ``git`` would otherwise grow the table by one record per UI poll.
+    keep_ended: dict[str, int] = field(default_factory=_default_keep)
+    #: A record younger than this stays whatever the count: its caller may still read its log.
+    keep_grace: float = 60.0
 
 
 class _TreeScanner:
@@ -466,6 +476,9 @@ class Supervisor:
                     await child.writer_done.wait()
                 log.close()
                 self.table.touch(record)
+                if record.kind in self.config.keep_ended:
+                    # Before ``finished``: whoever waits on this child sees the cap applied.
+                    await self._retain((record.kind,))
                 child.finished.set()
 
     async def _log_writer(self, child: _Child, *, task_status: trio.TaskStatus[None]) -> None:
@@ -675,6 +688,30 @@ class Supervisor:
         receipt.elapsed_ms = int((trio.current_time() - began) * 1000)
         return receipt
 
+    async def _retain(self, kinds: Iterable[str], now: float | None = None) -> list[str]:
+        """Forget the oldest ended records of capped kinds (``keep_ended``), logs included."""
+        now = time.time() if now is None else now
+        doomed: list[str] = []
+        for kind in kinds:
+            keep = self.config.keep_ended.get(kind)
+            if keep is None:
+                continue
+            ended = sorted(
+                (r for r in self.table.records.values() if r.kind == kind and r.state.ended),
+                key=lambda r: r.ended_at or 0.0,
+            )
+            excess = ended[: max(len(ended) - keep, 0)]
+            doomed += [r.id for r in excess if (r.ended_at or 0.0) < now - self.config.keep_grace]
+        files: list[Path] = []
+        for record_id in self.table.forget(doomed):
+            self._children.pop(record_id, None)
+            self._jobs.pop(record_id, None)
+            log = self._logs.pop(record_id, None)
+            files += log.segment_files() if log is not None else [self.logs_dir / f"{record_id}.*"]
+        if files:
+            await trio.to_thread.run_sync(_unlink_logs, files)
+        return doomed
+
     def _reap(self) -> None:
         if self._known:
             proctree.reap_adopted(self._known)
@@ -805,6 +842,7 @@ async def open_supervisor(
             await nursery.start(sup.table.flusher)
             await nursery.start(sup._reaper)
             await sup._recover()
+            await sup._retain(config.keep_ended)
             try:
                 yield sup
             finally:
@@ -815,6 +853,14 @@ async def open_supervisor(
     finally:
         with trio.CancelScope(shield=True):
             await store.close()
+
+
+def _unlink_logs(paths: list[Path]) -> None:
+    """Delete log segments; a ``<id>.*`` entry (a record from an earlier run) is globbed."""
+    for path in paths:
+        targets = path.parent.glob(path.name + ".log") if path.name.endswith(".*") else [path]
+        for target in targets:
+            target.unlink(missing_ok=True)
 
 
 def _split_long(complete: bytes, max_line: int) -> tuple[bytes, int]:

@@ -236,6 +236,18 @@ class Store:
 
         await self.run(go)
 
+    async def delete_records(self, ids: Iterable[str]) -> None:
+        rows = [(i,) for i in ids]
+        if not rows:
+            return
+
+        def go(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN")
+            conn.executemany("DELETE FROM processes WHERE id = ?", rows)
+            conn.execute("COMMIT")
+
+        await self.run(go)
+
     async def load_records(self) -> list[ProcessRecord]:
         rows = await self.fetchall(f"SELECT {','.join(_COLUMNS)} FROM processes ORDER BY rowid")
         return [_from_row(row) for row in rows]

@@ -7,6 +7,7 @@ slow watchers cost nothing, and nobody misses the latest state.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 
 import trio
@@ -25,6 +26,10 @@ class ProcessTable:
         self._dirty_event = trio.Event()
         self._flushed_version = 0
         self._flushed = trio.Event()
+        self._deleted: set[str] = set()
+        #: (table version, record id) of records dropped by retention, newest last; streams
+        #: turn them into ``removed`` lines. A watcher further behind than this re-snapshots.
+        self.removed: deque[tuple[int, str]] = deque(maxlen=4096)
 
     async def load(self) -> list[ProcessRecord]:
         for record in await self.store.load_records():
@@ -68,6 +73,27 @@ class ProcessTable:
         self._changed.set()
         self._changed = trio.Event()
 
+    def forget(self, ids: Iterable[str]) -> list[str]:
+        """Drop records for good (retention): from memory now, from the database on the next
+        flush; each removal gets a version, so watchers learn of it like of a change."""
+        gone = []
+        for record_id in ids:
+            if self.records.pop(record_id, None) is None:
+                continue
+            self.version += 1
+            self.removed.append((self.version, record_id))
+            self._dirty.pop(record_id, None)
+            self._deleted.add(record_id)
+            gone.append(record_id)
+        if gone:
+            self._dirty_event.set()
+            self._changed.set()
+            self._changed = trio.Event()
+        return gone
+
+    def removed_since(self, version: int) -> list[tuple[int, str]]:
+        return [(v, rid) for v, rid in self.removed if v > version]
+
     async def persisted(self, record: ProcessRecord) -> None:
         """Wait until ``record``'s current version is on disk (start-up and end states)."""
         target = record.version
@@ -83,14 +109,16 @@ class ProcessTable:
 
     async def flush(self) -> None:
         self._dirty_event = trio.Event()
-        if not self._dirty:
+        if not self._dirty and not self._deleted:
             return
         batch, self._dirty = self._dirty, {}
+        deleted, self._deleted = self._deleted, set()
         version = self.version
         # Shielded: the batch has left _dirty, so a cancelled save (the flusher is cancelled
         # right after the final flush, which finds _dirty empty) would lose it for good.
         with trio.CancelScope(shield=True):
             await self.store.save_records(list(batch.values()))
+            await self.store.delete_records(deleted)
         self._flushed_version = max(self._flushed_version, version)
         self._flushed.set()
         self._flushed = trio.Event()

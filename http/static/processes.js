@@ -71,7 +71,13 @@ export class ProcessTable {
     for (const item of batch) {
       if ((item.type === "status" || item.type === "end") && item.process) this.upsert(item.process);
       else if (item.type === "snapshot" && Array.isArray(item.processes)) item.processes.forEach((r) => this.upsert(r));
+      else if (item.type === "removed" && item.id) this.remove(item.id);
     }
+  }
+
+  // Retention dropped an old record (e.g. a git helper): it leaves the table, not the open log.
+  remove(id) {
+    if (this.records.delete(id)) this.schedule();
   }
 
   upsert(record) {
