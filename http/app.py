@@ -20,6 +20,7 @@ from quart_trio import QuartTrio
 from gateway.http import (
     routes_admin,
     routes_dashboard,
+    routes_files,
     routes_git,
     routes_meta,
     routes_processes,
@@ -47,7 +48,9 @@ def _stub(operation: str, path: str) -> Callable[..., Any]:
 def create_app(gw: GatewayContext) -> QuartTrio:
     app = QuartTrio(__name__, root_path=str(Path(__file__).parent), instance_path=str(gw.state.root))
     app.config.update(
-        MAX_CONTENT_LENGTH=MAX_BODY,
+        # The guard enforces each route's limit before Quart reads a byte; Quart's own cap
+        # only has to admit the largest of them (uploads).
+        MAX_CONTENT_LENGTH=max(MAX_BODY, routes_files.UPLOAD_MAX_BODY),
         RESPONSE_TIMEOUT=None,  # NDJSON followers stream for as long as they read
         BODY_TIMEOUT=60,
         JSON_SORT_KEYS=False,
@@ -80,6 +83,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         routes_symphony.bp,
         routes_symphony.settings_bp,
         routes_git.bp,
+        routes_files.bp,
     ):
         app.register_blueprint(blueprint)
 
@@ -102,6 +106,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         app,
         gw,
         {"/health": routes_meta.health_bytes, "/api/gateway/processes": routes_processes.listing_bytes},
+        {routes_files.UPLOAD_RULE: routes_files.UPLOAD_MAX_BODY},
     )
     return app
 

@@ -85,9 +85,14 @@ def current_admission() -> Admission:
     return cast(Admission, request.scope[SCOPE_KEY])
 
 
-def install_guard(app: Quart, gw: GatewayContext, fast: Mapping[str, FastHandler]) -> None:
+def install_guard(
+    app: Quart,
+    gw: GatewayContext,
+    fast: Mapping[str, FastHandler],
+    body_limits: Mapping[str, int] | None = None,
+) -> None:
     """Put the guard in front of everything Quart does (Quart's middleware slot)."""
-    app.asgi_app = Guard(app.asgi_app, app, gw, fast)  # type: ignore[method-assign]
+    app.asgi_app = Guard(app.asgi_app, app, gw, fast, body_limits)  # type: ignore[method-assign]
 
 
 def _is_protected(path: str) -> bool:
@@ -108,16 +113,23 @@ class Guard:
     """The ASGI callable Hypercorn serves: admits each request, then answers or hands it on.
 
     ``fast`` maps a rule to a handler producing a plain GET's JSON body; those rules must
-    also have a Quart view (HEAD and the OpenAPI document use it).
+    also have a Quart view (HEAD and the OpenAPI document use it). ``body_limits`` raises the
+    body limit (``MAX_BODY``) for the rules named (uploads).
     """
 
     def __init__(
-        self, inner: ASGIApp, app: Quart, gw: GatewayContext, fast: Mapping[str, FastHandler]
+        self,
+        inner: ASGIApp,
+        app: Quart,
+        gw: GatewayContext,
+        fast: Mapping[str, FastHandler],
+        body_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.inner = inner
         self.app = app
         self.gw = gw
         self.fast = dict(fast)
+        self.body_limits = dict(body_limits or {})
         self._static: dict[tuple[str, str], str] | None = None
         self._adapter: MapAdapter | None = None
 
@@ -182,8 +194,9 @@ class Guard:
             body = json.dumps(error_payload(exc.code, exc.message, exc.extra)).encode()
             await answer(exc.status, body, [(b"connection", b"close")] if close else None)
 
+        rule = self._rule_for(path, method)
         try:
-            body = await self._read_body(headers, receive)
+            body = await self._read_body(headers, receive, self.body_limits.get(rule or "", MAX_BODY))
         except ApiError as exc:  # 413 or 408: the rest of the body is unread, close after
             await fail(exc, close=True)
             return
@@ -191,7 +204,6 @@ class Guard:
             return
 
         try:
-            rule = self._rule_for(path, method)
             admission.operation = operation_for(rule, method)
             operation_var.set(admission.operation)
             preflight = await self._admit(scope, headers, rule, admission, receive)
@@ -233,10 +245,12 @@ class Guard:
 
     # ---- steps -----------------------------------------------------------------------------
 
-    async def _read_body(self, headers: Mapping[str, str], receive: Receive) -> bytes:
+    async def _read_body(self, headers: Mapping[str, str], receive: Receive, limit: int) -> bytes:
+        hint = MAX_BODY_HINT if limit == MAX_BODY else f"{limit // (1024 * 1024)} MiB"
+        too_large = f"request body too large (limit {hint})"
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY:
-            raise ApiError(413, "payload_too_large", f"request body too large (limit {MAX_BODY_HINT})")
+        if declared.isdigit() and int(declared) > limit:
+            raise ApiError(413, "payload_too_large", too_large)
         chunks: list[bytes] = []
         size = 0
         with trio.move_on_after(self.gw.body_timeout):
@@ -246,10 +260,8 @@ class Guard:
                     raise _Gone
                 chunk = message.get("body", b"")
                 size += len(chunk)
-                if size > MAX_BODY:
-                    raise ApiError(
-                        413, "payload_too_large", f"request body too large (limit {MAX_BODY_HINT})"
-                    )
+                if size > limit:
+                    raise ApiError(413, "payload_too_large", too_large)
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     return b"".join(chunks)

@@ -285,6 +285,15 @@ class GitOps:
                 return path
         return None
 
+    async def ls_files(self, where: Path, ticket_id: str | None = None) -> list[str]:
+        """Tracked and untracked-but-not-ignored files: what a "go to file" picker offers."""
+        res = await self._run(
+            ["ls-files", "--cached", "--others", "--exclude-standard", "--deduplicate"],
+            where,
+            ticket_id=ticket_id,
+        )
+        return [unquote(line) for line in res.stdout.splitlines() if line]
+
     async def user(self, where: Path | None) -> dict[str, Any]:
         """The identity commits get here (the repo's config, else the user's global one)."""
         cwd = where or Path.home()
