@@ -20,6 +20,7 @@ from quart_trio import QuartTrio
 from gateway.http import (
     routes_admin,
     routes_dashboard,
+    routes_deploy,
     routes_files,
     routes_git,
     routes_meta,
@@ -84,6 +85,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         routes_symphony.settings_bp,
         routes_git.bp,
         routes_files.bp,
+        routes_deploy.bp,
     ):
         app.register_blueprint(blueprint)
 
