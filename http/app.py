@@ -23,6 +23,7 @@ from gateway.http import (
     routes_deploy,
     routes_files,
     routes_git,
+    routes_learnings,
     routes_meta,
     routes_processes,
     routes_symphony,
@@ -86,6 +87,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         routes_git.bp,
         routes_files.bp,
         routes_deploy.bp,
+        routes_learnings.bp,
     ):
         app.register_blueprint(blueprint)
 

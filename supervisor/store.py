@@ -148,6 +148,25 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX symphony_comment_chat_comment ON symphony_comment_chat(comment_id, id);
     """,
+    # 5: learnings an agent extracted from finished runs, pending a person's decision
+    """
+    CREATE TABLE learnings (
+        id TEXT PRIMARY KEY,
+        ticket_id TEXT NOT NULL,
+        repo_id TEXT,
+        source_process_id TEXT NOT NULL,
+        extractor_process_id TEXT,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'accepted', 'rejected')),
+        uses INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        decided_at REAL,
+        last_used_at REAL
+    );
+    CREATE INDEX learnings_status ON learnings(status, created_at);
+    CREATE INDEX learnings_ticket ON learnings(ticket_id);
+    """,
 ]
 
 _COLUMNS = (

@@ -35,6 +35,7 @@ from .logs import LogLine
 from .providers import parse_event
 from .spec import ACTIVE_STATES, ProcessRecord, StopReason, iso
 from .symphony_chat import SymphonyChat
+from .symphony_learnings import SymphonyLearnings
 from .symphony_loops import SymphonyLoops
 from .symphony_model import (
     SYMPHONY_KINDS,
@@ -58,7 +59,7 @@ from .worktrees import GitError
 REMOVE_WORKTREE = "removeWorktree"
 
 
-class Symphony(SymphonyLoops, SymphonyPlans, SymphonyChat):
+class Symphony(SymphonyLoops, SymphonyPlans, SymphonyChat, SymphonyLearnings):
     """The Symphony domain service. Create with ``open_symphony`` (it owns a nursery)."""
 
     def _register_hooks(self) -> None:
