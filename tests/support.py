@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,3 +64,28 @@ def gateway_client(handle: GatewayHandle, *, timeout: float, authenticated: bool
     """
     headers = {"X-Desktop-Gateway-Token": handle.context.auth.gateway_token} if authenticated else None
     return httpx.AsyncClient(base_url=handle.url, headers=headers, timeout=timeout, trust_env=False)
+
+
+#: A fixed identity and PATH for the git commands tests run themselves.
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.invalid",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.invalid",
+    "PATH": "/usr/bin:/bin:/usr/local/bin",
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` (fail loudly); its stdout, stripped."""
+    done = subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def init_repo(path: Path) -> Path:
+    """Make ``path`` (with whatever files it holds) a repository on ``main`` with one commit."""
+    git(path, "init", "-q", "-b", "main")
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "init")
+    return path
+

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -14,6 +13,8 @@ import pytest
 import trio
 
 from gateway.http.serve import GatewayHandle
+
+from support import init_repo
 
 D = "/api/gateway/deploy"
 SERVER_JS = """
@@ -24,11 +25,6 @@ http.createServer((req, res) => res.end("hello from " + req.url))
 """
 
 
-def init_repo(path: Path) -> None:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x.invalid", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@x.invalid", "PATH": "/usr/bin:/bin:/usr/local/bin"}  # fmt: skip
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(["git", *args], cwd=path, env=env, check=True, capture_output=True)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ ticket's work directory, and attachments that can neither escape their folder no
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -12,17 +11,7 @@ import pytest
 
 from gateway.http.serve import GatewayHandle
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.invalid",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.invalid",
-    "PATH": "/usr/bin:/bin:/usr/local/bin",
-}
-
-
-def git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True)
+from support import git
 
 
 @pytest.fixture
@@ -33,7 +22,7 @@ def repo(tmp_path: Path) -> Path:
         (path / rel).write_text(rel + "\n")
     (path / ".gitignore").write_text("build/\n")
     git(path, "init", "-q", "-b", "main")
-    git(path, "add", "src", "docs", ".gitignore")
+    git(path, "add", "src", "docs", ".gitignore")  # notes/ stays untracked on purpose
     git(path, "commit", "-qm", "init")
     return path
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from symphony_support import GIT_ENV, Harness, cli_paths, make_settings, register_repo
+from symphony_support import Harness, cli_paths, make_settings, register_repo
 
 from gateway.http.routes_symphony import SERVICE_KEY
 from gateway.http.serve import GatewayHandle, ServeOptions, run_gateway
@@ -19,7 +19,7 @@ from gateway.supervisor.providers import ClaudeProvider, CodexProvider, Provider
 from gateway.supervisor.symphony import Symphony, open_symphony
 
 from agents.model_double import ModelDouble
-from support import gateway_client
+from support import GIT_ENV, gateway_client
 
 
 @pytest.fixture

@@ -18,16 +18,10 @@ from gateway.supervisor.symphony import Limits, Symphony, SymphonySettings
 
 from agents import clis
 from agents.model_double import ModelDouble
+from support import GIT_ENV
 
 API = "/api/gateway/symphony"
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.invalid",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.invalid",
-    "PATH": "/usr/bin:/bin:/usr/local/bin",
-}
 
 
 def cli_paths() -> dict[str, str | None]:

@@ -4,27 +4,23 @@ makes is a supervised child of kind ``git``."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
-from symphony_support import API, GIT_ENV, register_repo
+from symphony_support import API, register_repo
 
 from gateway.http.routes_symphony import SERVICE_KEY
 from gateway.http.serve import GatewayHandle, ServeOptions, run_gateway
 
 from agents.model_double import Hang, ModelDouble
-from support import gateway_client
+from support import gateway_client, git
 
 GIT = "/api/gateway/git"
 
 
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, capture_output=True, text=True, check=True)
-    return done.stdout.strip()
 
 
 @pytest.fixture
