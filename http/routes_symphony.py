@@ -55,6 +55,7 @@ from gateway.supervisor.symphony import (
     Unavailable,
     log_line_json,
 )
+from gateway.supervisor.worktrees import Git
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -72,7 +73,8 @@ async def _start_service() -> None:
     settings = gw.extra.get(SETTINGS_KEY) or SymphonySettings()
     registry = ProviderRegistry(binary_path=gw.binaries.path)
     nursery = current_app.nursery  # type: ignore[attr-defined]
-    svc = Symphony(gw.sup, nursery, registry=registry, settings=settings)
+    git = Git(gw.sup, which=gw.binaries.path)  # honours the binary-paths settings
+    svc = Symphony(gw.sup, nursery, registry=registry, settings=settings, git=git)
     await svc.load_settings()
     gw.extra[SERVICE_KEY] = svc
 

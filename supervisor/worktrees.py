@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,12 +57,27 @@ class GitResult:
 
 
 class Git:
-    """Runs git as supervised short children."""
+    """Runs git as supervised short children.
 
-    def __init__(self, sup: Supervisor, exe: str | None = None, timeout: float = GIT_TIMEOUT) -> None:
+    ``which`` finds the binary at each call (the gateway passes its binary-path settings, so
+    a ``PATCH /settings/binary-paths {"git": ...}`` applies to the next git call).
+    """
+
+    def __init__(
+        self,
+        sup: Supervisor,
+        exe: str | None = None,
+        timeout: float = GIT_TIMEOUT,
+        which: Callable[[str], str | None] = shutil.which,
+    ) -> None:
         self.sup = sup
-        self.exe = exe or shutil.which("git") or "git"
+        self._exe = exe
+        self._which = which
         self.timeout = timeout
+
+    @property
+    def exe(self) -> str:
+        return self._exe or self._which("git") or "git"
 
     async def run(
         self, args: list[str], cwd: str | Path, *, ticket_id: str | None = None, check: bool = True

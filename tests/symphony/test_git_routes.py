@@ -4,6 +4,7 @@ makes is a supervised child of kind ``git``."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -213,3 +214,21 @@ async def test_the_worktree_lock_refuses_a_commit_while_an_agent_works(
     svc = gw.context.extra[SERVICE_KEY]
     assert done.json()["commit"] == (await svc.git.run(["rev-parse", "HEAD"], wt)).stdout.strip()
 
+
+
+async def test_git_routes_use_the_configured_git_binary(
+    client: httpx.AsyncClient, gateway: GatewayHandle, tmp_path: Path
+) -> None:
+    """``PATCH /settings/binary-paths {"git": ...}`` applies to the very next git call."""
+    real = shutil.which("git")
+    assert real is not None
+    wrapper = tmp_path / "bin" / "git-wrapper"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls.txt"}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    r = await client.patch("/api/gateway/settings/binary-paths", json={"git": str(wrapper)})
+    assert r.status_code == 200, r.text
+    assert (await act(client, "status"))["branch"] == "main"
+    assert "status --porcelain=v2" in (tmp_path / "calls.txt").read_text()
+    argv0 = {r.argv[0] for r in gateway.context.sup.table.records.values() if r.kind == "git"}
+    assert str(wrapper) in argv0
