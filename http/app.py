@@ -19,6 +19,7 @@ from quart_trio import QuartTrio
 
 from gateway.http import (
     routes_admin,
+    routes_chat,
     routes_dashboard,
     routes_deploy,
     routes_files,
@@ -88,6 +89,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         routes_files.bp,
         routes_deploy.bp,
         routes_learnings.bp,
+        routes_chat.bp,
     ):
         app.register_blueprint(blueprint)
 

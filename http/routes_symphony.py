@@ -322,6 +322,11 @@ async def delete_sessions() -> dict[str, Any]:
 
     The body is optional (DELETE bodies are often dropped by clients): query arguments work too.
     """
+    return await end_sessions()
+
+
+async def end_sessions() -> dict[str, Any]:
+    """Delete the sessions a body or the query names (``sessions`` and ``ticket-chat``)."""
     data = await _optional_body(SessionDeleteIn)
     session_id = data.session_id or request.args.get("sessionId") or None
     ticket_id = data.ticket_id or request.args.get("ticketId") or None
@@ -339,10 +344,15 @@ async def unread_count() -> dict[str, Any]:
 @validate_request(ChatIn)
 async def chat(ticketId: str, data: ChatIn) -> Response:
     """Send a message into the ticket's session (resumed); the reply streams as NDJSON."""
+    return await chat_turn(ticketId, data)
+
+
+async def chat_turn(ticket_id: str, data: ChatIn) -> Response:
+    """Start a chat turn and stream its log as NDJSON (``symphony/chat`` and ``ticket-chat``)."""
     gw = current_gateway()
     svc = service()
     with _symphony_errors():
-        record = await svc.chat(ticketId, data.message, data.provider, data.model)
+        record = await svc.chat(ticket_id, data.message, data.provider, data.model)
 
     async def body() -> AsyncIterator[bytes]:
         async with aclosing(_symphony_log(gw, record, 0, None, True)) as chunks:
