@@ -20,6 +20,7 @@ from quart_trio import QuartTrio
 from gateway.http import (
     routes_admin,
     routes_chat,
+    routes_codex,
     routes_dashboard,
     routes_deploy,
     routes_files,
@@ -90,6 +91,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         routes_deploy.bp,
         routes_learnings.bp,
         routes_chat.bp,
+        routes_codex.bp,
     ):
         app.register_blueprint(blueprint)
 

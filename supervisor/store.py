@@ -167,6 +167,34 @@ MIGRATIONS: list[str] = [
     CREATE INDEX learnings_status ON learnings(status, created_at);
     CREATE INDEX learnings_ticket ON learnings(ticket_id);
     """,
+    # 6: code review findings (codex review) and review verdicts
+    """
+    CREATE TABLE review_findings (
+        id TEXT PRIMARY KEY,
+        ticket_id TEXT NOT NULL,
+        review_process_id TEXT NOT NULL,
+        file TEXT,
+        line INTEGER,
+        severity TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        status TEXT NOT NULL,
+        duplicate_of TEXT,
+        argument TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX review_findings_ticket ON review_findings(ticket_id, created_at);
+    CREATE TABLE review_verdicts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ticket_id TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        source TEXT NOT NULL,
+        reason TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX review_verdicts_ticket ON review_verdicts(ticket_id, id);
+    """,
 ]
 
 _COLUMNS = (

@@ -51,6 +51,7 @@ from .symphony_model import (
     Verdict,
 )
 from .symphony_plans import SymphonyPlans
+from .symphony_reviews import SymphonyReviews
 from .symphony_settings import Limits, SymphonySettings, load_limits, save_limits
 from .worktrees import GitError
 
@@ -59,7 +60,7 @@ from .worktrees import GitError
 REMOVE_WORKTREE = "removeWorktree"
 
 
-class Symphony(SymphonyLoops, SymphonyPlans, SymphonyChat, SymphonyLearnings):
+class Symphony(SymphonyLoops, SymphonyPlans, SymphonyChat, SymphonyLearnings, SymphonyReviews):
     """The Symphony domain service. Create with ``open_symphony`` (it owns a nursery)."""
 
     def _register_hooks(self) -> None:

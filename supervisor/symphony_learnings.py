@@ -15,9 +15,8 @@ import secrets
 import time
 from typing import Any
 
-from .providers import RunOptions
-from .spec import ACTIVE_STATES, ProcessRecord, State
-from .symphony_model import BadRequest, Conflict, NotFound, SymphonyError, outcome
+from .spec import ACTIVE_STATES, ProcessRecord
+from .symphony_model import BadRequest, Conflict, NotFound, SymphonyError
 from .symphony_runs import SymphonyRuns
 
 MAX_LEARNINGS = 10
@@ -127,19 +126,10 @@ class SymphonyLearnings(SymphonyRuns):
         transcript = self._transcript(source)
         if not transcript.strip():
             raise Conflict(f"processId: run {source.id} left no transcript to learn from")
-        prov = self.provider(provider or ticket.provider)
-        exe = self.executable(prov)
         prompt = PROMPT.format(ticket=ticket_id, n=MAX_LEARNINGS, transcript=transcript)
-        argv = prov.judge_argv(exe, prompt, RunOptions(model=model))
-        spec = self._agent_spec(
-            prov, argv, ticket, self.settings.defaults, role="learnings",
-            labels={"mode": "learnings", "source": source.id},
-        )  # fmt: skip
-        record = await self.sup.start(spec)
-        final = await self.sup.wait(record.id)
-        summary = self._conclude(final, prov)
-        if final.state is not State.EXITED:
-            raise SymphonyError(f"extraction failed: {final.error or outcome(final)}")
+        record, summary = await self._ask(
+            ticket, provider, prompt, role="learnings", model=model, labels={"source": source.id}
+        )
         items = parse_learnings(summary.final_text)
         now = time.time()
         rows = [

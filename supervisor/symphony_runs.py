@@ -38,6 +38,7 @@ from .symphony_model import (
     SymphonyError,
     Ticket,
     Unavailable,
+    outcome,
     require_text,
     short_argv,
 )
@@ -284,6 +285,35 @@ class SymphonyRuns:
             result_detector=provider.is_result_line,
             event_parser=provider.name,
         )
+
+    async def _ask(
+        self,
+        ticket: Ticket,
+        provider: str | None,
+        prompt: str,
+        *,
+        role: str,
+        model: str | None = None,
+        kind: str = "symphony",
+        labels: Mapping[str, str] | None = None,
+    ) -> tuple[ProcessRecord, RunSummary]:
+        """One read-only agent turn in the ticket's worktree, waited for; its folded answer.
+
+        A turn that did not exit cleanly (or reported an error) is a ``SymphonyError``.
+        """
+        prov = self.provider(provider or ticket.provider)
+        exe = self.executable(prov)
+        argv = prov.judge_argv(exe, prompt, RunOptions(model=model))
+        spec = self._agent_spec(
+            prov, argv, ticket, self.settings.defaults, kind=kind, role=role,
+            labels={"mode": role, **(labels or {})},
+        )  # fmt: skip
+        record = await self.sup.start(spec)
+        final = await self.sup.wait(record.id)
+        summary = self._conclude(final, prov)
+        if final.state is not State.EXITED:
+            raise SymphonyError(f"{role} failed: {final.error or outcome(final)}")
+        return final, summary
 
     def _conclude(self, record: ProcessRecord, provider: Provider) -> RunSummary:
         """Fold the child's events; an error result or a bad exit makes it ``failed``.
