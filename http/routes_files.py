@@ -4,7 +4,8 @@ search in a repo or worktree, a ticket's work directory, and ticket attachments.
 Uploads are the one route with a bigger body limit (``UPLOAD_MAX_BODY``, enforced by the guard
 before anything reads it). Attachments are served as downloads with ``nosniff`` and a
 sandboxing CSP; only common image types are shown inline. So an uploaded HTML or SVG file can
-never run script in the dashboard's origin. ``run-viewer-extract`` is not built (501).
+never run script in the dashboard's origin. ``run-viewer-extract`` saves an agent run's
+parsed events for a run viewer.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from gateway.http.query import flag, int_arg
 from gateway.http.routes_git import _resolve
 from gateway.http.routes_symphony import _query_str, _symphony_errors, service
 from gateway.http.schemas_files import DirectoriesOut, SearchOut, UploadOut, WorkDirectoryOut
-from gateway.supervisor.files import Attachments, list_directories, search
+from gateway.supervisor.files import Attachments, RunViewer, list_directories, search
 from gateway.supervisor.git_ops import GitOps
 from gateway.supervisor.worktrees import check_id
 
@@ -124,3 +125,45 @@ async def attachment(attachmentPath: str) -> Response:
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response.headers["Cache-Control"] = "private, no-cache"
     return response
+
+
+# ---- run viewer ------------------------------------------------------------------------------
+
+
+def _process_id() -> str:
+    process_id = _query_str("processId")
+    if process_id is None:
+        raise ApiError(400, "invalid_query", "processId: required")
+    return process_id
+
+
+@bp.post("/run-viewer-extract")
+async def run_viewer_extract() -> tuple[dict[str, Any], int]:
+    """Save an agent run's parsed events (``processId`` in the body or the query)."""
+    data = await request.get_json(silent=True) or {}
+    process_id = data.get("processId") if isinstance(data, dict) else None
+    process_id = process_id if isinstance(process_id, str) else _process_id()
+    viewer = RunViewer(current_gateway().sup)
+    with _symphony_errors():
+        return await trio.to_thread.run_sync(viewer.extract, process_id), 201
+
+
+@bp.get("/run-viewer-extract")
+async def run_viewer_read() -> dict[str, Any]:
+    """One run's extraction (``processId``), or the list of extracted runs without it."""
+    viewer = RunViewer(current_gateway().sup)
+    process_id = _query_str("processId")
+    with _symphony_errors():
+        if process_id is None:
+            return {"runs": await trio.to_thread.run_sync(viewer.listing)}
+        return await trio.to_thread.run_sync(viewer.read, process_id)
+
+
+@bp.delete("/run-viewer-extract")
+async def run_viewer_delete() -> dict[str, Any]:
+    process_id = _process_id()
+    viewer = RunViewer(current_gateway().sup)
+    with _symphony_errors():
+        deleted = await trio.to_thread.run_sync(viewer.delete, process_id)
+    return {"processId": process_id, "deleted": deleted}
+

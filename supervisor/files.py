@@ -9,12 +9,17 @@ Functions here are blocking (file system calls): callers run them in a worker th
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .engine import Supervisor
+from .providers import parser_for
+from .spec import iso
 from .symphony_model import BadRequest, NotFound
 
 MAX_ENTRIES = 1000
@@ -161,3 +166,70 @@ class Attachments:
         if not target.is_file():
             raise NotFound(f"attachment: no file {rel[:200]}")
         return target
+
+
+class RunViewer:
+    """Run-viewer extractions: a run's parsed agent events, saved as one JSON file per run
+    under ``<state>/run-viewer/`` so a viewer loads a finished run without re-parsing its log.
+
+    Only agent runs (records with an ``event_parser``) can be extracted; the ``processId``
+    becomes a file name only after the table vouched for it.
+    """
+
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+        self.root = sup.state_dir / "run-viewer"
+
+    def _path(self, process_id: str) -> Path:
+        if self.sup.table.get(process_id) is None:
+            raise NotFound(f"processId: no process {process_id[:100]!r}")
+        return self.root / f"{process_id}.json"
+
+    def extract(self, process_id: str) -> dict[str, Any]:
+        record = self.sup.table.get(process_id)
+        path = self._path(process_id)
+        assert record is not None
+        provider = parser_for(record.event_parser)
+        if provider is None:
+            raise BadRequest(f"processId: {process_id} is not an agent run (no transcript to extract)")
+        lines = (line.raw for line in self.sup.log(process_id).read() if line.stream == "stdout")
+        events = provider.parse_lines(lines)
+        texts = [e["text"] for e in events if e["type"] == "text"]
+        tools = [e for e in events if e["type"] == "tool_use"]
+        doc = {
+            "processId": process_id,
+            "ticketId": record.ticket_id,
+            "kind": record.kind,
+            "provider": provider.name,
+            "state": record.state.value,
+            "extractedAt": iso(time.time()),
+            "summary": texts[-1] if texts else None,
+            "counts": {"events": len(events), "texts": len(texts), "toolCalls": len(tools)},
+            "tools": sorted({str(t.get("name")) for t in tools}),
+            "events": events,
+        }
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc), encoding="utf-8")
+        tmp.replace(path)
+        return {k: v for k, v in doc.items() if k != "events"}
+
+    def read(self, process_id: str) -> dict[str, Any]:
+        path = self._path(process_id)
+        if not path.is_file():
+            raise NotFound(f"processId: nothing extracted for {process_id}")
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+
+    def listing(self) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted(self.root.glob("*.json")) if self.root.is_dir() else []:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            out.append({k: doc.get(k) for k in ("processId", "ticketId", "extractedAt", "counts")})
+        return out
+
+    def delete(self, process_id: str) -> bool:
+        path = self._path(process_id)
+        existed = path.is_file()
+        path.unlink(missing_ok=True)
+        return existed
+

@@ -489,6 +489,11 @@ class ProviderRegistry:
 _DEFAULT = ProviderRegistry(binary_path=lambda _name: None)
 
 
+def parser_for(name: str | None) -> Provider | None:
+    """The provider whose stream format a record's ``event_parser`` names, if any."""
+    return _DEFAULT.get(name) if name and name in _DEFAULT else None
+
+
 def parse_event(parser: str | None, raw: bytes | str) -> Event | None:
     """The parsed event of one log line of a record whose ``event_parser`` is ``parser``.
 
