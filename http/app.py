@@ -60,7 +60,6 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         JSON_SORT_KEYS=False,
         PROPAGATE_EXCEPTIONS=False,
     )
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["gateway"] = gw
     QuartSchema(
         app,
@@ -75,6 +74,8 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         },
         security=[{"gatewayToken": []}, {"sessionToken": []}],
     )
+    # After QuartSchema: it installs its own JSON provider, which sorts keys by default.
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     _plain_json_skips_schema_dump(app)
     register_error_handlers(app)
     for blueprint in (

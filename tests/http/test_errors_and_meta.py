@@ -36,6 +36,8 @@ async def test_health_and_version(anon: httpx.AsyncClient, api: httpx.AsyncClien
     assert {r["path"] for r in caps["routes"]} >= {"/health", "/api/gateway/repos"}
     version = (await api.get("/api/gateway/version")).json()
     assert version["version"] == health["version"]
+    assert list(version) == ["version", "python", "platform"]  # the view's order, not sorted
+    assert list(health)[:2] == ["status", "version"]  # the contract's order
     check = await api.get("/api/gateway/health-check")
     assert check.status_code == 200
     assert {"database", "disk", "supervisor"} <= set(check.json()["checks"])
