@@ -349,12 +349,19 @@ async def chat(ticketId: str, data: ChatIn) -> Response:
 
 async def chat_turn(ticket_id: str, data: ChatIn) -> Response:
     """Start a chat turn and stream its log as NDJSON (``symphony/chat`` and ``ticket-chat``)."""
+    with _symphony_errors():
+        record = await service().chat(ticket_id, data.message, data.provider, data.model)
+    return stream_turn(record)
+
+
+def stream_turn(record: ProcessRecord, head: bytes = b"") -> Response:
+    """A chat turn's log as NDJSON; its ``end`` line comes once the reply is stored."""
     gw = current_gateway()
     svc = service()
-    with _symphony_errors():
-        record = await svc.chat(ticket_id, data.message, data.provider, data.model)
 
     async def body() -> AsyncIterator[bytes]:
+        if head:
+            yield head
         async with aclosing(_symphony_log(gw, record, 0, None, True)) as chunks:
             async for chunk in chunks:
                 if chunk.startswith(b'{"type":"end"'):

@@ -195,6 +195,29 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX review_verdicts_ticket ON review_verdicts(ticket_id, id);
     """,
+    # 7: chat sessions outside tickets (terminal-chat, run-viewer-chat)
+    """
+    CREATE TABLE chat_sessions (
+        id TEXT PRIMARY KEY,
+        scope TEXT NOT NULL,
+        scope_key TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        provider_session_id TEXT,
+        cwd TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        last_activity REAL NOT NULL
+    );
+    CREATE INDEX chat_sessions_scope ON chat_sessions(scope, scope_key, last_activity);
+    CREATE TABLE chat_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        process_id TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX chat_messages_session ON chat_messages(session_id, id);
+    """,
 ]
 
 _COLUMNS = (

@@ -52,6 +52,7 @@ from .symphony_model import (
 )
 from .symphony_plans import SymphonyPlans
 from .symphony_reviews import SymphonyReviews
+from .symphony_scoped_chat import SymphonyScopedChat
 from .symphony_settings import Limits, SymphonySettings, load_limits, save_limits
 from .worktrees import GitError
 
@@ -60,7 +61,9 @@ from .worktrees import GitError
 REMOVE_WORKTREE = "removeWorktree"
 
 
-class Symphony(SymphonyLoops, SymphonyPlans, SymphonyChat, SymphonyLearnings, SymphonyReviews):
+class Symphony(
+    SymphonyLoops, SymphonyPlans, SymphonyChat, SymphonyLearnings, SymphonyReviews, SymphonyScopedChat
+):
     """The Symphony domain service. Create with ``open_symphony`` (it owns a nursery)."""
 
     def _register_hooks(self) -> None:

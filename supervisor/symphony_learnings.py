@@ -22,7 +22,6 @@ from .symphony_runs import SymphonyRuns
 MAX_LEARNINGS = 10
 MAX_TITLE = 200
 MAX_BODY = 4000
-TRANSCRIPT_CHARS = 30_000
 STATUSES = ("pending", "accepted", "rejected")
 _COLUMNS = (
     "id, ticket_id, repo_id, source_process_id, extractor_process_id, title, body, status, uses,"
@@ -84,23 +83,6 @@ def parse_learnings(text: str) -> list[dict[str, str]]:
 class SymphonyLearnings(SymphonyRuns):
     """``extract-learnings``, ``pending-learnings``, ``process-(all-)learnings``, ``learnings``,
     ``learnings-status`` and ``record-learning-use``."""
-
-    def _transcript(self, record: ProcessRecord) -> str:
-        prov = self.provider(record.labels.get("provider"))
-        parts: list[str] = []
-        lines = (line.raw for line in self.sup.log(record.id).read() if line.stream == "stdout")
-        for event in prov.parse_lines(lines):
-            kind = event["type"]
-            if kind == "text":
-                parts.append(f"AGENT: {event['text']}")
-            elif kind == "tool_use":
-                parts.append(f"TOOL {event.get('name', '')}: {json.dumps(event.get('input'))[:2000]}")
-            elif kind == "tool_result":
-                parts.append(f"RESULT: {str(event.get('output') or event.get('text') or '')[:2000]}")
-            elif kind == "error":
-                parts.append(f"ERROR: {event['message']}")
-        text = "\n".join(parts)
-        return text[-TRANSCRIPT_CHARS:]
 
     def _source_run(self, ticket_id: str, process_id: str | None) -> ProcessRecord:
         runs = [r for r in self._records(ticket_id, ("symphony",)) if r.labels.get("role") == "agent"]

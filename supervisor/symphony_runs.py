@@ -9,6 +9,7 @@ plans and chat (the sibling modules) run it inside jobs or as chat turns.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -45,6 +46,8 @@ from .symphony_model import (
 from .symphony_settings import Limits, SymphonySettings
 from .symphony_store import SymphonyStore
 from .worktrees import Git, GitError, Worktrees, check_id
+
+_TRANSCRIPT_CHARS = 30_000
 
 
 class SymphonyRuns:
@@ -256,28 +259,27 @@ class SymphonyRuns:
         self,
         provider: Provider,
         argv: list[str],
-        ticket: Ticket,
+        ticket: Ticket | None,
         limits: Limits,
         *,
         kind: str = "symphony",
         role: str = "agent",
         labels: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> ProcessSpec:
-        """An agent child in the ticket's worktree, with all three watchdogs armed."""
+        """An agent child in the ticket's worktree (or ``cwd``), with all three watchdogs armed."""
+        where = cwd if cwd is not None else ticket.worktree if ticket is not None else None
+        if where is None:
+            raise ValueError("an agent child needs a ticket or a cwd")
+        place = {"repoId": ticket.repo_id, "worktree": str(ticket.worktree)} if ticket is not None else {}
         return ProcessSpec(
             argv=argv,
             kind=kind,
-            cwd=str(ticket.worktree),
+            cwd=str(where),
             env={**self.settings.env, **self.settings.provider_env.get(provider.name, {})},
             inherit_env=self.settings.inherit_env,
-            ticket_id=ticket.ticket_id,
-            labels={
-                "role": role,
-                "provider": provider.name,
-                "repoId": ticket.repo_id,
-                "worktree": str(ticket.worktree),
-                **(labels or {}),
-            },
+            ticket_id=ticket.ticket_id if ticket is not None else None,
+            labels={"role": role, "provider": provider.name, **place, **(labels or {})},
             stop_grace=self.settings.stop_grace,
             stall_timeout=limits.stall_timeout,
             max_runtime=limits.max_runtime,
@@ -285,6 +287,25 @@ class SymphonyRuns:
             result_detector=provider.is_result_line,
             event_parser=provider.name,
         )
+
+    def _transcript(self, record: ProcessRecord) -> str:
+        """A run's own parsed events as text (agent texts, tool calls, results), the last
+        ``_TRANSCRIPT_CHARS`` of it: what learnings and run-viewer chats hand an agent."""
+        prov = self.provider(record.labels.get("provider") or record.event_parser)
+        parts: list[str] = []
+        lines = (line.raw for line in self.sup.log(record.id).read() if line.stream == "stdout")
+        for event in prov.parse_lines(lines):
+            kind = event["type"]
+            if kind == "text":
+                parts.append(f"AGENT: {event['text']}")
+            elif kind == "tool_use":
+                parts.append(f"TOOL {event.get('name', '')}: {json.dumps(event.get('input'))[:2000]}")
+            elif kind == "tool_result":
+                parts.append(f"RESULT: {str(event.get('output') or event.get('text') or '')[:2000]}")
+            elif kind == "error":
+                parts.append(f"ERROR: {event['message']}")
+        text = "\n".join(parts)
+        return text[-_TRANSCRIPT_CHARS:]
 
     async def _ask(
         self,
