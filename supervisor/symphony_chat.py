@@ -107,12 +107,7 @@ class SymphonyChat(SymphonyRuns):
             final = await self.sup.wait(record.id)
             summary = self._conclude(final, prov)
             session = await self._note_session(ticket, prov, summary.session_id)
-            if final.state is State.FAILED:
-                content = f"[error] {final.error or 'the agent failed'}"
-            elif final.state is State.KILLED:
-                content = summary.final_text or "[stopped]"
-            else:
-                content = summary.final_text
+            content = self._reply_text(final, summary)
             await self.db.add_chat(
                 ticket.ticket_id, "assistant", content, prov.name, record.id, session["id"]
             )
@@ -165,11 +160,7 @@ class SymphonyChat(SymphonyRuns):
         thread = await self.db.comment_thread(comment_id)
         psid = thread["providerSessionId"]
         text = message if psid or not context else f"About this review comment:\n{context}\n\n{message}"
-        opts = self._opts(prov, model)
-        if prov.name == "claude":
-            opts.allowed_tools = ("Read", "Glob", "Grep")
-        else:
-            opts.sandbox = "read-only"
+        opts = self._opts(prov, model, read_only=True)
         argv = prov.resume_argv(exe, psid, text, opts) if psid else prov.run_argv(exe, text, opts)
         spec = self._agent_spec(
             prov, argv, ticket, self.settings.defaults, kind="chat", role="comment-chat",

@@ -243,9 +243,19 @@ class SymphonyRuns:
 
     # ---- agent children -----------------------------------------------------------------
 
-    def _opts(self, provider: Provider, model: str | None, **kw: Any) -> RunOptions:
-        """Run options with the settings' permissions filled in (never a blanket skip)."""
+    def _opts(
+        self, provider: Provider, model: str | None, *, read_only: bool = False, **kw: Any
+    ) -> RunOptions:
+        """Run options with the settings' permissions filled in (never a blanket skip).
+
+        ``read_only``: claude gets only its reading tools, codex the read-only sandbox.
+        """
         opts = RunOptions(model=model, **kw)
+        if read_only:
+            if provider.name == "claude":
+                opts.allowed_tools = ("Read", "Glob", "Grep")
+            else:
+                opts.sandbox = "read-only"
         if provider.name == "claude":
             if opts.allowed_tools is None and self.settings.claude_allowed_tools is not None:
                 opts.allowed_tools = self.settings.claude_allowed_tools
@@ -306,6 +316,15 @@ class SymphonyRuns:
                 parts.append(f"ERROR: {event['message']}")
         text = "\n".join(parts)
         return text[-_TRANSCRIPT_CHARS:]
+
+    @staticmethod
+    def _reply_text(final: ProcessRecord, summary: RunSummary) -> str:
+        """What a chat turn said, as stored in a conversation (errors and stops marked)."""
+        if final.state is State.FAILED:
+            return f"[error] {final.error or 'the agent failed'}"
+        if final.state is State.KILLED:
+            return summary.final_text or "[stopped]"
+        return summary.final_text
 
     async def _ask(
         self,

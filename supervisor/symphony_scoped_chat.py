@@ -16,7 +16,7 @@ from typing import Any
 import trio
 
 from .providers import Provider
-from .spec import ACTIVE_STATES, ProcessRecord, State, iso
+from .spec import ACTIVE_STATES, ProcessRecord, iso
 from .symphony_model import BadRequest, NotFound, require_text
 from .symphony_runs import SymphonyRuns
 
@@ -97,12 +97,7 @@ class SymphonyScopedChat(SymphonyRuns):
         exe = self.executable(prov)
         psid = session["providerSessionId"]
         text = message if psid or not context else f"{context}\n\n{message}"
-        opts = self._opts(prov, model)
-        if read_only:
-            if prov.name == "claude":
-                opts.allowed_tools = ("Read", "Glob", "Grep")
-            else:
-                opts.sandbox = "read-only"
+        opts = self._opts(prov, model, read_only=read_only)
         argv = prov.resume_argv(exe, psid, text, opts) if psid else prov.run_argv(exe, text, opts)
         ticket = await self.db.ticket(ticket_id) if ticket_id else None
         spec = self._agent_spec(
@@ -144,12 +139,7 @@ class SymphonyScopedChat(SymphonyRuns):
                     " WHERE id = ?",
                     (summary.session_id, session_id),
                 )
-            if final.state is State.FAILED:
-                content = f"[error] {final.error or 'the agent failed'}"
-            elif final.state is State.KILLED:
-                content = summary.final_text or "[stopped]"
-            else:
-                content = summary.final_text
+            content = self._reply_text(final, summary)
             exists = await self.store.fetchone("SELECT 1 FROM chat_sessions WHERE id = ?", (session_id,))
             if exists is not None:  # not deleted meanwhile
                 await self._add_message(session_id, "assistant", content, record.id)
