@@ -402,6 +402,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
         self.wfile.flush()
 
+    def _prelude(self, turn: Turn) -> tuple[list[Any], HttpError | None]:
+        """Sleep out a turn's leading delays; its steps, and the error to answer instead if the
+        script says so (both wire formats answer errors before any header)."""
+        steps = list(turn)
+        while steps and isinstance(steps[0], Delay):
+            self.md.pause(steps.pop(0).seconds)
+        return steps, steps[0] if steps and isinstance(steps[0], HttpError) else None
+
     def _request(self, provider: str, kind: str, body: Any) -> Request:
         parts = urlsplit(self.path)
         req = Request(
@@ -465,11 +473,8 @@ class _Handler(BaseHTTPRequestHandler):
         in_tokens = _estimate_tokens(body)
 
         # Errors / leading delays happen before headers.
-        steps = list(turn)
-        while steps and isinstance(steps[0], Delay):
-            self.md.pause(steps.pop(0).seconds)
-        if steps and isinstance(steps[0], HttpError):
-            err = steps[0]
+        steps, err = self._prelude(turn)
+        if err is not None:
             self._json(
                 err.status,
                 {"type": "error", "error": {"type": err.error_type, "message": err.message}},
@@ -586,11 +591,8 @@ class _Handler(BaseHTTPRequestHandler):
         turn = self.md.codex.next_turn(req)
         model = body.get("model") or "gpt-5"
         resp_id = self.md.new_id("resp")
-        steps = list(turn)
-        while steps and isinstance(steps[0], Delay):
-            self.md.pause(steps.pop(0).seconds)
-        if steps and isinstance(steps[0], HttpError):
-            err = steps[0]
+        steps, err = self._prelude(turn)
+        if err is not None:
             self._json(
                 err.status,
                 {"error": {"type": err.error_type, "message": err.message, "code": None}},
