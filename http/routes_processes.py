@@ -134,6 +134,7 @@ async def start_process(data: StartProcessIn) -> tuple[dict[str, Any], int]:
         restart=restart,
         stall_timeout=data.stall_timeout or math.inf,
         max_runtime=data.max_runtime or math.inf,
+        event_parser=data.event_parser,
     )
     if gw.shutting_down.is_set():
         raise ApiError(503, "shutting_down", "the gateway is shutting down")

@@ -68,6 +68,8 @@ class StartProcessIn(Strict):
     restart: RestartIn | None = None
     stall_timeout: float | None = Field(None, alias="stallTimeout", gt=0, le=7 * 86400)
     max_runtime: float | None = Field(None, alias="maxRuntime", gt=0, le=30 * 86400)
+    # An agent CLI's stream format: its log lines then carry parsed ``event``s (a conversation).
+    event_parser: Literal["claude", "codex"] | None = Field(None, alias="eventParser")
 
     @field_validator("argv")
     @classmethod

@@ -16,6 +16,7 @@ import errno
 import fcntl
 import hashlib
 import ipaddress
+import logging
 import os
 import socket
 import time
@@ -36,7 +37,7 @@ from gateway.http.binaries import Binaries
 from gateway.http.context import BODY_TIMEOUT, HEARTBEAT_INTERVAL, GatewayContext
 from gateway.http.policy import APPROVAL_TIMEOUT, Approvals, Policy
 from gateway.http.routes_meta import VERSION
-from gateway.http.telemetry import Metrics
+from gateway.http.telemetry import HYPERCORN_LOGGER, Metrics
 from gateway.supervisor import StateDir, iso, open_supervisor
 
 DEFAULT_PORT = 19432
@@ -254,7 +255,7 @@ async def _serve_fd(
         config = HypercornConfig()
         config.bind = [f"fd://{fd}"]
         config.accesslog = None
-        config.errorlog = "-"
+        config.errorlog = logging.getLogger(HYPERCORN_LOGGER)  # through the gateway's handler
         config.graceful_timeout = GRACEFUL_TIMEOUT
         config.keep_alive_timeout = 75  # > typical client pool idle times: no reuse-after-close race
         config.include_server_header = False

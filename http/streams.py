@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from functools import partial
 from typing import Any
 
 from quart import Response
 
 from gateway.http.context import GatewayContext
 from gateway.supervisor import LogLine, ProcessLog, ProcessRecord, iso
+from gateway.supervisor.providers import parse_event
 
 NDJSON = "application/x-ndjson"
 _HEARTBEAT = b'{"type":"heartbeat"}\n'
@@ -42,6 +44,23 @@ def log_line(line: LogLine, process_id: str) -> dict[str, Any]:
 def encode_lines(lines: list[LogLine], process_id: str) -> bytes:
     """One chunk for a batch: ``b"".join`` keeps the per-line cost to a dict and a dumps."""
     return b"".join(dumps(log_line(line, process_id)) for line in lines)
+
+
+def encode_agent_lines(lines: list[LogLine], record: ProcessRecord) -> bytes:
+    """Like ``encode_lines``, plus the provider's parsed ``event`` on an agent's stdout lines.
+
+    Only records started with an ``event_parser`` (agent runs) pay for the parse; the
+    dashboard and ``gateway logs`` render those events as a conversation.
+    """
+    out = []
+    for line in lines:
+        obj = log_line(line, record.id)
+        if line.stream == "stdout":
+            event = parse_event(record.event_parser, line.raw)
+            if event is not None:
+                obj["event"] = event
+        out.append(dumps(obj))
+    return b"".join(out)
 
 
 def end_line(record: ProcessRecord | None) -> bytes:
@@ -85,9 +104,11 @@ def log_stream(
     has ended. With ``follow`` it ends with the ``end`` line when the process has ended and
     every line was sent, or when the gateway shuts down.
     """
-    chunks = log_chunks(
-        gw, record_id, since, limit, follow, encode=lambda lines: encode_lines(lines, record_id)
-    )
+    record = gw.sup.table.get(record_id)
+    encode: Callable[[list[LogLine]], bytes] = partial(encode_lines, process_id=record_id)
+    if record is not None and record.event_parser:
+        encode = partial(encode_agent_lines, record=record)
+    chunks = log_chunks(gw, record_id, since, limit, follow, encode=encode)
     return counted(gw, chunks)
 
 

@@ -63,25 +63,51 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class HumanFormatter(logging.Formatter):
+    """``12:04:31 info  gateway: listening on ...``: for a person watching a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        name = record.name.removeprefix("gateway.") if record.name != "gateway" else "gateway"
+        line = f"{stamp} {record.levelname.lower():<7} {name}: {record.getMessage()}"
+        operation = getattr(record, "operation", None)
+        if operation:
+            line += f" [{operation}]"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
 _access_stream: TextIO | None = None
+_access_human = False
+
+HYPERCORN_LOGGER = "gateway.hypercorn"
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """JSON lines on stderr for the gateway's loggers (the CLI's ``serve`` calls this).
+def configure_logging(
+    level: int = logging.INFO, *, access: bool = True, human: bool = False
+) -> logging.Logger:
+    """The gateway's log on stderr: human lines (a terminal) or JSON lines (anything else).
 
-    The access log then bypasses ``logging`` and writes the same JSON line straight to stderr:
-    going through LogRecord, filters and a formatter for every request cost a quarter of the
-    gateway's throughput on small answers (``benchmarks/bench_http.py``).
+    Every logger under ``gateway`` shares one handler, Hypercorn's own error log included
+    (``serve`` hands it ``HYPERCORN_LOGGER``). The access log bypasses ``logging`` and writes
+    its line straight to stderr: going through LogRecord, filters and a formatter for every
+    request cost a quarter of the gateway's throughput on small answers
+    (``benchmarks/bench_http.py``). ``access=False`` drops it. Returns the ``gateway``
+    logger, which the CLI's ``serve`` uses for its own lines.
     """
-    global _access_stream
+    global _access_stream, _access_human
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(HumanFormatter() if human else JsonFormatter())
     handler.addFilter(OperationFilter())
     root = logging.getLogger("gateway")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    _access_stream = handler.stream
+    access_log.setLevel(logging.INFO if access and level <= logging.INFO else logging.WARNING)
+    _access_stream = handler.stream if access and level <= logging.INFO else None
+    _access_human = human
+    return root
 
 
 class _EngineCollector(Collector):
@@ -188,6 +214,11 @@ def log_access(
         return
     if _access_stream is not None:
         now = time.time()
+        if _access_human:
+            stamp = time.strftime("%H:%M:%S", time.localtime(now))
+            ms = seconds * 1000
+            _access_stream.write(f"{stamp} {'info':<7} access: {method} {path} {status} {ms:.1f}ms\n")
+            return
         line = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
             "level": "info",
