@@ -124,9 +124,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
 
     def ready(handle: Any) -> None:
-        state_flag = "" if args.state_dir is None else f" --state-dir {args.state_dir}"
         log.info("listening on http://%s:%s (state %s)", args.host, handle.port, opts.state_dir)
-        log.info("dashboard: run `gateway%s open` for a sign-in link", state_flag)
+        log.info("dashboard: run `%s open` for a sign-in link", open_command(args.state_dir))
 
     try:
         trio.run(serve_forever, opts, ready)
@@ -134,6 +133,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _fail(str(_first(group)))
     log.info("stopped")
     return 0
+
+
+def open_command(state_dir: str | None) -> str:
+    """The ``gateway`` command a person can paste in any terminal (full path, state dir)."""
+    import shlex
+    import shutil
+
+    script = os.path.join(os.path.dirname(sys.executable), "gateway")
+    found = shutil.which("gateway")
+    command = "gateway" if found and os.path.exists(script) and os.path.samefile(found, script) else script
+    if not os.path.exists(script):
+        command = f"{sys.executable} -m gateway"
+    if state_dir is not None:
+        command += f" --state-dir {shlex.quote(str(state_root(state_dir)))}"
+    return command
 
 
 # ---- read commands ------------------------------------------------------------------------
@@ -590,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("install", "uninstall", "status"), help="what to do with the unit")
     p.add_argument("--port", type=port_number, default=None, help="the port the service's gateway listens on")
     p.add_argument(
-        "--no-enable", action="store_true", help="write the unit only (no systemctl --user enable --now)"
+        "--no-enable", action="store_true", help="only write or remove the unit file (no systemctl calls)"
     )
     p.add_argument(
         "--unit-dir", metavar="DIR",

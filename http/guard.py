@@ -67,6 +67,36 @@ CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 _JSON = (b"content-type", b"application/json")
 
 
+METRICS_RULE = "/api/gateway/metrics"
+
+
+def bearer_token(value: str | None) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` (the scheme is case-insensitive)."""
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def unauthorized(gateway_token: str | None, session_token: str | None) -> ApiError:
+    """The 401, saying which token was wrong or missing and how to get a good one."""
+    how = "`gateway token` prints the right one (`eval \"$(gateway env)\"` sets $TOKEN and $H)"
+    if gateway_token:
+        reason = "bad_token"
+        message = (
+            f"{GATEWAY_HEADER} is not this gateway's token (another state dir, or an old copy?); {how}"
+        )
+    elif session_token:
+        reason = "session_expired"
+        message = f"{SESSION_HEADER} is unknown or expired; run `gateway open` for a new sign-in link"
+    else:
+        reason = "missing_token"
+        message = (
+            f"send {GATEWAY_HEADER} or {SESSION_HEADER}: {how}; `gateway open` signs a browser in"
+        )
+    return ApiError(401, "unauthorized", message, extra={"reason": reason})
+
+
 @dataclass(slots=True)
 class Admission:
     """What the guard learned about a request; views read it from ``request.scope``."""
@@ -304,6 +334,8 @@ class Guard:
 
         if auth.check_gateway_token(headers.get(GATEWAY_HEADER.lower())):
             principal = "gateway"
+        elif rule == METRICS_RULE and auth.check_gateway_token(bearer_token(headers.get("authorization"))):
+            principal = "gateway"  # a Prometheus server: it can send a bearer token, not our header
         elif auth.check_session(headers.get(SESSION_HEADER.lower())):
             # Browsers omit Origin on same-origin GETs; Sec-Fetch-Site is a forbidden header (no
             # page script can set it), so "same-origin" vouches for a call from the dashboard.
@@ -311,7 +343,10 @@ class Guard:
                 raise ApiError(403, "origin_required", "session calls must send an allowed Origin")
             principal = "session"
         else:
-            raise ApiError(401, "unauthorized", f"send {GATEWAY_HEADER} or {SESSION_HEADER}")
+            offered = headers.get(GATEWAY_HEADER.lower())
+            if rule == METRICS_RULE:
+                offered = offered or bearer_token(headers.get("authorization"))
+            raise unauthorized(offered, headers.get(SESSION_HEADER.lower()))
         admission.principal = principal
         principal_var.set(principal)
 

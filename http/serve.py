@@ -241,7 +241,7 @@ async def _serve_fd(
             auth=Auth(token, port, opts.extra_origins, extra_hosts, clock=opts.clock),
             policy=policy,
             approvals=Approvals(policy, timeout=opts.approval_timeout),
-            metrics=Metrics(sup),
+            metrics=Metrics(sup, VERSION),
             binaries=binaries,
             instance=instance,
             clock=opts.clock,

@@ -12,11 +12,20 @@ import bisect
 import contextvars
 import json
 import logging
+import platform
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -179,7 +188,7 @@ class _RequestCollector(Collector):
 
 
 class Metrics:
-    def __init__(self, sup: Supervisor) -> None:
+    def __init__(self, sup: Supervisor, version: str = "unknown") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._requests = _RequestCollector()
         self.registry.register(self._requests)
@@ -190,6 +199,13 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_EngineCollector(sup))
+        # The usual process_* (CPU, memory, fds, start time), python_info and python_gc_*
+        # series, so stock dashboards and alerts work; and which build answers.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        build = Info("gateway_build", "The gateway's version and Python", registry=self.registry)
+        build.info({"version": version, "python": platform.python_version()})
 
     def observe(
         self, operation: str | None, principal: str | None, method: str, status: int, seconds: float
