@@ -39,7 +39,7 @@ from gateway.http.auth import GATEWAY_HEADER, SESSION_HEADER
 from gateway.http.context import GatewayContext
 from gateway.http.errors import MAX_BODY_HINT, ApiError, error_payload
 from gateway.http.operations import PUBLIC_RULES, operation_for
-from gateway.http.policy import Outcome
+from gateway.http.policy import Outcome, approval_detail
 from gateway.http.telemetry import log_access, operation_var, principal_var
 
 log = logging.getLogger("gateway.http")
@@ -237,7 +237,7 @@ class Guard:
         try:
             admission.operation = operation_for(rule, method)
             operation_var.set(admission.operation)
-            preflight = await self._admit(scope, headers, rule, admission, receive)
+            preflight = await self._admit(scope, headers, rule, admission, receive, body)
             if preflight:
                 await answer(204, b"")
                 return
@@ -316,6 +316,7 @@ class Guard:
         rule: str | None,
         admission: Admission,
         receive: Receive,
+        body: bytes = b"",
     ) -> bool:
         """Raise the refusal, or return whether this is a CORS preflight to answer with 204."""
         auth = self.gw.auth
@@ -359,7 +360,8 @@ class Guard:
             raise ApiError(403, "operation_denied", f"{operation} is denied by policy")
         if verdict == "ask":
             reason = headers.get("x-desktop-approval-reason")
-            outcome = await self._hold(receive, operation, principal, method, path, reason)
+            detail = approval_detail(body, headers.get("content-type"))
+            outcome = await self._hold(receive, operation, principal, method, path, reason, detail)
             if outcome == "expired":
                 raise ApiError(403, "approval_expired", f"{operation} was not approved in time")
             if outcome == "denied":
@@ -367,7 +369,14 @@ class Guard:
         return False
 
     async def _hold(
-        self, receive: Receive, operation: str, principal: str, method: str, path: str, reason: str | None
+        self,
+        receive: Receive,
+        operation: str,
+        principal: str,
+        method: str,
+        path: str,
+        reason: str | None,
+        detail: dict[str, Any] | None = None,
     ) -> Outcome:
         """Wait for the person's decision; a client that hangs up withdraws its request.
 
@@ -383,7 +392,7 @@ class Guard:
 
             nursery.start_soon(watch_disconnect)
             outcome = await self.gw.approvals.hold(
-                operation, principal, method, path, reason[:500] if reason else None
+                operation, principal, method, path, reason[:500] if reason else None, detail
             )
             nursery.cancel_scope.cancel()
         if outcome is None:

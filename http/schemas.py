@@ -172,6 +172,22 @@ class DecisionIn(Strict):
     ttl_seconds: float | None = Field(None, alias="ttlSeconds", gt=0, le=365 * 86400)
 
 
+class ApprovalDetailOut(BaseModel):
+    """What a held request would do, read from its JSON body (env values are never shown)."""
+
+    argv: list[str] | None = None
+    cwd: str | None = None
+    envKeys: list[str] | None = None
+    ticketId: str | None = None
+    kind: str | None = None
+    repoPath: str | None = None
+    branch: str | None = None
+    provider: str | None = None
+    mode: str | None = None
+    prompt: str | None = None
+    message: str | None = None
+
+
 class ApprovalOut(BaseModel):
     id: str
     operation: str | None
@@ -183,6 +199,7 @@ class ApprovalOut(BaseModel):
     createdAt: str | None
     expiresAt: str | None
     status: str
+    detail: ApprovalDetailOut | None = None
 
 
 class ApprovalListOut(BaseModel):

@@ -191,3 +191,28 @@ async def _status_chunks(gw: GatewayContext, since: int) -> AsyncIterator[bytes]
             return
         if woke == "timeout":
             yield _HEARTBEAT
+
+
+def approvals_stream(gw: GatewayContext) -> AsyncIterator[bytes]:
+    """``approvals`` lines: the whole list (recent outcomes, then pending) now and on each change.
+
+    Lists are small (at most 50 recent plus what is held), so each line carries the whole
+    list and a client simply replaces what it shows; silence turns into heartbeats.
+    """
+    return counted(gw, _approval_chunks(gw))
+
+
+async def _approval_chunks(gw: GatewayContext) -> AsyncIterator[bytes]:
+    approvals = gw.approvals
+    while True:
+        changed = approvals.changed
+        items = [*approvals.recent, *approvals.pending.values()]
+        yield dumps({"type": "approvals", "approvals": [a.to_json() for a in items]})
+        while True:
+            woke = await gw.wait(changed, gw.heartbeat)
+            if woke == "shutdown":
+                yield end_line(None)
+                return
+            if woke == "changed":
+                break
+            yield _HEARTBEAT
