@@ -35,7 +35,7 @@ from gateway.http.auth import Auth
 from gateway.http.binaries import Binaries
 from gateway.http.context import BODY_TIMEOUT, HEARTBEAT_INTERVAL, GatewayContext
 from gateway.http.policy import APPROVAL_TIMEOUT, Approvals, Policy
-from gateway.http.routes_meta import VERSION
+from gateway.http.routes.meta import VERSION
 from gateway.http.telemetry import Metrics
 from gateway.supervisor import StateDir, iso, open_supervisor
 

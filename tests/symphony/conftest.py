@@ -12,10 +12,10 @@ import pytest
 import trio
 from symphony_support import Harness, cli_paths, make_settings, register_repo
 
-from gateway.http.routes_symphony import SERVICE_KEY
+from gateway.http.routes.symphony import SERVICE_KEY
 from gateway.http.serve import GatewayHandle, ServeOptions, run_gateway
 from gateway.supervisor import open_supervisor
-from gateway.supervisor.providers import ClaudeProvider, CodexProvider, ProviderRegistry
+from gateway.supervisor.agents.providers import ClaudeProvider, CodexProvider, ProviderRegistry
 from gateway.supervisor.symphony import Symphony, open_symphony
 
 from agents.model_double import ModelDouble

@@ -13,7 +13,7 @@ import pytest
 import trio
 from symphony_support import API, register_repo
 
-from gateway.http.routes_symphony import SERVICE_KEY
+from gateway.http.routes.symphony import SERVICE_KEY
 from gateway.http.serve import GatewayHandle, ServeOptions, run_gateway
 
 from agents.model_double import Hang, ModelDouble

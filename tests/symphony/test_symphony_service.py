@@ -13,9 +13,9 @@ import trio
 from symphony_support import Harness, register_repo, wait_until
 
 from gateway.supervisor import State, StopReason, open_supervisor
-from gateway.supervisor.providers import ProviderRegistry
+from gateway.supervisor.agents.providers import ProviderRegistry
+from gateway.supervisor.services.worktrees import Git
 from gateway.supervisor.symphony import BadRequest, Conflict, NotFound, Unavailable, open_symphony
-from gateway.supervisor.worktrees import Git
 
 from agents.model_double import Bash, Text
 from support import marked_pids

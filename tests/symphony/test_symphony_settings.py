@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from gateway.http.routes_symphony import SERVICE_KEY
+from gateway.http.routes.symphony import SERVICE_KEY
 from gateway.http.serve import GatewayHandle, ServeOptions, run_gateway
 from gateway.supervisor import open_supervisor
 from gateway.supervisor.symphony import BadRequest, Limits, Symphony, open_symphony
-from gateway.supervisor.symphony_settings import LIMITS_KEY
+from gateway.supervisor.symphony.settings import LIMITS_KEY
 
 from support import gateway_client
 
