@@ -20,15 +20,8 @@ from quart_schema import document_request, validate_request
 
 from gateway.http.errors import ApiError
 from gateway.http.query import flag
-from gateway.http.routes.symphony import (
-    _optional_body,
-    _query_str,
-    _symphony_errors,
-    chat_turn,
-    end_sessions,
-    service,
-    stream_turn,
-)
+from gateway.http.routes.common import optional_body, query_str, symphony
+from gateway.http.routes.symphony import chat_turn, end_sessions, stream_turn
 from gateway.http.schemas.symphony import ChatIn, Id, SessionDeleteIn
 
 bp = Blueprint("ticket_chat", __name__, url_prefix="/api/gateway")
@@ -41,13 +34,12 @@ class TicketChatIn(ChatIn):
 @bp.get("/ticket-chat")
 async def ticket_chat() -> dict[str, Any]:
     """The ticket's sessions and messages; reading marks them read (``markRead=0`` to peek)."""
-    ticket_id = _query_str("ticketId")
+    ticket_id = query_str("ticketId")
     if ticket_id is None:
         raise ApiError(400, "invalid_query", "ticketId: required")
-    svc = service()
-    with _symphony_errors():
-        history = await svc.chat_history(ticket_id, mark_read=flag("markRead", "1"))
-    return {"ticketId": ticket_id, "sessions": await svc.sessions(ticket_id), "messages": history["messages"]}
+    svc = symphony()
+    history = await svc.chat.history(ticket_id, mark_read=flag("markRead", "1"))
+    return {"ticketId": ticket_id, "sessions": await svc.chat.sessions(ticket_id), "messages": history["messages"]}
 
 
 @bp.post("/ticket-chat")
@@ -81,22 +73,20 @@ class RunViewerChatIn(ScopedChatIn):
 
 async def _listing(scope: str, key_arg: str) -> dict[str, Any]:
     """Sessions of the scope (``key_arg`` narrows them), or one session with its messages."""
-    svc = service()
-    session_id = _query_str("sessionId")
-    with _symphony_errors():
-        if session_id is not None:
-            session = await svc.scoped_session(scope, session_id)
-            return {"session": session, "messages": await svc.scoped_history(session_id)}
-        return {"sessions": await svc.scoped_sessions(scope, _query_str(key_arg))}
+    svc = symphony()
+    session_id = query_str("sessionId")
+    if session_id is not None:
+        session = await svc.scoped_chats.session(scope, session_id)
+        return {"session": session, "messages": await svc.scoped_chats.history(session_id)}
+    return {"sessions": await svc.scoped_chats.sessions(scope, query_str(key_arg))}
 
 
 async def _end(scope: str) -> dict[str, Any]:
-    data = await _optional_body(SessionDeleteIn)
-    session_id = data.session_id or _query_str("sessionId")
+    data = await optional_body(SessionDeleteIn)
+    session_id = data.session_id or query_str("sessionId")
     if session_id is None:
         raise ApiError(400, "invalid_request", "sessionId: required")
-    with _symphony_errors():
-        return await service().end_scoped_session(scope, session_id)
+    return await symphony().scoped_chats.end(scope, session_id)
 
 
 def _head(session: dict[str, Any]) -> bytes:
@@ -114,13 +104,12 @@ async def terminal_chat() -> dict[str, Any]:
 async def terminal_chat_turn(data: TerminalChatIn) -> Response:
     """A turn of an agent working in the repo's own folder (the settings' permissions); the
     reply streams as NDJSON after a ``session`` line."""
-    svc = service()
-    with _symphony_errors():
-        cwd = await svc.repo_path(data.repo_id)
-        record, session = await svc.scoped_turn(
-            "terminal", data.repo_id, cwd, data.message,
-            provider=data.provider, model=data.model, session_id=data.session_id,
-        )  # fmt: skip
+    svc = symphony()
+    cwd = await svc.repo_path(data.repo_id)
+    record, session = await svc.scoped_chats.turn(
+        "terminal", data.repo_id, cwd, data.message,
+        provider=data.provider, model=data.model, session_id=data.session_id,
+    )  # fmt: skip
     return stream_turn(record, _head(session))
 
 
@@ -141,19 +130,18 @@ async def run_viewer_chat() -> dict[str, Any]:
 @validate_request(RunViewerChatIn)
 async def run_viewer_chat_turn(data: RunViewerChatIn) -> Response:
     """Ask a read-only agent about one agent run; the first turn hands it the run's transcript."""
-    svc = service()
+    svc = symphony()
     record = svc.sup.table.get(data.process_id)
     if record is None or not record.event_parser:
         raise ApiError(404, "process_not_found", f"processId: no agent run {data.process_id[:100]!r}")
     if record.cwd is None or not await trio.Path(record.cwd).is_dir():
         raise ApiError(404, "worktree_not_found", f"processId: the run's folder {record.cwd} is gone")
-    context = f"This conversation is about agent run {record.id}. Its transcript:\n{svc._transcript(record)}"
-    with _symphony_errors():
-        turn, session = await svc.scoped_turn(
-            "run-viewer", record.id, Path(record.cwd), data.message,
-            provider=data.provider or record.event_parser, model=data.model, session_id=data.session_id,
-            context=context, read_only=True, ticket_id=record.ticket_id,
-        )  # fmt: skip
+    context = f"This conversation is about agent run {record.id}. Its transcript:\n{svc.runner.transcript(record)}"
+    turn, session = await svc.scoped_chats.turn(
+        "run-viewer", record.id, Path(record.cwd), data.message,
+        provider=data.provider or record.event_parser, model=data.model, session_id=data.session_id,
+        context=context, read_only=True, ticket_id=record.ticket_id,
+    )  # fmt: skip
     return stream_turn(turn, _head(session))
 
 

@@ -17,12 +17,11 @@ from quart import Blueprint
 from quart_schema import document_response, validate_request
 
 from gateway.http.errors import ApiError
-from gateway.http.routes.symphony import _symphony_errors, service
+from gateway.http.routes.common import services
 from gateway.http.schemas.core import ReceiptOut
 from gateway.http.schemas.deploy import DeployIn, DeployTargetIn, TicketOnlyIn
 from gateway.supervisor.services.deploys import Candidate, Deploys, detect, free_port
 from gateway.supervisor.spec import ACTIVE_STATES, ProcessRecord
-from gateway.supervisor.symphony.model import NotFound
 
 bp = Blueprint("deploy", __name__, url_prefix="/api/gateway/deploy")
 
@@ -30,23 +29,11 @@ PROBE_TIMEOUT = 3.0
 
 
 def deploys() -> Deploys:
-    return Deploys(service().sup)
+    return services().deploys
 
 
 async def _root(ticket_id: str, repo_id: str | None) -> Path:
-    """The ticket's worktree if Symphony knows the ticket, else the managed repo named."""
-    svc = service()
-    with _symphony_errors():
-        try:
-            root = (await svc.ticket(ticket_id)).worktree
-        except NotFound:
-            if repo_id is None:
-                hint = "send repoId to deploy a repo"
-                raise NotFound(f"ticketId: no worktree for {ticket_id!r}; {hint}") from None
-            root = await svc.repo_path(repo_id)
-    if not await trio.to_thread.run_sync(root.is_dir):
-        raise ApiError(404, "worktree_not_found", f"ticketId: the folder {root} is gone")
-    return root
+    return await services().workspaces.deploy_root(ticket_id, repo_id)
 
 
 def _deploy_json(record: ProcessRecord | None) -> dict[str, Any]:
@@ -102,8 +89,7 @@ async def deploy(data: DeployIn) -> tuple[dict[str, Any], int]:
                 400, "nothing_to_run", "no package.json script, Procfile web line or manage.py; send command"
             )
         chosen = found[0]
-    with _symphony_errors():
-        record = await deploys().start(data.ticket_id, root, chosen, data.port)
+    record = await deploys().start(data.ticket_id, root, chosen, data.port)
     return {**_deploy_json(record), "source": chosen.to_json()}, 201
 
 
@@ -148,8 +134,7 @@ async def health(data: TicketOnlyIn) -> dict[str, Any]:
 @validate_request(TicketOnlyIn)
 async def extract_info(data: TicketOnlyIn) -> dict[str, Any]:
     """The URL and port the server announced in its log, and its latest error lines."""
-    with _symphony_errors():
-        record, info = deploys().info(data.ticket_id)
+    record, info = deploys().info(data.ticket_id)
     return {"ticketId": data.ticket_id, "processId": record.id, **info}
 
 
@@ -158,8 +143,7 @@ async def extract_info(data: TicketOnlyIn) -> dict[str, Any]:
 @document_response(ReceiptOut)
 async def kill(data: TicketOnlyIn) -> dict[str, Any]:
     """Stop the dev server's whole tree; the deploy stays (``status`` shows it stopped)."""
-    with _symphony_errors():
-        return (await deploys().kill(data.ticket_id)).to_json()
+    return (await deploys().kill(data.ticket_id)).to_json()
 
 
 @bp.post("/teardown")
@@ -167,5 +151,4 @@ async def kill(data: TicketOnlyIn) -> dict[str, Any]:
 @document_response(ReceiptOut)
 async def teardown(data: TicketOnlyIn) -> dict[str, Any]:
     """Kill, free the port and forget the deploy; its logs stay readable by process id."""
-    with _symphony_errors():
-        return (await deploys().teardown(data.ticket_id)).to_json()
+    return (await deploys().teardown(data.ticket_id)).to_json()

@@ -18,14 +18,11 @@ from quart import Blueprint, Response, request
 from quart import send_file as quart_send_file
 from quart_schema import document_response
 
-from gateway.http.context import current_gateway
 from gateway.http.errors import ApiError
 from gateway.http.query import flag, int_arg
-from gateway.http.routes.git import _resolve
-from gateway.http.routes.symphony import _query_str, _symphony_errors, service
+from gateway.http.routes.common import query_str, services, symphony
 from gateway.http.schemas.files import DirectoriesOut, SearchOut, UploadOut, WorkDirectoryOut
-from gateway.supervisor.services.files import Attachments, RunViewer, list_directories, search
-from gateway.supervisor.services.git import GitOps
+from gateway.supervisor.services.files import Attachments, list_directories, search
 from gateway.supervisor.services.worktrees import check_id
 
 bp = Blueprint("files", __name__, url_prefix="/api/gateway")
@@ -37,7 +34,7 @@ INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 
 def attachments() -> Attachments:
-    return Attachments(current_gateway().state.root / "attachments")
+    return services().attachments
 
 
 def _ticket_id(value: str) -> str:
@@ -53,8 +50,7 @@ async def directories() -> dict[str, Any]:
     """Sub-folders of ``path`` (absolute; default: home) for a folder picker; ``hidden=1``
     includes dot-folders. Each says whether it is a git repository."""
     path, hidden = request.args.get("path"), flag("hidden")
-    with _symphony_errors():
-        return await trio.to_thread.run_sync(lambda: list_directories(path, hidden=hidden))
+    return await trio.to_thread.run_sync(lambda: list_directories(path, hidden=hidden))
 
 
 @bp.get("/files/search")
@@ -62,14 +58,13 @@ async def directories() -> dict[str, Any]:
 async def files_search() -> dict[str, Any]:
     """Files of a repo (``repoId``) or ticket worktree (``ticketId``) whose path fuzzily
     matches ``q``, best first (tracked and untracked files; ignored ones never)."""
-    q = _query_str("q")
+    q = query_str("q")
     if q is None:
         raise ApiError(400, "invalid_query", "q: required")
     limit = min(max(int_arg("limit") or 50, 1), 500)
-    svc = service()
-    where, ticket = await _resolve(svc, _query_str("repoId"), _query_str("ticketId"))
-    with _symphony_errors():
-        paths = await GitOps(svc.git).ls_files(where, ticket.ticket_id if ticket else None)
+    svc = services()
+    where, ticket = await svc.workspaces.resolve(query_str("repoId"), query_str("ticketId"))
+    paths = await svc.git.ls_files(where, ticket.ticket_id if ticket else None)
     return {"query": q, "total": len(paths), "files": search(q, paths, limit)}
 
 
@@ -77,8 +72,7 @@ async def files_search() -> dict[str, Any]:
 @document_response(WorkDirectoryOut)
 async def work_directory(ticketId: str) -> dict[str, Any]:
     """The ticket's worktree, where its agent runs work."""
-    with _symphony_errors():
-        ticket = await service().ticket(_ticket_id(ticketId))
+    ticket = await symphony().ticket(_ticket_id(ticketId))
     exists = await trio.to_thread.run_sync(ticket.worktree.is_dir)
     return {"ticketId": ticket.ticket_id, "path": str(ticket.worktree), "exists": exists}
 
@@ -100,18 +94,16 @@ async def upload(ticketId: str) -> tuple[dict[str, Any], int]:
         raise ApiError(400, "invalid_request", "file: no file in the form")
     store = attachments()
     saved = []
-    with _symphony_errors():
-        for item in items:
-            args = (ticket_id, item.filename, item.stream, UPLOAD_MAX_FILE)
-            saved.append(await trio.to_thread.run_sync(store.save, *args))
+    for item in items:
+        args = (ticket_id, item.filename, item.stream, UPLOAD_MAX_FILE)
+        saved.append(await trio.to_thread.run_sync(store.save, *args))
     return {"ticketId": ticket_id, "attachments": [a.to_json() for a in saved]}, 201
 
 
 @bp.get("/symphony/attachments/<path:attachmentPath>")
 async def attachment(attachmentPath: str) -> Response:
     """An uploaded file; images inline, everything else as a download, never rendered."""
-    with _symphony_errors():
-        path = await trio.to_thread.run_sync(attachments().resolve, attachmentPath)
+    path = await trio.to_thread.run_sync(attachments().resolve, attachmentPath)
     guessed = mimetypes.guess_type(path.name)[0]
     inline = guessed in INLINE_TYPES
     response = await quart_send_file(
@@ -131,7 +123,7 @@ async def attachment(attachmentPath: str) -> Response:
 
 
 def _process_id() -> str:
-    process_id = _query_str("processId")
+    process_id = query_str("processId")
     if process_id is None:
         raise ApiError(400, "invalid_query", "processId: required")
     return process_id
@@ -143,27 +135,24 @@ async def run_viewer_extract() -> tuple[dict[str, Any], int]:
     data = await request.get_json(silent=True) or {}
     process_id = data.get("processId") if isinstance(data, dict) else None
     process_id = process_id if isinstance(process_id, str) else _process_id()
-    viewer = RunViewer(current_gateway().sup)
-    with _symphony_errors():
-        return await trio.to_thread.run_sync(viewer.extract, process_id), 201
+    viewer = services().run_viewer
+    return await trio.to_thread.run_sync(viewer.extract, process_id), 201
 
 
 @bp.get("/run-viewer-extract")
 async def run_viewer_read() -> dict[str, Any]:
     """One run's extraction (``processId``), or the list of extracted runs without it."""
-    viewer = RunViewer(current_gateway().sup)
-    process_id = _query_str("processId")
-    with _symphony_errors():
-        if process_id is None:
-            return {"runs": await trio.to_thread.run_sync(viewer.listing)}
-        return await trio.to_thread.run_sync(viewer.read, process_id)
+    viewer = services().run_viewer
+    process_id = query_str("processId")
+    if process_id is None:
+        return {"runs": await trio.to_thread.run_sync(viewer.listing)}
+    return await trio.to_thread.run_sync(viewer.read, process_id)
 
 
 @bp.delete("/run-viewer-extract")
 async def run_viewer_delete() -> dict[str, Any]:
     process_id = _process_id()
-    viewer = RunViewer(current_gateway().sup)
-    with _symphony_errors():
-        deleted = await trio.to_thread.run_sync(viewer.delete, process_id)
+    viewer = services().run_viewer
+    deleted = await trio.to_thread.run_sync(viewer.delete, process_id)
     return {"processId": process_id, "deleted": deleted}
 

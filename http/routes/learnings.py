@@ -1,7 +1,7 @@
 """The learnings family over HTTP (operation ``learnings``): extract what a finished run
 taught (an agent turn), review the pending ones, list the accepted ones, count their uses.
 
-``gateway.supervisor.symphony.learnings`` does the work; decisions are all or nothing.
+``gateway.supervisor.symphony.learnings.list`` does the work; decisions are all or nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 from quart import Blueprint
 from quart_schema import validate_request
 
-from gateway.http.routes.symphony import _query_str, _symphony_errors, service
+from gateway.http.routes.common import query_str, symphony
 from gateway.http.schemas.learnings import AllDecisionIn, DecisionsIn, ExtractIn, UseIn
 
 bp = Blueprint("learnings", __name__, url_prefix="/api/gateway")
@@ -22,12 +22,11 @@ _STORED = {"accept": "accepted", "reject": "rejected"}
 @bp.get("/learnings")
 async def accepted() -> dict[str, Any]:
     """Accepted learnings, most used first (``repoId``, ``ticketId`` filter; ``status`` too)."""
-    with _symphony_errors():
-        items = await service().learnings(
-            status=_query_str("status") or "accepted",
-            repo_id=_query_str("repoId"),
-            ticket_id=_query_str("ticketId"),
-        )
+    items = await symphony().learnings.listing(
+        status=query_str("status") or "accepted",
+        repo_id=query_str("repoId"),
+        ticket_id=query_str("ticketId"),
+    )
     return {"learnings": items}
 
 
@@ -36,17 +35,15 @@ async def accepted() -> dict[str, Any]:
 async def extract(data: ExtractIn) -> tuple[dict[str, Any], int]:
     """Run the agent over the ticket's finished run (default: its latest) and file what it
     learned as pending."""
-    with _symphony_errors():
-        out = await service().extract_learnings(data.ticket_id, data.process_id, data.provider, data.model)
+    out = await symphony().learnings.extract(data.ticket_id, data.process_id, data.provider, data.model)
     return out, 201
 
 
 @bp.get("/symphony/pending-learnings")
 async def pending() -> dict[str, Any]:
-    with _symphony_errors():
-        items = await service().learnings(
-            status="pending", repo_id=_query_str("repoId"), ticket_id=_query_str("ticketId")
-        )
+    items = await symphony().learnings.listing(
+        status="pending", repo_id=query_str("repoId"), ticket_id=query_str("ticketId")
+    )
     return {"learnings": items}
 
 
@@ -64,35 +61,32 @@ async def decide(data: DecisionsIn) -> dict[str, Any]:
         {"id": d.id, "decision": _STORED[d.decision], "title": d.title, "body": d.body}
         for d in data.decisions
     ]
-    with _symphony_errors():
-        return {"learnings": await service().decide_learnings(decisions)}
+    return {"learnings": await symphony().learnings.decide(decisions)}
 
 
 @bp.get("/symphony/process-all-learnings")
 async def pending_counts() -> dict[str, Any]:
     """How many learnings wait for a decision, per ticket."""
-    return await service().pending_summary()
+    return await symphony().learnings.pending_summary()
 
 
 @bp.post("/symphony/process-all-learnings")
 @validate_request(AllDecisionIn)
 async def decide_all(data: AllDecisionIn) -> dict[str, Any]:
     """Accept or reject every pending learning (of ``ticketId`` / ``repoId`` if given)."""
-    with _symphony_errors():
-        return await service().decide_all(
-            _STORED[data.decision], ticket_id=data.ticket_id, repo_id=data.repo_id
-        )
+    return await symphony().learnings.decide_all(
+        _STORED[data.decision], ticket_id=data.ticket_id, repo_id=data.repo_id
+    )
 
 
 @bp.get("/symphony/learnings-status/<ticketId>")
 async def status(ticketId: str) -> dict[str, Any]:
     """Counts per status and the ticket's latest extraction run."""
-    return await service().learnings_status(ticketId)
+    return await symphony().learnings.status(ticketId)
 
 
 @bp.post("/symphony/record-learning-use")
 @validate_request(UseIn)
 async def record_use(data: UseIn) -> dict[str, Any]:
     """Count one use of an accepted learning (uses rank the list)."""
-    with _symphony_errors():
-        return await service().record_use(data.id)
+    return await symphony().learnings.record_use(data.id)

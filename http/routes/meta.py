@@ -8,16 +8,13 @@ level, so registering a sub-folder and its root cannot make two entries.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import secrets
 import shutil
 import sqlite3
 import time
 from collections.abc import Mapping
 from typing import Any, cast
 
-import trio
 from quart import Blueprint, Response, request
 from quart_schema import document_response, validate_request
 
@@ -27,6 +24,7 @@ from gateway.http.binaries import BINARIES, BinaryPathError
 from gateway.http.context import GatewayContext, current_gateway
 from gateway.http.errors import ApiError, describe_validation
 from gateway.http.operations import OPERATIONS, route_table
+from gateway.http.routes.common import services
 from gateway.http.schemas.core import (
     BinaryPathsIn,
     BinaryPathsOut,
@@ -41,7 +39,6 @@ from gateway.http.schemas.core import (
 from gateway.supervisor import iso
 
 VERSION = engine.__version__
-GIT_TIMEOUT = 10.0
 
 public = Blueprint("public", __name__)
 bp = Blueprint("meta", __name__, url_prefix="/api/gateway")
@@ -76,10 +73,10 @@ def health_bytes(gw: GatewayContext, _args: Mapping[str, str] | None = None) -> 
     a gateway under load. The guard's fast path answers plain GETs with it.
     """
     now = time.monotonic()
-    cached = gw.extra.get("health")
+    cached = gw.caches.get("health")
     if cached is None or now - cached[0] >= HEALTH_TTL:
         cached = (now, json.dumps(health_body(gw), separators=(",", ":")).encode())
-        gw.extra["health"] = cached
+        gw.caches["health"] = cached
     return cast(bytes, cached[1])
 
 
@@ -164,45 +161,10 @@ async def mcp_auth() -> dict[str, Any]:
 # ---- repos --------------------------------------------------------------------------------
 
 
-async def _git(gw: GatewayContext, *args: str) -> tuple[int, str]:
-    git = gw.binaries.path("git")
-    if git is None:
-        raise ApiError(
-            503,
-            "binary_missing",
-            "git is not installed; set its path with PATCH /api/gateway/settings/binary-paths "
-            '{"git": "/abs/path/to/git"}',
-        )
-    with trio.move_on_after(GIT_TIMEOUT):
-        done = await trio.run_process(
-            [git, *args], stdin=b"", capture_stdout=True, capture_stderr=True, check=False
-        )
-        return done.returncode, done.stdout.decode("utf-8", "replace").strip()
-    raise ApiError(503, "git_timeout", f"git {args[0] if args else ''} timed out")
-
-
-def _repo_json(row: Any) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "path": row["path"],
-        "name": row["name"],
-        "defaultBranch": row["default_branch"],
-        "createdAt": iso(row["created_at"]),
-    }
-
-
-async def _repo(gw: GatewayContext, repo_id: str) -> Any:
-    row = await gw.sup.store.fetchone("SELECT * FROM repos WHERE id = ?", (repo_id,))
-    if row is None:
-        raise ApiError(404, "repo_not_found", f"no repo {repo_id[:100]}")
-    return row
-
-
 @bp.get("/repos")
 @document_response(RepoListOut)
 async def list_repos() -> dict[str, Any]:
-    rows = await current_gateway().sup.store.fetchall("SELECT * FROM repos ORDER BY created_at")
-    return {"repos": [_repo_json(r) for r in rows]}
+    return {"repos": await services().repos.list()}
 
 
 @bp.post("/repos")
@@ -211,49 +173,25 @@ async def list_repos() -> dict[str, Any]:
 @document_response(ErrorResponse, 409)
 async def add_repo(data: RepoIn) -> tuple[dict[str, Any], int]:
     """Register a local git work tree (its top level); 409 if already registered."""
-    gw = current_gateway()
-    path = os.path.abspath(os.path.expanduser(data.path))  # noqa: ASYNC240 - no I/O
-    if not await trio.to_thread.run_sync(os.path.isdir, path):
-        raise ApiError(400, "invalid_request", f"path: {path[:300]} is not a directory")
-    rc, top = await _git(gw, "-C", path, "rev-parse", "--show-toplevel")
-    if rc != 0 or not top:
-        raise ApiError(400, "invalid_request", f"path: {path[:300]} is not a git work tree")
-    _rc, branch = await _git(gw, "-C", top, "symbolic-ref", "--quiet", "--short", "HEAD")
-    repo_id = f"r_{secrets.token_hex(6)}"
-    name = data.name or os.path.basename(top)
-    try:
-        await gw.sup.store.execute(
-            "INSERT INTO repos (id, path, name, default_branch, created_at) VALUES (?, ?, ?, ?, ?)",
-            (repo_id, top, name, branch or None, time.time()),
-        )
-    except sqlite3.IntegrityError:
-        row = await gw.sup.store.fetchone("SELECT id FROM repos WHERE path = ?", (top,))
-        raise ApiError(
-            409, "repo_exists", f"{top} is already registered", extra={"id": row[0] if row else None}
-        ) from None
-    return _repo_json(await _repo(gw, repo_id)), 201
+    return await services().repos.add(data.path, data.name), 201
 
 
 @bp.patch("/repos")
 @validate_request(RepoPatchIn)
 @document_response(RepoOut)
 async def update_repo(data: RepoPatchIn) -> dict[str, Any]:
-    gw = current_gateway()
-    await _repo(gw, data.id)
-    if data.name is not None:
-        await gw.sup.store.execute("UPDATE repos SET name = ? WHERE id = ?", (data.name, data.id))
-    if "default_branch" in data.model_fields_set:
-        await gw.sup.store.execute(
-            "UPDATE repos SET default_branch = ? WHERE id = ?", (data.default_branch, data.id)
-        )
-    return _repo_json(await _repo(gw, data.id))
+    return await services().repos.update(
+        data.id,
+        name=data.name,
+        default_branch=data.default_branch,
+        set_branch="default_branch" in data.model_fields_set,
+    )
 
 
 @bp.delete("/repos")
 @document_response(RepoOut)
 async def delete_repo() -> dict[str, Any]:
     """Forget a repo (``?id=`` or a JSON body ``{"id"}``); the files are not touched."""
-    gw = current_gateway()
     repo_id = request.args.get("id")
     if not repo_id:
         body = await request.get_json(silent=True)
@@ -264,9 +202,7 @@ async def delete_repo() -> dict[str, Any]:
                 raise ApiError(400, "invalid_request", describe_validation(exc)) from None
     if not repo_id:
         raise ApiError(400, "invalid_request", "id: required (query or JSON body)")
-    row = await _repo(gw, repo_id)
-    await gw.sup.store.execute("DELETE FROM repos WHERE id = ?", (repo_id,))
-    return _repo_json(row)
+    return await services().repos.delete(repo_id)
 
 
 # ---- binary paths -------------------------------------------------------------------------
@@ -294,6 +230,6 @@ async def set_binary_paths(data: BinaryPathsIn) -> dict[str, Any]:
     except BinaryPathError as exc:
         raise ApiError(400, "invalid_request", str(exc)) from None
     finally:
-        gw.extra.pop("health", None)
+        gw.caches.pop("health", None)
     return _binaries_json(gw)
 

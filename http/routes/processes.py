@@ -61,7 +61,7 @@ def listing_bytes(gw: GatewayContext, args: Mapping[str, str]) -> bytes:
             raise ApiError(400, "invalid_query", f"state: unknown {sorted(unknown)[0][:50]!r}")
     kind, ticket = args.get("kind") or None, args.get("ticketId") or None
     key = (gw.sup.table.version, kind, ticket, raw_state)
-    cached = gw.extra.get("listing")
+    cached = gw.caches.get("listing")
     if cached is not None and cached[0] == key:
         return cast(bytes, cached[1])
     records = gw.sup.table.query(kind=kind, ticket_id=ticket, state=states)
@@ -73,7 +73,7 @@ def listing_bytes(gw: GatewayContext, args: Mapping[str, str]) -> bytes:
         )
     )
     if all(r.state.ended for r in records):
-        gw.extra["listing"] = (key, body)
+        gw.caches["listing"] = (key, body)
     return body
 
 
@@ -97,7 +97,7 @@ def _record_bytes(gw: GatewayContext, record: ProcessRecord) -> bytes:
     """
     if not record.state.ended:
         return json.dumps(record.to_json(), separators=(",", ":")).encode()
-    cache: dict[str, tuple[int, bytes]] = gw.extra.setdefault("record_json", {})
+    cache: dict[str, tuple[int, bytes]] = gw.caches.setdefault("record_json", {})
     hit = cache.get(record.id)
     if hit is not None and hit[0] == record.version:
         return hit[1]

@@ -1,26 +1,25 @@
 """The Symphony family over HTTP: runs, loops, plan loops, status, logs, sessions and chat.
 
-Routes take the ``Symphony`` service (``gateway.supervisor.symphony``) from the gateway context;
-it is created when the app starts serving (it needs the app's nursery for its watchers), reads
-its stored limits then, and is closed before the app stops. Bodies are pydantic models
-(``schemas_symphony.py``: validated, and in the OpenAPI document); what needs the service's
-knowledge is checked by the service. Both name the field in their 400s, and ``SymphonyError``
-becomes the contract's JSON error (400, 404, 409, 503).
+Routes take the ``Symphony`` service (``gateway.supervisor.symphony``) from the gateway's
+services, built once at start by ``gateway.http.serve``. Bodies are pydantic models
+(``gateway.http.schemas.symphony``: validated, and in the OpenAPI document); what needs the
+service's knowledge is checked by the service. Both name the field in their 400s; the service's
+errors become answers in ``gateway.http.errors``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import aclosing, contextmanager
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, request
 from quart_schema import document_request, document_response, validate_request
 
 from gateway.http.context import GatewayContext, current_gateway
-from gateway.http.errors import ApiError, describe_validation
+from gateway.http.errors import ApiError
 from gateway.http.query import flag, log_window
+from gateway.http.routes.common import optional_body, query_str, required, symphony
 from gateway.http.schemas.core import ReceiptOut
 from gateway.http.schemas.symphony import (
     ChatHistoryOut,
@@ -47,87 +46,11 @@ from gateway.http.schemas.symphony import (
 )
 from gateway.http.streams import counted, dumps, end_line, log_chunks, ndjson_response
 from gateway.supervisor import ProcessRecord
-from gateway.supervisor.agents.providers import ProviderRegistry
-from gateway.supervisor.services.worktrees import Git
-from gateway.supervisor.symphony import (
-    Symphony,
-    SymphonyError,
-    SymphonySettings,
-    Unavailable,
-    log_line_json,
-)
-
-ModelT = TypeVar("ModelT", bound=BaseModel)
+from gateway.supervisor.symphony import log_line_json
 
 bp = Blueprint("symphony", __name__, url_prefix="/api/gateway/symphony")
 #: ``/api/gateway/settings/symphony`` (extension operation ``symphony_settings``).
 settings_bp = Blueprint("symphony_settings", __name__, url_prefix="/api/gateway/settings")
-
-SERVICE_KEY = "symphony"
-SETTINGS_KEY = "symphony_settings"
-
-
-@bp.before_app_serving
-async def _start_service() -> None:
-    gw = current_gateway()
-    settings = gw.extra.get(SETTINGS_KEY) or SymphonySettings()
-    registry = ProviderRegistry(binary_path=gw.binaries.path)
-    nursery = current_app.nursery  # type: ignore[attr-defined]
-    git = Git(gw.sup, which=gw.binaries.path)  # honours the binary-paths settings
-    svc = Symphony(gw.sup, nursery, registry=registry, settings=settings, git=git)
-    await svc.load_settings()
-    gw.extra[SERVICE_KEY] = svc
-
-
-@bp.after_app_serving
-async def _stop_service() -> None:
-    svc = current_gateway().extra.get(SERVICE_KEY)
-    if isinstance(svc, Symphony):
-        svc.close()
-
-
-def service() -> Symphony:
-    svc = current_gateway().extra.get(SERVICE_KEY)
-    if not isinstance(svc, Symphony):
-        raise ApiError(503, "unavailable", "the Symphony service is not running")
-    return svc
-
-
-@contextmanager
-def _symphony_errors() -> Iterator[None]:
-    """Answer a ``SymphonyError`` from the service as the contract's JSON error."""
-    try:
-        yield
-    except SymphonyError as exc:
-        extra = {"binary": exc.binary} if isinstance(exc, Unavailable) else None
-        raise ApiError(exc.status, exc.code, exc.message, extra=extra) from None
-
-
-def _required(value: str | None, name: str) -> str:
-    if value is None:
-        raise ApiError(400, "invalid_request", f"{name}: Field required")
-    return value
-
-
-async def _optional_body(model: type[ModelT]) -> ModelT:
-    """An optional JSON body checked against ``model`` (absent: the model's defaults)."""
-    raw = await request.get_data()
-    if not raw.strip():
-        return model()
-    data = await request.get_json(force=True)
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ApiError(400, "invalid_request", describe_validation(exc)) from None
-
-
-def _query_str(name: str) -> str | None:
-    """An optional short query argument that may end up in an argv."""
-    raw = request.args.get(name) or None
-    if raw is not None and ("\x00" in raw or len(raw) > 200):
-        raise ApiError(400, "invalid_query", f"{name}: at most 200 characters, no NUL")
-    return raw
-
 
 # ---- settings --------------------------------------------------------------------------------
 
@@ -136,7 +59,7 @@ def _query_str(name: str) -> str | None:
 @document_response(SymphonyLimitsOut)
 async def get_limits() -> dict[str, Any]:
     """The watchdog limits of agent runs: the defaults a run gets, and the most it may ask for."""
-    return service().settings.limits_json()
+    return symphony().settings.limits_json()
 
 
 @settings_bp.patch("/symphony")
@@ -147,8 +70,7 @@ async def patch_limits(data: SymphonyLimitsIn) -> dict[str, Any]:
 
     Runs already started keep the limits they started with.
     """
-    with _symphony_errors():
-        return await service().save_limits(data.as_request())
+    return await symphony().save_limits(data.as_request())
 
 
 # ---- runs and loops -------------------------------------------------------------------------
@@ -160,10 +82,9 @@ async def patch_limits(data: SymphonyLimitsIn) -> dict[str, Any]:
 async def launch(data: RunIn) -> tuple[dict[str, Any], int]:
     """Create or reuse the ticket's worktree and start one agent run (kind ``symphony``)."""
     args = data.run_args()
-    svc = service()
-    with _symphony_errors():
-        record = await svc.launch(**args)
-        ticket = await svc.ticket(args["ticket_id"])
+    svc = symphony()
+    record = await svc.runs.launch(**args)
+    ticket = await svc.ticket(args["ticket_id"])
     return {"process": record.to_json(), "ticket": ticket.to_json()}, 201
 
 
@@ -173,10 +94,9 @@ async def launch(data: RunIn) -> tuple[dict[str, Any], int]:
 async def loop(data: LoopIn) -> tuple[dict[str, Any], int]:
     """Start a loop job: agent run, judges, feedback, until all pass or ``maxIterations``."""
     args = data.run_args()
-    svc = service()
-    with _symphony_errors():
-        record = await svc.loop(judges=data.judge_dicts(), max_iterations=data.max_iterations, **args)
-        ticket = await svc.ticket(args["ticket_id"])
+    svc = symphony()
+    record = await svc.loops.start(judges=data.judge_dicts(), max_iterations=data.max_iterations, **args)
+    ticket = await svc.ticket(args["ticket_id"])
     return {"process": record.to_json(), "ticket": ticket.to_json()}, 201
 
 
@@ -185,8 +105,7 @@ async def loop(data: LoopIn) -> tuple[dict[str, Any], int]:
 @document_response(ReceiptOut)
 async def loop_kill(data: TicketIn) -> dict[str, Any]:
     """Stop the ticket's loop (the current agent or judge tree included); the kill receipt."""
-    with _symphony_errors():
-        receipt = await service().kill_loop(data.ticket_id)
+    receipt = await symphony().kill_loop(data.ticket_id)
     return receipt.to_json()
 
 
@@ -200,11 +119,10 @@ async def kill(data: KillIn) -> dict[str, Any]:
     branch stays); the answer's ``worktree`` says whether it was removed. Nothing else ever
     removes a worktree.
     """
-    svc = service()
-    with _symphony_errors():
-        if data.remove_worktree:
-            return await svc.teardown(data.ticket_id, remove_worktree=True)
-        receipt = await svc.kill(data.ticket_id)
+    svc = symphony()
+    if data.remove_worktree:
+        return await svc.teardown(data.ticket_id, remove_worktree=True)
+    receipt = await svc.kill(data.ticket_id)
     return receipt.to_json()
 
 
@@ -217,26 +135,25 @@ async def plan_loop(action: str, data: PlanLoopIn) -> tuple[dict[str, Any], int]
     One route, not four: the operation table maps ``plan-loop/*`` as one rule, and policy
     looks requests up by rule.
     """
-    svc = service()
-    with _symphony_errors():
-        if action == "start":
-            run = RunIn(
-                ticketId=data.ticket_id,
-                repoId=_required(data.repo_id, "repoId"),
-                prompt=_required(data.prompt, "prompt"),
-                provider=data.provider,
-                model=data.model,
-                baseRef=data.base_ref,
-                limits=data.limits,
-            )
-            record = await svc.plan_start(**run.run_args())
-            return {"process": record.to_json()}, 201
-        if action == "feedback":
-            return await svc.plan_feedback(data.ticket_id, _required(data.feedback, "feedback"))
-        if action == "approve":
-            return await svc.plan_approve(data.ticket_id, launch=data.launch)
-        if action == "kill":
-            return (await svc.plan_kill(data.ticket_id)).to_json()
+    svc = symphony()
+    if action == "start":
+        run = RunIn(
+            ticketId=data.ticket_id,
+            repoId=required(data.repo_id, "repoId"),
+            prompt=required(data.prompt, "prompt"),
+            provider=data.provider,
+            model=data.model,
+            baseRef=data.base_ref,
+            limits=data.limits,
+        )
+        record = await svc.plans.start(**run.run_args())
+        return {"process": record.to_json()}, 201
+    if action == "feedback":
+        return await svc.plans.feedback(data.ticket_id, required(data.feedback, "feedback"))
+    if action == "approve":
+        return await svc.plans.approve(data.ticket_id, launch=data.launch)
+    if action == "kill":
+        return (await svc.plans.kill(data.ticket_id)).to_json()
     raise ApiError(404, "not_found", f"plan-loop/{action[:50]}: use start, feedback, approve or kill")
 
 
@@ -245,41 +162,37 @@ async def plan_loop(action: str, data: PlanLoopIn) -> tuple[dict[str, Any], int]
 
 @bp.get("/status")
 async def status() -> dict[str, Any]:
-    return service().status()
+    return symphony().status()
 
 
 @bp.get("/status/<ticketId>")
 async def ticket_status(ticketId: str) -> dict[str, Any]:
-    with _symphony_errors():
-        return await service().ticket_status(ticketId)
+    return await symphony().ticket_status(ticketId)
 
 
 @bp.get("/plan/<ticketId>")
 async def plan(ticketId: str) -> dict[str, Any]:
-    with _symphony_errors():
-        return await service().plan(ticketId)
+    return await symphony().plans.get(ticketId)
 
 
 @bp.get("/judges/<ticketId>")
 @document_response(JudgesOut)
 async def judges(ticketId: str) -> dict[str, Any]:
-    with _symphony_errors():
-        return await service().judges(ticketId, request.args.get("jobId") or None)
+    return await symphony().loops.judges(ticketId, request.args.get("jobId") or None)
 
 
 @bp.get("/logs/<ticketId>")
 async def logs(ticketId: str) -> Response:
     """NDJSON log of the ticket's latest run or loop (or ``processId``), parsed events included."""
     gw = current_gateway()
-    with _symphony_errors():
-        record = service().log_target(ticketId, request.args.get("processId") or None)
+    record = symphony().log_target(ticketId, request.args.get("processId") or None)
     window = log_window(gw.sup.log(record.id))
     return ndjson_response(counted(gw, _symphony_log(gw, record, window.since, window.limit, window.follow)))
 
 
 def _symphony_log(
     gw: GatewayContext, record: ProcessRecord, since: int, limit: int | None, follow: bool
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Like the process log stream, plus ``event`` per line and ``status`` lines on changes."""
     return log_chunks(
         gw,
@@ -299,19 +212,18 @@ def _symphony_log(
 @bp.get("/sessions")
 @document_response(SessionListOut)
 async def sessions() -> dict[str, Any]:
-    return {"sessions": await service().sessions(request.args.get("ticketId") or None)}
+    return {"sessions": await symphony().chat.sessions(request.args.get("ticketId") or None)}
 
 
 @bp.post("/sessions")
 @validate_request(SessionIn)
 async def create_session(data: SessionIn) -> tuple[dict[str, Any], int]:
     """Open (or return) the ticket's session; ``markRead: true`` clears its unread count."""
-    svc = service()
-    with _symphony_errors():
-        session = await svc.create_session(data.ticket_id, data.provider, data.title)
-        if data.mark_read:
-            await svc.mark_read(data.ticket_id)
-            session["unreadCount"] = 0
+    svc = symphony()
+    session = await svc.chat.create_session(data.ticket_id, data.provider, data.title)
+    if data.mark_read:
+        await svc.chat.mark_read(data.ticket_id)
+        session["unreadCount"] = 0
     return {"session": session}, 201
 
 
@@ -327,17 +239,16 @@ async def delete_sessions() -> dict[str, Any]:
 
 async def end_sessions() -> dict[str, Any]:
     """Delete the sessions a body or the query names (``sessions`` and ``ticket-chat``)."""
-    data = await _optional_body(SessionDeleteIn)
+    data = await optional_body(SessionDeleteIn)
     session_id = data.session_id or request.args.get("sessionId") or None
     ticket_id = data.ticket_id or request.args.get("ticketId") or None
-    with _symphony_errors():
-        return await service().delete_sessions(session_id=session_id, ticket_id=ticket_id)
+    return await symphony().chat.delete_sessions(session_id=session_id, ticket_id=ticket_id)
 
 
 @bp.get("/sessions/unread-count")
 @document_response(UnreadOut)
 async def unread_count() -> dict[str, Any]:
-    return await service().unread_count()
+    return await symphony().chat.unread_count()
 
 
 @bp.post("/chat/<ticketId>")
@@ -349,15 +260,14 @@ async def chat(ticketId: str, data: ChatIn) -> Response:
 
 async def chat_turn(ticket_id: str, data: ChatIn) -> Response:
     """Start a chat turn and stream its log as NDJSON (``symphony/chat`` and ``ticket-chat``)."""
-    with _symphony_errors():
-        record = await service().chat(ticket_id, data.message, data.provider, data.model)
+    record = await symphony().chat.turn(ticket_id, data.message, data.provider, data.model)
     return stream_turn(record)
 
 
 def stream_turn(record: ProcessRecord, head: bytes = b"") -> Response:
     """A chat turn's log as NDJSON; its ``end`` line comes once the reply is stored."""
     gw = current_gateway()
-    svc = service()
+    svc = symphony()
 
     async def body() -> AsyncIterator[bytes]:
         if head:
@@ -377,29 +287,26 @@ def stream_turn(record: ProcessRecord, head: bytes = b"") -> Response:
 @document_response(ChatHistoryOut)
 async def chat_history(ticketId: str) -> dict[str, Any]:
     """The ticket's chat; reading it marks its sessions read (``markRead=0`` to peek)."""
-    with _symphony_errors():
-        return await service().chat_history(ticketId, mark_read=flag("markRead", "1"))
+    return await symphony().chat.history(ticketId, mark_read=flag("markRead", "1"))
 
 
 @bp.post("/chat-history/<ticketId>")
 @validate_request(ChatMessageIn)
 async def add_chat_history(ticketId: str, data: ChatMessageIn) -> tuple[dict[str, Any], int]:
     """Append one message (e.g. a note the UI shows in the conversation)."""
-    with _symphony_errors():
-        message = await service().add_chat_history(ticketId, data.role, data.content)
+    message = await symphony().chat.add_history(ticketId, data.role, data.content)
     return {"message": message}, 201
 
 
 @bp.delete("/chat-history/<ticketId>")
 async def clear_chat_history(ticketId: str) -> dict[str, Any]:
-    with _symphony_errors():
-        return await service().clear_chat_history(ticketId)
+    return await symphony().chat.clear_history(ticketId)
 
 
 @bp.get("/comment-chat/<commentId>")
 @document_response(CommentThreadOut)
 async def comment_thread(commentId: str) -> dict[str, Any]:
-    return await service().comment_thread(commentId)
+    return await symphony().chat.comment_thread(commentId)
 
 
 @bp.post("/comment-chat/<commentId>")
@@ -407,10 +314,9 @@ async def comment_thread(commentId: str) -> dict[str, Any]:
 @document_response(CommentThreadOut)
 async def comment_chat(commentId: str, data: CommentChatIn) -> dict[str, Any]:
     """One turn on a review comment's thread (read-only agent, resumed per thread)."""
-    with _symphony_errors():
-        return await service().comment_chat(
-            commentId, data.ticket_id, data.message, data.provider, data.context, data.model
-        )
+    return await symphony().chat.comment_chat(
+        commentId, data.ticket_id, data.message, data.provider, data.context, data.model
+    )
 
 
 @bp.patch("/comment-chat/<commentId>")
@@ -418,19 +324,16 @@ async def comment_chat(commentId: str, data: CommentChatIn) -> dict[str, Any]:
 @document_response(CommentThreadOut)
 async def update_comment_thread(commentId: str, data: CommentPatchIn) -> dict[str, Any]:
     """Resolve or reopen the thread, and/or edit one message (``messageId`` + ``content``)."""
-    with _symphony_errors():
-        return await service().update_comment_thread(commentId, data.resolved, data.message_id, data.content)
+    return await symphony().chat.update_comment_thread(commentId, data.resolved, data.message_id, data.content)
 
 
 @bp.delete("/comment-chat/<commentId>")
 async def delete_comment_thread(commentId: str) -> dict[str, Any]:
-    with _symphony_errors():
-        return await service().delete_comment_thread(commentId)
+    return await symphony().chat.delete_comment_thread(commentId)
 
 
 @bp.get("/commit-message/<ticketId>")
 @document_response(CommitMessageOut)
 async def commit_message(ticketId: str) -> dict[str, Any]:
     """Draft a commit message from the worktree's diff (``provider``, ``model`` query args)."""
-    with _symphony_errors():
-        return await service().commit_message(ticketId, _query_str("provider"), _query_str("model"))
+    return await symphony().chat.commit_message(ticketId, query_str("provider"), query_str("model"))

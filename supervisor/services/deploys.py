@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import KillReceipt, Supervisor
+from ..errors import BadRequest, Conflict, NotFound
 from ..spec import ACTIVE_STATES, ProcessRecord, ProcessSpec, RestartPolicy, StopReason
-from ..symphony.model import BadRequest, Conflict, NotFound
 
 KIND = "deploy"
 #: package.json scripts, most to least likely to be "the dev server".
@@ -107,9 +107,7 @@ class Deploys:
     def current(self, ticket_id: str) -> ProcessRecord | None:
         """The ticket's deploy: its newest ``deploy`` record, unless that one was torn down
         (a teardown forgets the deploy; older records are history, not deploys)."""
-        recs = [
-            r for r in self.sup.table.records.values() if r.kind == KIND and r.ticket_id == ticket_id
-        ]
+        recs = [r for r in self.sup.table.records.values() if r.kind == KIND and r.ticket_id == ticket_id]
         newest = max(recs, key=lambda r: (r.started_at or 0.0, r.id), default=None)
         return None if newest is None or newest.torn_down else newest
 

@@ -15,20 +15,16 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from ..agents.providers import parser_for
 from ..engine import Supervisor
+from ..errors import BadRequest, Forbidden, NotFound
 from ..spec import iso
-from ..symphony.model import BadRequest, NotFound
 
 MAX_ENTRIES = 1000
 MAX_NAME = 100
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
-
-
-class Forbidden(BadRequest):
-    status, code = 403, "forbidden"
 
 
 def list_directories(raw: str | None, *, hidden: bool = False) -> dict[str, Any]:
@@ -127,7 +123,7 @@ class Attachments:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def save(self, ticket_id: str, filename: str | None, stream: BinaryIO, max_bytes: int) -> Attachment:
+    def save(self, ticket_id: str, filename: str | None, stream: IO[bytes], max_bytes: int) -> Attachment:
         folder = self.root / ticket_id
         folder.mkdir(parents=True, exist_ok=True)
         name = safe_name(filename)
@@ -232,4 +228,3 @@ class RunViewer:
         existed = path.is_file()
         path.unlink(missing_ok=True)
         return existed
-

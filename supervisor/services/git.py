@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..symphony.model import BadRequest, Conflict, SymphonyError
+from ..errors import BadRequest, Conflict, Timeout
 from .worktrees import Git, GitResult, check_ref
 
 #: Patches are cut here (and say so): a UI shows a diff, it does not page through gigabytes.
@@ -27,14 +27,16 @@ ACTIONS = ("status", "branch", "commit", "push", "pull", "branch-diff", "sync-st
 _GLOBAL = ["--literal-pathspecs", "-c", "core.quotepath=off", "-c", "color.ui=never"]
 
 
-class GitFailed(SymphonyError):
+class GitFailed(Conflict):
     """git ran and refused (a rejected push, a conflict): the answer carries git's words."""
 
-    status, code = 409, "git_failed"
+    code = "git_failed"
 
 
-class GitTimeout(SymphonyError):
-    status, code = 504, "git_timeout"
+class GitTimeout(Timeout):
+    """A git child ran past its time limit and was killed."""
+
+    code = "git_timeout"
 
 
 def _ref(value: str, field: str) -> str:

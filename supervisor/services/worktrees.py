@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine import Supervisor
+from ..errors import Conflict
 from ..spec import ProcessSpec, State
 
 GIT_TIMEOUT = 60.0
@@ -22,12 +23,16 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _BAD_REF = re.compile(r"(^[-/.])|(\.\.)|([\s~^:?*\[\\\x00-\x1f\x7f])|(@\{)|(/$)|(\.lock$)|(\.$)")
 
 
-class GitError(Exception):
-    def __init__(self, argv: list[str], code: int | None, output: str) -> None:
+class GitError(Conflict):
+    """git ran and refused; the message carries the command and git's own last words."""
+
+    code = "git_failed"
+
+    def __init__(self, argv: list[str], exit_code: int | None, output: str) -> None:
         short = " ".join(argv[1:4])
-        super().__init__(f"git {short} failed ({code}): {output.strip()[-800:]}")
+        super().__init__(f"git {short} failed ({exit_code}): {output.strip()[-800:]}")
         self.argv = argv
-        self.code = code
+        self.exit_code = exit_code
         self.output = output
 
 
@@ -78,6 +83,10 @@ class Git:
     @property
     def exe(self) -> str:
         return self._exe or self._which("git") or "git"
+
+    def available(self) -> bool:
+        """Whether a git binary is configured or on the lookup path right now."""
+        return self._exe is not None or self._which("git") is not None
 
     async def run(
         self, args: list[str], cwd: str | Path, *, ticket_id: str | None = None, check: bool = True

@@ -1,14 +1,5 @@
-from .model import (
-    AgentFailed,
-    BadRequest,
-    Conflict,
-    JudgeSpec,
-    NotFound,
-    SymphonyError,
-    Ticket,
-    Unavailable,
-    Verdict,
-)
+from ..errors import AgentFailed, BadRequest, Conflict, GatewayError, NotFound, Unavailable
+from .model import JudgeSpec, Ticket, Verdict
 from .service import Symphony, log_line_json, open_symphony
 from .settings import Limits, SymphonySettings
 
@@ -16,11 +7,11 @@ __all__ = [
     "AgentFailed",
     "BadRequest",
     "Conflict",
+    "GatewayError",
     "JudgeSpec",
     "Limits",
     "NotFound",
     "Symphony",
-    "SymphonyError",
     "SymphonySettings",
     "Ticket",
     "Unavailable",

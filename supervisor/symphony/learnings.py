@@ -15,9 +15,9 @@ import secrets
 import time
 from typing import Any
 
+from ..errors import AgentReplyError, BadRequest, Conflict, NotFound
 from ..spec import ACTIVE_STATES, ProcessRecord
-from .model import BadRequest, Conflict, NotFound, SymphonyError
-from .runs import SymphonyRuns
+from .runner import Runner
 
 MAX_LEARNINGS = 10
 MAX_TITLE = 200
@@ -36,10 +36,6 @@ PROMPT = (
     'JSON array only, at most {n} items, each {{"title": "...", "body": "..."}}; reply [] if '
     "there is nothing worth keeping.\n\nTranscript:\n{transcript}"
 )
-
-
-class BadAgentReply(SymphonyError):
-    status, code = 502, "bad_agent_reply"
 
 
 def _row_json(row: Any) -> dict[str, Any]:
@@ -62,14 +58,14 @@ def _row_json(row: Any) -> dict[str, Any]:
 
 
 def parse_learnings(text: str) -> list[dict[str, str]]:
-    """The agent's JSON list, checked; ``BadAgentReply`` if it is not one."""
+    """The agent's JSON list, checked; ``AgentReplyError`` if it is not one."""
     match = _ARRAY.search(text)
     try:
         items = json.loads(match.group(0)) if match else None
     except ValueError:
         items = None
     if not isinstance(items, list):
-        raise BadAgentReply(f"the agent did not answer a JSON list of learnings: {text[:300]!r}")
+        raise AgentReplyError(f"the agent did not answer a JSON list of learnings: {text[:300]!r}")
     out = []
     for item in items[:MAX_LEARNINGS]:
         if not isinstance(item, dict):
@@ -80,12 +76,15 @@ def parse_learnings(text: str) -> list[dict[str, str]]:
     return out
 
 
-class SymphonyLearnings(SymphonyRuns):
+class Learnings:
     """``extract-learnings``, ``pending-learnings``, ``process-(all-)learnings``, ``learnings``,
     ``learnings-status`` and ``record-learning-use``."""
 
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
     def _source_run(self, ticket_id: str, process_id: str | None) -> ProcessRecord:
-        runs = [r for r in self._records(ticket_id, ("symphony",)) if r.labels.get("role") == "agent"]
+        runs = [r for r in self.runner.records(ticket_id, ("symphony",)) if r.labels.get("role") == "agent"]
         if process_id is not None:
             runs = [r for r in runs if r.id == process_id]
             if not runs:
@@ -95,7 +94,7 @@ class SymphonyLearnings(SymphonyRuns):
             raise Conflict(f"ticketId: {ticket_id} has no finished agent run to learn from")
         return ended[-1]
 
-    async def extract_learnings(
+    async def extract(
         self,
         ticket_id: str,
         process_id: str | None = None,
@@ -103,13 +102,13 @@ class SymphonyLearnings(SymphonyRuns):
         model: str | None = None,
     ) -> dict[str, Any]:
         """File what the ticket's run (default: its latest finished one) taught, as pending."""
-        ticket = await self.ticket(ticket_id)
+        ticket = await self.runner.ticket(ticket_id)
         source = self._source_run(ticket_id, process_id)
-        transcript = self._transcript(source)
+        transcript = self.runner.transcript(source)
         if not transcript.strip():
             raise Conflict(f"processId: run {source.id} left no transcript to learn from")
         prompt = PROMPT.format(ticket=ticket_id, n=MAX_LEARNINGS, transcript=transcript)
-        record, summary = await self._ask(
+        record, summary = await self.runner.ask(
             ticket, provider, prompt, role="learnings", model=model, labels={"source": source.id}
         )
         items = parse_learnings(summary.final_text)
@@ -120,7 +119,9 @@ class SymphonyLearnings(SymphonyRuns):
             for item in items
         ]  # fmt: skip
         for row in rows:
-            await self.store.execute(f"INSERT INTO learnings ({_COLUMNS}) VALUES ({','.join('?' * 12)})", row)
+            await self.runner.store.execute(
+                f"INSERT INTO learnings ({_COLUMNS}) VALUES ({','.join('?' * 12)})", row
+            )
         return {
             "ticketId": ticket_id,
             "sourceProcessId": source.id,
@@ -128,7 +129,7 @@ class SymphonyLearnings(SymphonyRuns):
             "learnings": [_row_json(r) for r in rows],
         }
 
-    async def learnings(
+    async def listing(
         self, *, status: str = "accepted", repo_id: str | None = None, ticket_id: str | None = None
     ) -> list[dict[str, Any]]:
         if status not in STATUSES:
@@ -142,16 +143,18 @@ class SymphonyLearnings(SymphonyRuns):
             sql += " AND ticket_id = ?"
             args.append(ticket_id)
         order = " ORDER BY uses DESC, created_at" if status == "accepted" else " ORDER BY created_at"
-        return [_row_json(r) for r in await self.store.fetchall(sql + order, tuple(args))]
+        return [_row_json(r) for r in await self.runner.store.fetchall(sql + order, tuple(args))]
 
-    async def decide_learnings(self, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def decide(self, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Accept or reject pending learnings (all or nothing); an accept may edit the text."""
         ids = [d["id"] for d in decisions]
         if len(set(ids)) != len(ids):
             raise BadRequest("decisions: an id appears twice")
         rows = {}
         for i, learning_id in enumerate(ids):
-            row = await self.store.fetchone(f"SELECT {_COLUMNS} FROM learnings WHERE id = ?", (learning_id,))
+            row = await self.runner.store.fetchone(
+                f"SELECT {_COLUMNS} FROM learnings WHERE id = ?", (learning_id,)
+            )
             if row is None:
                 raise NotFound(f"decisions.{i}.id: no learning {learning_id!r}")
             if row[7] != "pending":
@@ -162,36 +165,40 @@ class SymphonyLearnings(SymphonyRuns):
             row = rows[d["id"]]
             title = (d.get("title") or row[5])[:MAX_TITLE]
             body = (d.get("body") or row[6])[:MAX_BODY]
-            await self.store.execute(
+            await self.runner.store.execute(
                 "UPDATE learnings SET status = ?, title = ?, body = ?, decided_at = ? WHERE id = ?",
                 (d["decision"], title, body, now, d["id"]),
             )
         out = []
         for learning_id in ids:
-            row = await self.store.fetchone(f"SELECT {_COLUMNS} FROM learnings WHERE id = ?", (learning_id,))
+            row = await self.runner.store.fetchone(
+                f"SELECT {_COLUMNS} FROM learnings WHERE id = ?", (learning_id,)
+            )
             out.append(_row_json(row))
         return out
 
     async def decide_all(
         self, decision: str, *, ticket_id: str | None = None, repo_id: str | None = None
     ) -> dict[str, Any]:
-        pending = await self.learnings(status="pending", ticket_id=ticket_id, repo_id=repo_id)
-        decided = await self.decide_learnings([{"id": p["id"], "decision": decision} for p in pending])
+        pending = await self.listing(status="pending", ticket_id=ticket_id, repo_id=repo_id)
+        decided = await self.decide([{"id": p["id"], "decision": decision} for p in pending])
         return {"decision": decision, "count": len(decided), "learnings": decided}
 
     async def pending_summary(self) -> dict[str, Any]:
-        rows = await self.store.fetchall(
+        rows = await self.runner.store.fetchall(
             "SELECT ticket_id, COUNT(*) FROM learnings WHERE status = 'pending' GROUP BY ticket_id"
         )
         by_ticket = {r[0]: r[1] for r in rows}
         return {"pending": sum(by_ticket.values()), "byTicket": by_ticket}
 
-    async def learnings_status(self, ticket_id: str) -> dict[str, Any]:
-        rows = await self.store.fetchall(
+    async def status(self, ticket_id: str) -> dict[str, Any]:
+        rows = await self.runner.store.fetchall(
             "SELECT status, COUNT(*) FROM learnings WHERE ticket_id = ? GROUP BY status", (ticket_id,)
         )
         counts = {s: 0 for s in STATUSES} | {r[0]: r[1] for r in rows}
-        runs = [r for r in self._records(ticket_id, ("symphony",)) if r.labels.get("role") == "learnings"]
+        runs = [
+            r for r in self.runner.records(ticket_id, ("symphony",)) if r.labels.get("role") == "learnings"
+        ]
         last = runs[-1] if runs else None
         return {
             "ticketId": ticket_id,
@@ -202,13 +209,17 @@ class SymphonyLearnings(SymphonyRuns):
         }
 
     async def record_use(self, learning_id: str) -> dict[str, Any]:
-        row = await self.store.fetchone(f"SELECT {_COLUMNS} FROM learnings WHERE id = ?", (learning_id,))
+        row = await self.runner.store.fetchone(
+            f"SELECT {_COLUMNS} FROM learnings WHERE id = ?", (learning_id,)
+        )
         if row is None:
             raise NotFound(f"id: no learning {learning_id!r}")
         if row[7] != "accepted":
             raise Conflict(f"id: {learning_id} is {row[7]}, not accepted")
-        await self.store.execute(
+        await self.runner.store.execute(
             "UPDATE learnings SET uses = uses + 1, last_used_at = ? WHERE id = ?", (time.time(), learning_id)
         )
-        row = await self.store.fetchone(f"SELECT {_COLUMNS} FROM learnings WHERE id = ?", (learning_id,))
+        row = await self.runner.store.fetchone(
+            f"SELECT {_COLUMNS} FROM learnings WHERE id = ?", (learning_id,)
+        )
         return _row_json(row)

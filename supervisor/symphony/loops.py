@@ -15,19 +15,23 @@ from typing import Any
 
 from ..agents.providers import Provider, RunOptions, parse_verdict
 from ..engine import Job
+from ..errors import BadRequest
 from ..spec import ProcessRecord, ProcessSpec, State
-from .model import BadRequest, JudgeSpec, Ticket, Verdict, outcome, short_argv
-from .runs import SymphonyRuns
+from .model import JudgeSpec, Ticket, Verdict, outcome, short_argv
+from .runner import Runner
 from .settings import Limits
 
 #: A failed judge and what the next iteration's prompt tells the agent about it.
 Failure = tuple[JudgeSpec, Verdict, str]
 
 
-class SymphonyLoops(SymphonyRuns):
+class Loops:
     """``loop``, its judges, and ``judges/:ticketId``."""
 
-    async def loop(
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    async def start(
         self,
         ticket_id: str,
         repo_id: str,
@@ -40,27 +44,27 @@ class SymphonyLoops(SymphonyRuns):
         limits: Mapping[str, Any] | None = None,
     ) -> ProcessRecord:
         """Start a loop job (kind ``symphony_loop``); returns its record once it runs."""
-        prov, lim = self._checked(ticket_id, repo_id, prompt, provider, limits)
+        prov, lim = self.runner.check_request(ticket_id, repo_id, prompt, provider, limits)
         if isinstance(max_iterations, bool) or not isinstance(max_iterations, int):
             raise BadRequest("maxIterations: must be an integer")
-        if not 1 <= max_iterations <= self.settings.max_iterations:
-            raise BadRequest(f"maxIterations: must be in 1..{self.settings.max_iterations}")
+        if not 1 <= max_iterations <= self.runner.settings.max_iterations:
+            raise BadRequest(f"maxIterations: must be in 1..{self.runner.settings.max_iterations}")
         if not isinstance(judges, list | tuple) or not judges:
             raise BadRequest("judges: must be a non-empty list")
-        specs = [JudgeSpec.parse(j, i, self.registry) for i, j in enumerate(judges)]
+        specs = [JudgeSpec.parse(j, i, self.runner.registry) for i, j in enumerate(judges)]
         names = [j.name for j in specs]
         if len(set(names)) != len(names):
             raise BadRequest("judges: names must be unique")
-        exe = self.executable(prov)
+        exe = self.runner.executable(prov)
         for j in specs:
             if j.provider:
-                self.executable(self.registry.get(j.provider))
-        async with self._prepared(ticket_id, repo_id, base_ref, prov, "a loop") as ticket:
+                self.runner.executable(self.runner.registry.get(j.provider))
+        async with self.runner.prepared(ticket_id, repo_id, base_ref, prov, "a loop") as ticket:
 
             async def body(job: Job) -> None:
                 await self._loop_body(job, ticket, prov, exe, prompt, specs, max_iterations, model, lim)
 
-            job = await self._start_agent_job(
+            job = await self.runner.start_agent_job(
                 "symphony_loop",
                 body,
                 ticket,
@@ -87,21 +91,21 @@ class SymphonyLoops(SymphonyRuns):
         session_id: str | None = None
         for iteration in range(1, max_iterations + 1):
             record.labels["iteration"] = str(iteration)
-            self.sup.table.touch(record)
+            self.runner.sup.table.touch(record)
             job.note(f"[symphony] iteration {iteration}/{max_iterations}")
             text = prompt if iteration == 1 else feedback_prompt(prompt, iteration, max_iterations, failures)
-            opts = self._opts(prov, model)
+            opts = self.runner.run_options(prov, model)
             if session_id:
                 argv = prov.resume_argv(exe, session_id, text, opts)
             else:
                 argv = prov.run_argv(exe, text, opts)
             labels = {"mode": "loop", "iteration": str(iteration)}
-            summary = await self._agent_in_job(job, ticket, prov, argv, lim, labels)
+            summary = await self.runner.agent_in_job(job, ticket, prov, argv, lim, labels)
             session_id = summary.session_id or session_id
             failures = []
             for judge in judges:
                 verdict, feedback = await self._judge(job, ticket, judge, iteration, prompt)
-                await self.db.save_verdict(ticket.ticket_id, verdict)
+                await self.runner.db.save_verdict(ticket.ticket_id, verdict)
                 mark = "passed" if verdict.passed else "failed"
                 job.note(f"[symphony] judge {judge.name}: {mark} (score {verdict.score:.2f})")
                 if not verdict.passed:
@@ -109,11 +113,11 @@ class SymphonyLoops(SymphonyRuns):
             if not failures:
                 record.labels["outcome"] = "passed"
                 job.note(f"[symphony] all judges passed in iteration {iteration}")
-                self.sup.table.touch(record)
+                self.runner.sup.table.touch(record)
                 return
         record.labels["outcome"] = "exhausted"
         job.note(f"[symphony] judges still failing after {max_iterations} iteration(s): exhausted")
-        self.sup.table.touch(record)
+        self.runner.sup.table.touch(record)
 
     def _judge_labels(self, ticket: Ticket, judge: JudgeSpec, iteration: int) -> dict[str, str]:
         return {
@@ -142,23 +146,23 @@ class SymphonyLoops(SymphonyRuns):
             argv=list(judge.command),
             kind="symphony",
             cwd=str(ticket.worktree),
-            env=dict(self.settings.judge_env),
+            env=dict(self.runner.settings.judge_env),
             ticket_id=ticket.ticket_id,
             labels=self._judge_labels(ticket, judge, iteration),
-            stop_grace=self.settings.stop_grace,
-            max_runtime=judge.timeout or self.settings.judge_timeout,
+            stop_grace=self.runner.settings.stop_grace,
+            max_runtime=judge.timeout or self.runner.settings.judge_timeout,
         )
         try:
-            record = await self._run_child(job, spec)
+            record = await self.runner.run_child(job, spec)
         except OSError as exc:
             ms = int((time.monotonic() - began) * 1000)
             text = f"cannot run judge command: {exc}"
             return Verdict(iteration, judge.name, False, 0.0, judge.threshold, text, ms, None, job.id), text
         passed = record.state is State.EXITED and record.exit_code == 0
         output = "\n".join(
-            line.text for line in self.sup.log(record.id).read() if line.stream in ("stdout", "stderr")
+            line.text for line in self.runner.sup.log(record.id).read() if line.stream in ("stdout", "stderr")
         )
-        tail = output[-self.settings.feedback_chars :]
+        tail = output[-self.runner.settings.feedback_chars :]
         how = "exit code 0" if passed else outcome(record)
         score = 1.0 if passed else 0.0
         ms = int((time.monotonic() - began) * 1000)
@@ -173,9 +177,9 @@ class SymphonyLoops(SymphonyRuns):
     ) -> tuple[Verdict, str]:
         """Asks a model (read-only) for ``{"passed", "score", "justification"}``."""
         began = time.monotonic()
-        prov = self.registry.get(judge.provider or "claude")
-        exe = self.executable(prov)
-        timeout = judge.timeout or self.settings.judge_timeout
+        prov = self.runner.registry.get(judge.provider or "claude")
+        exe = self.runner.executable(prov)
+        timeout = judge.timeout or self.runner.settings.judge_timeout
         criteria = judge.criteria or task
         prompt = (
             "You are a strict judge reviewing the work in this repository (the current directory). "
@@ -185,11 +189,13 @@ class SymphonyLoops(SymphonyRuns):
             '"justification": "<one or two sentences>"}'
         )
         argv = prov.judge_argv(exe, prompt, RunOptions(model=judge.model))
-        lim = replace(self.settings.defaults, max_runtime=min(timeout, self.settings.defaults.max_runtime))
+        lim = replace(
+            self.runner.settings.defaults, max_runtime=min(timeout, self.runner.settings.defaults.max_runtime)
+        )
         labels = self._judge_labels(ticket, judge, iteration)
-        spec = self._agent_spec(prov, argv, ticket, lim, labels=labels, role="judge")
-        record = await self._run_child(job, spec)
-        summary = self._conclude(record, prov)
+        spec = self.runner.agent_spec(prov, argv, ticket, lim, labels=labels, role="judge")
+        record = await self.runner.run_child(job, spec)
+        summary = self.runner.conclude(record, prov)
         ms = int((time.monotonic() - began) * 1000)
         if record.state is not State.EXITED:
             text = f"judge run failed: {record.error or outcome(record)}"
@@ -202,15 +208,15 @@ class SymphonyLoops(SymphonyRuns):
 
     async def judges(self, ticket_id: str, job_id: str | None = None) -> dict[str, Any]:
         """Verdicts per iteration of the ticket's latest loop (or of ``job_id``)."""
-        await self._known_ticket(ticket_id)
+        await self.runner.known_ticket(ticket_id)
         if job_id is None:
-            loops = self._records(ticket_id, kinds=("symphony_loop",))
+            loops = self.runner.records(ticket_id, kinds=("symphony_loop",))
             job_id = loops[-1].id if loops else None
-        verdicts = [v.to_json() for v in await self.db.verdicts(ticket_id, job_id)]
+        verdicts = [v.to_json() for v in await self.runner.db.verdicts(ticket_id, job_id)]
         iterations: dict[int, list[dict[str, Any]]] = {}
         for v in verdicts:
             iterations.setdefault(v["iteration"], []).append(v)
-        job = self.sup.table.get(job_id) if job_id else None
+        job = self.runner.sup.table.get(job_id) if job_id else None
         return {
             "ticketId": ticket_id,
             "jobId": job_id,

@@ -13,49 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from ..agents.providers import ProviderRegistry
+from ..errors import BadRequest
 from ..spec import ProcessRecord, iso
 
 #: Every kind Symphony starts at the top level (what ``status`` lists and locks consider).
 SYMPHONY_KINDS = ("symphony", "symphony_loop", "plan_loop", "chat")
 #: The kinds whose latest record is a ticket's log by default.
 TOP_KINDS = ("symphony", "symphony_loop", "plan_loop")
-
-
-class SymphonyError(Exception):
-    """A domain error carrying the HTTP status and code the front answers with."""
-
-    status = 500
-    code = "internal"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class BadRequest(SymphonyError):
-    status, code = 400, "bad_request"
-
-
-class NotFound(SymphonyError):
-    status, code = 404, "not_found"
-
-
-class Conflict(SymphonyError):
-    status, code = 409, "conflict"
-
-
-class Unavailable(SymphonyError):
-    """A CLI the request needs is missing: 503 naming the binary, so the UI can point at it."""
-
-    status, code = 503, "binary_missing"
-
-    def __init__(self, message: str, binary: str) -> None:
-        super().__init__(message)
-        self.binary = binary
-
-
-class AgentFailed(Exception):
-    """An agent child of a job failed; the job ends ``failed`` with this as its error."""
 
 
 @dataclass(slots=True)

@@ -15,9 +15,11 @@ import trio
 
 from ..agents.providers import Provider, RunOptions
 from ..engine import Job, KillReceipt
+from ..errors import Conflict, NotFound
 from ..spec import ProcessRecord
-from .model import Conflict, NotFound, Ticket, require_text
-from .runs import SymphonyRuns
+from .model import Ticket, require_text
+from .runner import Runner
+from .runs import Runs
 from .settings import Limits
 
 
@@ -32,14 +34,15 @@ class PlanState:
     approved: bool = False
 
 
-class SymphonyPlans(SymphonyRuns):
+class Plans:
     """``plan-loop/*`` and ``plan/:ticketId``."""
 
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, **kw)
+    def __init__(self, runner: Runner, runs: Runs) -> None:
+        self.runner = runner
+        self.runs = runs
         self._plans: dict[str, PlanState] = {}
 
-    async def plan_start(
+    async def start(
         self,
         ticket_id: str,
         repo_id: str,
@@ -50,9 +53,9 @@ class SymphonyPlans(SymphonyRuns):
         limits: Mapping[str, Any] | None = None,
     ) -> ProcessRecord:
         """Start a plan loop job on the ticket's worktree; returns its record once it runs."""
-        prov, lim = self._checked(ticket_id, repo_id, prompt, provider, limits)
-        exe = self.executable(prov)
-        async with self._prepared(ticket_id, repo_id, base_ref, prov, "a plan loop") as ticket:
+        prov, lim = self.runner.check_request(ticket_id, repo_id, prompt, provider, limits)
+        exe = self.runner.executable(prov)
+        async with self.runner.prepared(ticket_id, repo_id, base_ref, prov, "a plan loop") as ticket:
             # The state must exist before the body runs: start_job runs it at once.
             state = PlanState(job_id="")
             self._plans[ticket_id] = state
@@ -64,7 +67,7 @@ class SymphonyPlans(SymphonyRuns):
                     if self._plans.get(ticket_id) is state:
                         del self._plans[ticket_id]
 
-            job = await self._start_agent_job("plan_loop", body, ticket, prov)
+            job = await self.runner.start_agent_job("plan_loop", body, ticket, prov)
             state.job_id = job.id
         return job.record
 
@@ -87,7 +90,7 @@ class SymphonyPlans(SymphonyRuns):
             version += 1
             record.labels["planVersion"] = str(version)
             record.labels["planStatus"] = "writing"
-            self.sup.table.touch(record)
+            self.runner.sup.table.touch(record)
             text = (
                 f"Make a step-by-step implementation plan for this task. Do not change any file.\n\n{prompt}"
                 if feedback is None
@@ -97,28 +100,28 @@ class SymphonyPlans(SymphonyRuns):
                 )
             )
             argv = prov.plan_argv(exe, text, RunOptions(model=model))
-            summary = await self._agent_in_job(
+            summary = await self.runner.agent_in_job(
                 job, ticket, prov, argv, lim, {"mode": "plan", "planVersion": str(version)}
             )
             plan_text = summary.final_text
-            await self.db.add_plan(ticket.ticket_id, job.id, job.children[-1], version, plan_text)
+            await self.runner.db.add_plan(ticket.ticket_id, job.id, job.children[-1], version, plan_text)
             record.labels["planStatus"] = "awaiting-feedback"
-            self.sup.table.touch(record)
+            self.runner.sup.table.touch(record)
             job.note(f"[symphony] plan v{version} ready; waiting for feedback or approval")
             state.waiting = True
             await state.wake.wait()
             state.wake = trio.Event()
             state.waiting = False
             if state.approved:
-                await self.db.set_plan_status(job.id, version, "approved")
+                await self.runner.db.set_plan_status(job.id, version, "approved")
                 record.labels["planStatus"] = "approved"
                 record.labels["outcome"] = "approved"
-                self.sup.table.touch(record)
+                self.runner.sup.table.touch(record)
                 job.note(f"[symphony] plan v{version} approved")
                 return
             feedback = state.feedback or ""
             state.feedback = None
-            await self.db.set_plan_status(job.id, version, "revised", feedback)
+            await self.runner.db.set_plan_status(job.id, version, "revised", feedback)
             job.note(f"[symphony] feedback on plan v{version}; revising")
 
     def _plan_state(self, ticket_id: str) -> PlanState:
@@ -129,25 +132,25 @@ class SymphonyPlans(SymphonyRuns):
             raise Conflict(f"the plan for {ticket_id} is still being written; wait for it first")
         return state
 
-    async def plan_feedback(self, ticket_id: str, feedback: str) -> dict[str, Any]:
+    async def feedback(self, ticket_id: str, feedback: str) -> dict[str, Any]:
         require_text(feedback, "feedback")
         state = self._plan_state(ticket_id)
         state.feedback = feedback
         state.wake.set()
         return {"ticketId": ticket_id, "jobId": state.job_id, "status": "revising"}
 
-    async def plan_approve(self, ticket_id: str, launch: bool = False) -> dict[str, Any]:
+    async def approve(self, ticket_id: str, launch: bool = False) -> dict[str, Any]:
         """Approve the latest plan (the job ends); ``launch`` then starts a run implementing it."""
         state = self._plan_state(ticket_id)
         state.approved = True
         state.wake.set()
-        job = await self.sup.wait(state.job_id)
-        plan = await self.plan(ticket_id)
+        job = await self.runner.sup.wait(state.job_id)
+        plan = await self.get(ticket_id)
         out: dict[str, Any] = {"ticketId": ticket_id, "jobId": state.job_id, "plan": plan["plan"]}
         out["process"] = job.to_json()
         if launch and plan["plan"]:
-            ticket = await self.ticket(ticket_id)
-            run = await self.launch(
+            ticket = await self.runner.ticket(ticket_id)
+            run = await self.runs.launch(
                 ticket_id,
                 ticket.repo_id,
                 f"Implement this approved plan:\n\n{plan['plan']['plan']}",
@@ -156,13 +159,13 @@ class SymphonyPlans(SymphonyRuns):
             out["run"] = run.to_json()
         return out
 
-    async def plan_kill(self, ticket_id: str) -> KillReceipt:
-        return await self._kill_kind(ticket_id, ("plan_loop",), "plan loop")
+    async def kill(self, ticket_id: str) -> KillReceipt:
+        return await self.runner.kill_kind(ticket_id, ("plan_loop",), "plan loop")
 
-    async def plan(self, ticket_id: str) -> dict[str, Any]:
+    async def get(self, ticket_id: str) -> dict[str, Any]:
         """The latest plan, every version before it, and whether the job waits for a person."""
-        await self._known_ticket(ticket_id)
-        plans = await self.db.plans(ticket_id)
+        await self.runner.known_ticket(ticket_id)
+        plans = await self.runner.db.plans(ticket_id)
         state = self._plans.get(ticket_id)
         return {
             "ticketId": ticket_id,

@@ -18,10 +18,11 @@ from typing import Any
 
 from ..agents.providers import RunOptions, RunSummary, summarize
 from ..engine import KillReceipt
+from ..errors import AgentReplyError, BadRequest, Conflict, NotFound
 from ..services.worktrees import check_ref
 from ..spec import ACTIVE_STATES, ProcessRecord, StopReason, iso
-from .model import BadRequest, Conflict, NotFound, SymphonyError, Ticket
-from .runs import SymphonyRuns
+from .model import Ticket
+from .runner import Runner
 
 KIND = "codex_review"
 PROVIDER = "codex"
@@ -49,10 +50,6 @@ ARGUE_PROMPT = (
 )
 
 
-class BadAgentReply(SymphonyError):
-    status, code = 502, "bad_agent_reply"
-
-
 def _json_object(text: str, what: str) -> dict[str, Any]:
     match = _OBJECT.search(text)
     try:
@@ -60,7 +57,7 @@ def _json_object(text: str, what: str) -> dict[str, Any]:
     except ValueError:
         obj = None
     if not isinstance(obj, dict):
-        raise BadAgentReply(f"the agent did not answer {what} as a JSON object: {text[:300]!r}")
+        raise AgentReplyError(f"the agent did not answer {what} as a JSON object: {text[:300]!r}")
     return obj
 
 
@@ -69,7 +66,7 @@ def parse_findings(text: str) -> tuple[str, list[dict[str, Any]]]:
     obj = _json_object(text, "findings")
     raw = obj.get("findings")
     if not isinstance(raw, list):
-        raise BadAgentReply("the review's JSON has no findings list")
+        raise AgentReplyError("the review's JSON has no findings list")
     out = []
     for item in raw[:MAX_FINDINGS]:
         if not isinstance(item, dict):
@@ -126,18 +123,21 @@ def _row_json(row: Any) -> dict[str, Any]:
     }
 
 
-class SymphonyReviews(SymphonyRuns):
+class Reviews:
     """The ``codex/*`` routes' operations."""
 
-    def review_available(self) -> dict[str, Any]:
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    def available(self) -> dict[str, Any]:
         try:
-            path = self.registry.executable(PROVIDER)
+            path = self.runner.registry.executable(PROVIDER)
         except Exception:  # MissingBinary, or no codex provider registered
             return {"available": False, "provider": PROVIDER, "path": None}
         return {"available": True, "provider": PROVIDER, "path": path}
 
     def _reviews(self, ticket_id: str) -> list[ProcessRecord]:
-        recs = [r for r in self._records(ticket_id, (KIND,)) if not r.torn_down]
+        recs = [r for r in self.runner.records(ticket_id, (KIND,)) if not r.torn_down]
         return recs
 
     def _latest_review(self, ticket_id: str) -> ProcessRecord:
@@ -148,14 +148,14 @@ class SymphonyReviews(SymphonyRuns):
 
     async def _diff(self, ticket: Ticket, base: str | None) -> tuple[str, str]:
         if base is None:
-            base = ticket.base_ref or await self.worktrees.default_branch(
-                await self.repo_path(ticket.repo_id)
+            base = ticket.base_ref or await self.runner.worktrees.default_branch(
+                await self.runner.repo_path(ticket.repo_id)
             )
         try:
             check_ref(base, "base")
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-        mb = await self.git.run(
+        mb = await self.runner.git.run(
             ["merge-base", "--end-of-options", base, "HEAD"],
             ticket.worktree,
             ticket_id=ticket.ticket_id,
@@ -163,18 +163,18 @@ class SymphonyReviews(SymphonyRuns):
         )
         if not mb.ok:
             raise BadRequest(f"base: {base!r} has no merge base with the worktree's HEAD")
-        diff = await self.git.run(
+        diff = await self.runner.git.run(
             ["diff", "--no-color", "--no-ext-diff", mb.stdout.strip()],
             ticket.worktree,
             ticket_id=ticket.ticket_id,
         )
-        return base, diff.stdout[: self.settings.diff_chars]
+        return base, diff.stdout[: self.runner.settings.diff_chars]
 
-    async def start_review(
+    async def start(
         self, ticket_id: str, base: str | None = None, model: str | None = None, focus: str | None = None
     ) -> ProcessRecord:
         """Start codex on the worktree's diff; 409 while a review of the ticket runs."""
-        ticket = await self.ticket(ticket_id)
+        ticket = await self.runner.ticket(ticket_id)
         if any(r.state in ACTIVE_STATES for r in self._reviews(ticket_id)):
             raise Conflict(f"ticket {ticket_id} already has a review running")
         if not ticket.worktree.is_dir():
@@ -182,47 +182,47 @@ class SymphonyReviews(SymphonyRuns):
         base, diff = await self._diff(ticket, base)
         if not diff.strip():
             raise Conflict(f"ticket {ticket_id} has no changes against {base} to review")
-        prov = self.provider(PROVIDER)
-        exe = self.executable(prov)
+        prov = self.runner.provider(PROVIDER)
+        exe = self.runner.executable(prov)
         prompt = REVIEW_PROMPT.format(
             ticket=ticket_id, base=base, diff=diff, focus=f" Focus on: {focus}" if focus else ""
         )
         argv = prov.judge_argv(exe, prompt, RunOptions(model=model))
-        spec = self._agent_spec(
-            prov, argv, ticket, self.settings.defaults, kind=KIND, role="review",
+        spec = self.runner.agent_spec(
+            prov, argv, ticket, self.runner.settings.defaults, kind=KIND, role="review",
             labels={"mode": "review", "base": base},
         )  # fmt: skip
-        record = await self.sup.start(spec)
-        self._nursery.start_soon(self._conclude_review, record)
+        record = await self.runner.sup.start(spec)
+        self.runner.nursery.start_soon(self._conclude_review, record)
         return record
 
     async def _conclude_review(self, record: ProcessRecord) -> None:
         """Once, when it ends: an error result or no result marks the review failed."""
-        final = await self.sup.wait(record.id)
-        self._conclude(final, self.provider(PROVIDER))
+        final = await self.runner.sup.wait(record.id)
+        self.runner.conclude(final, self.runner.provider(PROVIDER))
 
     def _said(self, record: ProcessRecord) -> RunSummary:
         """What a finished review answered (read-only: status may ask any number of times)."""
-        lines = (line.raw for line in self.sup.log(record.id).read() if line.stream == "stdout")
-        return summarize(self.provider(PROVIDER), lines)
+        lines = (line.raw for line in self.runner.sup.log(record.id).read() if line.stream == "stdout")
+        return summarize(self.runner.provider(PROVIDER), lines)
 
-    async def review_status(self, ticket_id: str) -> dict[str, Any]:
+    async def status(self, ticket_id: str) -> dict[str, Any]:
         record = self._latest_review(ticket_id)
         out: dict[str, Any] = {"ticketId": ticket_id, "process": record.to_json(), "summary": None}
         if record.state not in ACTIVE_STATES:
             out["summary"] = self._said(record).final_text or None
-        rows = await self.store.fetchall(
+        rows = await self.runner.store.fetchall(
             "SELECT COUNT(*) FROM review_findings WHERE review_process_id = ?", (record.id,)
         )
         out["findings"] = rows[0][0]
         return out
 
-    async def stop_review(self, ticket_id: str) -> KillReceipt:
-        return await self.sup.kill(self._latest_review(ticket_id).id, StopReason.KILL)
+    async def stop(self, ticket_id: str) -> KillReceipt:
+        return await self.runner.sup.kill(self._latest_review(ticket_id).id, StopReason.KILL)
 
-    async def forget_review(self, ticket_id: str) -> KillReceipt:
+    async def forget(self, ticket_id: str) -> KillReceipt:
         """Stop it if it runs and forget it (``status`` then 404s); its log stays."""
-        return await self.sup.teardown(self._latest_review(ticket_id).id)
+        return await self.runner.sup.teardown(self._latest_review(ticket_id).id)
 
     async def extract_findings(self, ticket_id: str) -> dict[str, Any]:
         """File the latest finished review's findings as ``open`` (again: replaced, not added)."""
@@ -234,9 +234,11 @@ class SymphonyReviews(SymphonyRuns):
             raise Conflict(f"the latest review {record.id} did not finish cleanly ({record.state.value})")
         text, items = parse_findings(self._said(record).final_text)
         now = time.time()
-        await self.store.execute("DELETE FROM review_findings WHERE review_process_id = ?", (record.id,))
+        await self.runner.store.execute(
+            "DELETE FROM review_findings WHERE review_process_id = ?", (record.id,)
+        )
         for item in items:
-            await self.store.execute(
+            await self.runner.store.execute(
                 f"INSERT INTO review_findings ({_COLUMNS}) VALUES ({','.join('?' * 13)})",
                 (f"f_{secrets.token_hex(6)}", ticket_id, record.id, item["file"], item["line"],
                  item["severity"], item["title"], item["body"], "open", None, None, now, now),
@@ -245,14 +247,16 @@ class SymphonyReviews(SymphonyRuns):
                 "findings": await self.findings(ticket_id)}  # fmt: skip
 
     async def findings(self, ticket_id: str) -> list[dict[str, Any]]:
-        rows = await self.store.fetchall(
+        rows = await self.runner.store.fetchall(
             f"SELECT {_COLUMNS} FROM review_findings WHERE ticket_id = ? ORDER BY created_at, rowid",
             (ticket_id,),
         )
         return [_row_json(r) for r in rows]
 
     async def finding(self, finding_id: str) -> dict[str, Any]:
-        row = await self.store.fetchone(f"SELECT {_COLUMNS} FROM review_findings WHERE id = ?", (finding_id,))
+        row = await self.runner.store.fetchone(
+            f"SELECT {_COLUMNS} FROM review_findings WHERE id = ?", (finding_id,)
+        )
         if row is None:
             raise NotFound(f"findingId: no finding {finding_id!r}")
         return _row_json(row)
@@ -271,7 +275,7 @@ class SymphonyReviews(SymphonyRuns):
         fields = {k: v for k, v in changes.items() if v is not None and k in editable}
         if fields:
             sets = ", ".join(f"{k} = ?" for k in fields)
-            await self.store.execute(
+            await self.runner.store.execute(
                 f"UPDATE review_findings SET {sets}, updated_at = ? WHERE id = ?",
                 (*fields.values(), time.time(), finding_id),
             )
@@ -290,7 +294,7 @@ class SymphonyReviews(SymphonyRuns):
                 kept.append(f)
                 continue
             merged += 1
-            await self.store.execute(
+            await self.runner.store.execute(
                 "UPDATE review_findings SET status = 'duplicate', duplicate_of = ?, updated_at = ?"
                 " WHERE id = ?",
                 (twin["id"], time.time(), f["id"]),
@@ -299,7 +303,7 @@ class SymphonyReviews(SymphonyRuns):
 
     async def verdict(self, ticket_id: str, verdict: str | None, reason: str | None) -> dict[str, Any]:
         """Record ``verdict``, or derive it: request-changes while a high/critical one is open."""
-        await self.ticket(ticket_id)
+        await self.runner.ticket(ticket_id)
         open_ = [f for f in await self.findings(ticket_id) if f["status"] in ("open", "accepted")]
         blocking = [f["id"] for f in open_ if f["severity"] in BLOCKING]
         if verdict is None:
@@ -312,7 +316,7 @@ class SymphonyReviews(SymphonyRuns):
         else:
             source = "recorded"
         now = time.time()
-        await self.store.execute(
+        await self.runner.store.execute(
             "INSERT INTO review_verdicts (ticket_id, verdict, source, reason, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
             (ticket_id, verdict, source, reason, now),
@@ -324,23 +328,23 @@ class SymphonyReviews(SymphonyRuns):
         self, ticket_id: str, finding_id: str, message: str | None, model: str | None
     ) -> dict[str, Any]:
         """The agent reads the code and accepts or contests the finding; both are recorded."""
-        ticket = await self.ticket(ticket_id)
+        ticket = await self.runner.ticket(ticket_id)
         found = await self.finding(finding_id)
         if found["ticketId"] != ticket_id:
             raise NotFound(f"findingId: no finding {finding_id!r} on ticket {ticket_id}")
         where = f"{found['file'] or '?'}:{found['line'] or '?'}"
         text = f"[{found['severity']}] {where} {found['title']}\n{found['body']}"
         prompt = ARGUE_PROMPT.format(finding=text, message=f"The author says: {message}" if message else "")
-        record, summary = await self._ask(
+        record, summary = await self.runner.ask(
             ticket, PROVIDER, prompt, role="argue", model=model, labels={"findingId": finding_id}
         )
         obj = _json_object(summary.final_text, "an outcome")
         outcome_ = obj.get("outcome")
         if outcome_ not in ("accept", "contest"):
-            raise BadAgentReply(f"the agent's outcome must be accept or contest, not {outcome_!r}")
+            raise AgentReplyError(f"the agent's outcome must be accept or contest, not {outcome_!r}")
         argument = str(obj.get("argument") or "")[:5000]
         status = "accepted" if outcome_ == "accept" else "contested"
-        await self.store.execute(
+        await self.runner.store.execute(
             "UPDATE review_findings SET status = ?, argument = ?, updated_at = ? WHERE id = ?",
             (status, argument, time.time(), finding_id),
         )

@@ -16,9 +16,10 @@ from typing import Any
 import trio
 
 from ..agents.providers import Provider
+from ..errors import BadRequest, NotFound
 from ..spec import ACTIVE_STATES, ProcessRecord, iso
-from .model import BadRequest, NotFound, require_text
-from .runs import SymphonyRuns
+from .model import require_text
+from .runner import Runner
 
 SCOPES = ("terminal", "run-viewer")
 _SESSION = "id, scope, scope_key, provider, provider_session_id, cwd, created_at, last_activity"
@@ -37,27 +38,30 @@ def _session_json(row: Any) -> dict[str, Any]:
     }
 
 
-class SymphonyScopedChat(SymphonyRuns):
+class ScopedChats:
     """Sessions, turns, history and deletion for the scoped chat routes."""
 
-    async def scoped_sessions(self, scope: str, key: str | None = None) -> list[dict[str, Any]]:
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    async def sessions(self, scope: str, key: str | None = None) -> list[dict[str, Any]]:
         sql = f"SELECT {_SESSION} FROM chat_sessions WHERE scope = ?"
         args: tuple[Any, ...] = (scope,)
         if key is not None:
             sql, args = sql + " AND scope_key = ?", (scope, key)
-        rows = await self.store.fetchall(sql + " ORDER BY last_activity DESC", args)
+        rows = await self.runner.store.fetchall(sql + " ORDER BY last_activity DESC", args)
         return [_session_json(r) for r in rows]
 
-    async def scoped_session(self, scope: str, session_id: str) -> dict[str, Any]:
-        row = await self.store.fetchone(
+    async def session(self, scope: str, session_id: str) -> dict[str, Any]:
+        row = await self.runner.store.fetchone(
             f"SELECT {_SESSION} FROM chat_sessions WHERE id = ? AND scope = ?", (session_id, scope)
         )
         if row is None:
             raise NotFound(f"sessionId: no {scope} session {session_id!r}")
         return _session_json(row)
 
-    async def scoped_history(self, session_id: str) -> list[dict[str, Any]]:
-        rows = await self.store.fetchall(
+    async def history(self, session_id: str) -> list[dict[str, Any]]:
+        rows = await self.runner.store.fetchall(
             "SELECT id, role, content, process_id, created_at FROM chat_messages"
             " WHERE session_id = ? ORDER BY id",
             (session_id,),
@@ -67,7 +71,7 @@ class SymphonyScopedChat(SymphonyRuns):
             for r in rows
         ]
 
-    async def scoped_turn(
+    async def turn(
         self,
         scope: str,
         key: str,
@@ -86,76 +90,80 @@ class SymphonyScopedChat(SymphonyRuns):
         if scope not in SCOPES:
             raise BadRequest(f"scope: one of {', '.join(SCOPES)}")
         if session_id is not None:
-            session = await self.scoped_session(scope, session_id)
+            session = await self.session(scope, session_id)
             if session["key"] != key:
                 raise BadRequest(f"sessionId: {session_id} belongs to another {scope} chat")
-            prov = self.provider(session["provider"])
+            prov = self.runner.provider(session["provider"])
         else:
-            prov = self.provider(provider)
-            found = [s for s in await self.scoped_sessions(scope, key) if s["provider"] == prov.name]
+            prov = self.runner.provider(provider)
+            found = [s for s in await self.sessions(scope, key) if s["provider"] == prov.name]
             session = found[0] if found else await self._new_session(scope, key, prov, cwd)
-        exe = self.executable(prov)
+        exe = self.runner.executable(prov)
         psid = session["providerSessionId"]
         text = message if psid or not context else f"{context}\n\n{message}"
-        opts = self._opts(prov, model, read_only=read_only)
+        opts = self.runner.run_options(prov, model, read_only=read_only)
         argv = prov.resume_argv(exe, psid, text, opts) if psid else prov.run_argv(exe, text, opts)
-        ticket = await self.db.ticket(ticket_id) if ticket_id else None
-        spec = self._agent_spec(
-            prov, argv, ticket, self.settings.defaults, kind="chat", role=f"{scope}-chat",
+        ticket = await self.runner.db.ticket(ticket_id) if ticket_id else None
+        spec = self.runner.agent_spec(
+            prov, argv, ticket, self.runner.settings.defaults, kind="chat", role=f"{scope}-chat",
             labels={"mode": f"{scope}-chat", "sessionId": session["id"], "scopeKey": key}, cwd=cwd,
         )  # fmt: skip
         await self._add_message(session["id"], "user", message, None)
-        record = await self.sup.start(spec)
-        self._post_done[record.id] = trio.Event()
-        self._spawn(self._store_reply, record, prov, session["id"])
+        record = await self.runner.sup.start(spec)
+        self.runner.post_done[record.id] = trio.Event()
+        self.runner.spawn(self._store_reply, record, prov, session["id"])
         return record, session
 
     async def _new_session(self, scope: str, key: str, prov: Provider, cwd: Path) -> dict[str, Any]:
         now = time.time()
         session_id = f"cs_{secrets.token_hex(6)}"
-        await self.store.execute(
+        await self.runner.store.execute(
             f"INSERT INTO chat_sessions ({_SESSION}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (session_id, scope, key, prov.name, None, str(cwd), now, now),
         )
-        return await self.scoped_session(scope, session_id)
+        return await self.session(scope, session_id)
 
     async def _add_message(self, session_id: str, role: str, content: str, process_id: str | None) -> None:
         now = time.time()
-        await self.store.execute(
+        await self.runner.store.execute(
             "INSERT INTO chat_messages (session_id, role, content, process_id, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
             (session_id, role, content, process_id, now),
         )
-        await self.store.execute("UPDATE chat_sessions SET last_activity = ? WHERE id = ?", (now, session_id))
+        await self.runner.store.execute(
+            "UPDATE chat_sessions SET last_activity = ? WHERE id = ?", (now, session_id)
+        )
 
     async def _store_reply(self, record: ProcessRecord, prov: Provider, session_id: str) -> None:
-        done = self._post_done.setdefault(record.id, trio.Event())
+        done = self.runner.post_done.setdefault(record.id, trio.Event())
         try:
-            final = await self.sup.wait(record.id)
-            summary = self._conclude(final, prov)
+            final = await self.runner.sup.wait(record.id)
+            summary = self.runner.conclude(final, prov)
             if summary.session_id:
-                await self.store.execute(
+                await self.runner.store.execute(
                     "UPDATE chat_sessions SET provider_session_id = COALESCE(provider_session_id, ?)"
                     " WHERE id = ?",
                     (summary.session_id, session_id),
                 )
-            content = self._reply_text(final, summary)
-            exists = await self.store.fetchone("SELECT 1 FROM chat_sessions WHERE id = ?", (session_id,))
+            content = self.runner.reply_text(final, summary)
+            exists = await self.runner.store.fetchone(
+                "SELECT 1 FROM chat_sessions WHERE id = ?", (session_id,)
+            )
             if exists is not None:  # not deleted meanwhile
                 await self._add_message(session_id, "assistant", content, record.id)
         finally:
             done.set()
 
-    async def end_scoped_session(self, scope: str, session_id: str) -> dict[str, Any]:
+    async def end(self, scope: str, session_id: str) -> dict[str, Any]:
         """Kill a turn still running, then forget the session and its messages."""
-        await self.scoped_session(scope, session_id)
+        await self.session(scope, session_id)
         killed = []
-        for r in list(self.sup.table.records.values()):
+        for r in list(self.runner.sup.table.records.values()):
             if r.kind == "chat" and r.labels.get("sessionId") == session_id and r.state in ACTIVE_STATES:
-                await self.sup.kill(r.id)
+                await self.runner.sup.kill(r.id)
                 killed.append(r.id)
         for record_id in killed:
-            await self.settled(record_id)
-        await self.store.execute("DELETE FROM chat_messages WHERE session_id = ?", (session_id,))
-        await self.store.execute("DELETE FROM chat_sessions WHERE id = ?", (session_id,))
+            await self.runner.settled(record_id)
+        await self.runner.store.execute("DELETE FROM chat_messages WHERE session_id = ?", (session_id,))
+        await self.runner.store.execute("DELETE FROM chat_sessions WHERE id = ?", (session_id,))
         return {"sessionId": session_id, "deleted": True, "killed": killed}

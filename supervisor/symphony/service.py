@@ -26,34 +26,26 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import trio
 
-from ..agents.providers import parse_event
+from ..agents.providers import ProviderRegistry, parse_event
 from ..engine import KillReceipt, Supervisor
+from ..errors import AgentFailed, BadRequest, Conflict, GatewayError, NotFound, Unavailable
 from ..logs import LogLine
-from ..services.worktrees import GitError
+from ..services.worktrees import Git
 from ..spec import ACTIVE_STATES, ProcessRecord, StopReason, iso
-from .chat import SymphonyChat
-from .learnings import SymphonyLearnings
-from .loops import SymphonyLoops
-from .model import (
-    SYMPHONY_KINDS,
-    TOP_KINDS,
-    AgentFailed,
-    BadRequest,
-    Conflict,
-    JudgeSpec,
-    NotFound,
-    SymphonyError,
-    Ticket,
-    Unavailable,
-    Verdict,
-)
-from .plans import SymphonyPlans
-from .reviews import SymphonyReviews
-from .scoped_chat import SymphonyScopedChat
+from .chat import Chat
+from .learnings import Learnings
+from .loops import Loops
+from .model import SYMPHONY_KINDS, TOP_KINDS, JudgeSpec, Ticket, Verdict
+from .plans import Plans
+from .reviews import Reviews
+from .runner import Runner
+from .runs import Runs
+from .scoped_chat import ScopedChats
 from .settings import Limits, SymphonySettings, load_limits, save_limits
 
 #: Set on the record a ``kill`` with ``removeWorktree`` tears down; the teardown hook acts on
@@ -61,21 +53,74 @@ from .settings import Limits, SymphonySettings, load_limits, save_limits
 REMOVE_WORKTREE = "removeWorktree"
 
 
-class Symphony(
-    SymphonyLoops, SymphonyPlans, SymphonyChat, SymphonyLearnings, SymphonyReviews, SymphonyScopedChat
-):
-    """The Symphony domain service. Create with ``open_symphony`` (it owns a nursery)."""
+class Symphony:
+    """The Symphony domain service: one ``Runner`` and the activities that hold it.
 
-    def _register_hooks(self) -> None:
-        super()._register_hooks()
+    ``svc.runs.launch``, ``svc.loops.start``, ``svc.plans.start``, ``svc.chat.turn``,
+    ``svc.reviews.start``, ``svc.learnings.extract``, ``svc.scoped_chats.turn``: each activity
+    lives in its own module. What spans them (status, kill, teardown with worktree removal,
+    the log a ticket shows, worktrees outside runs, the settings) is here.
+
+    Create with ``open_symphony`` (it owns the nursery the background watchers run in).
+    """
+
+    def __init__(
+        self,
+        sup: Supervisor,
+        nursery: trio.Nursery,
+        *,
+        registry: ProviderRegistry | None = None,
+        settings: SymphonySettings | None = None,
+        git: Git | None = None,
+    ) -> None:
+        self.runner = Runner(sup, nursery, registry=registry, settings=settings, git=git)
+        self.runs = Runs(self.runner)
+        self.loops = Loops(self.runner)
+        self.plans = Plans(self.runner, self.runs)
+        self.chat = Chat(self.runner)
+        self.learnings = Learnings(self.runner)
+        self.reviews = Reviews(self.runner)
+        self.scoped_chats = ScopedChats(self.runner)
         for kind in SYMPHONY_KINDS:
-            self.sup.register_teardown(kind, self._teardown_worktree)
+            sup.register_teardown(kind, self._teardown_worktree)
+
+    @property
+    def sup(self) -> Supervisor:
+        return self.runner.sup
+
+    @property
+    def git(self) -> Git:
+        return self.runner.git
+
+    @property
+    def settings(self) -> SymphonySettings:
+        return self.runner.settings
+
+    @settings.setter
+    def settings(self, value: SymphonySettings) -> None:
+        self.runner.settings = value
+
+    async def ticket(self, ticket_id: str) -> Ticket:
+        """The stored ticket, or ``NotFound``."""
+        return await self.runner.ticket(ticket_id)
+
+    async def repo_path(self, repo_id: str) -> Path:
+        """The managed repository's folder, or ``NotFound``."""
+        return await self.runner.repo_path(repo_id)
+
+    async def settled(self, record_id: str) -> None:
+        """Wait until a run's or chat turn's results are stored (its record is final)."""
+        await self.runner.settled(record_id)
+
+    def close(self) -> None:
+        """Stop the background watchers (the supervisor stops the children)."""
+        self.runner.close()
 
     # ---- status -------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         """Every ticket's records, and per ticket whether something is active."""
-        runs = self._records()
+        runs = self.runner.records()
         tickets: dict[str, dict[str, Any]] = {}
         for r in runs:
             t = tickets.setdefault(r.ticket_id or "", {"ticketId": r.ticket_id, "active": False, "runs": 0})
@@ -84,9 +129,9 @@ class Symphony(
         return {"runs": [r.to_json() for r in runs], "tickets": list(tickets.values())}
 
     async def ticket_status(self, ticket_id: str) -> dict[str, Any]:
-        runs = self._records(ticket_id)
+        runs = self.runner.records(ticket_id)
         try:
-            ticket: Ticket | None = await self.ticket(ticket_id)
+            ticket: Ticket | None = await self.runner.ticket(ticket_id)
         except NotFound:
             if not runs:
                 raise
@@ -106,9 +151,9 @@ class Symphony(
             if record is None or record.ticket_id != ticket_id:
                 raise NotFound(f"processId: no process {process_id!r} for ticket {ticket_id!r}")
             return record
-        top = [r for r in self._records(ticket_id, TOP_KINDS) if r.job_id is None]
+        top = [r for r in self.runner.records(ticket_id, TOP_KINDS) if r.job_id is None]
         if not top:
-            top = list(self._records(ticket_id, ("chat",)))
+            top = list(self.runner.records(ticket_id, ("chat",)))
         if not top:
             raise NotFound(f"ticketId: no runs for {ticket_id!r}")
         return top[-1]
@@ -120,11 +165,13 @@ class Symphony(
         latest record of any of those kinds."""
         for kinds in (("symphony_loop", "plan_loop"), ("symphony",), ("chat",)):
             active = [
-                r for r in self._records(ticket_id, kinds) if r.state in ACTIVE_STATES and r.job_id is None
+                r
+                for r in self.runner.records(ticket_id, kinds)
+                if r.state in ACTIVE_STATES and r.job_id is None
             ]
             if active:
                 return active[-1]
-        recs = [r for r in self._records(ticket_id) if r.job_id is None]
+        recs = [r for r in self.runner.records(ticket_id) if r.job_id is None]
         if not recs:
             raise NotFound(f"ticketId: no run for {ticket_id!r}")
         return recs[-1]
@@ -134,7 +181,7 @@ class Symphony(
         return await self.sup.kill(self._stop_target(ticket_id).id, StopReason.KILL)
 
     async def kill_loop(self, ticket_id: str) -> KillReceipt:
-        return await self._kill_kind(ticket_id, ("symphony_loop",), "loop")
+        return await self.runner.kill_kind(ticket_id, ("symphony_loop",), "loop")
 
     async def teardown(self, ticket_id: str, *, remove_worktree: bool = True) -> dict[str, Any]:
         """Tear down what ``kill`` would kill; with ``remove_worktree``, remove the worktree too.
@@ -156,11 +203,11 @@ class Symphony(
         if earlier:  # the engine runs a record's hooks once: do it here
             try:
                 await self._remove_worktree(target)
-            except (SymphonyError, GitError) as exc:
+            except GatewayError as exc:
                 error = str(exc)
         elif target.labels.get(REMOVE_WORKTREE) != "removed":
             error = target.error or "the worktree was not removed"
-        ticket = await self.ticket(ticket_id)
+        ticket = await self.runner.ticket(ticket_id)
         out["worktree"] = {
             "path": str(ticket.worktree),
             "removed": target.labels.get(REMOVE_WORKTREE) == "removed",
@@ -177,10 +224,10 @@ class Symphony(
     async def _remove_worktree(self, record: ProcessRecord) -> None:
         if record.ticket_id is None:
             return
-        ticket = await self.ticket(record.ticket_id)
-        with self._reserve(ticket.ticket_id, str(ticket.worktree), "a worktree removal"):
-            repo = await self.repo_path(ticket.repo_id)
-            removed = await self.worktrees.remove(repo, ticket.repo_id, ticket.ticket_id)
+        ticket = await self.runner.ticket(record.ticket_id)
+        with self.runner.reserve(ticket.ticket_id, str(ticket.worktree), "a worktree removal"):
+            repo = await self.runner.repo_path(ticket.repo_id)
+            removed = await self.runner.worktrees.remove(repo, ticket.repo_id, ticket.ticket_id)
         record.labels[REMOVE_WORKTREE] = "removed"
         what = "removed" if removed else "already gone"
         self.sup.log(record.id).system(f"[symphony] worktree {ticket.worktree} {what}")
@@ -195,36 +242,33 @@ class Symphony(
         Under the worktree lock, like a run, and the ticket is remembered, so later runs,
         ``work-directory`` and the git routes all find the same worktree.
         """
-        self._validate_ids(ticket_id, repo_id)
-        worktree = str(self.worktrees.path_for(repo_id, ticket_id))
-        with self._reserve(ticket_id, worktree, "a worktree"):
-            return await self._ensure_ticket(ticket_id, repo_id, base_ref, None)
+        self.runner.validate_ids(ticket_id, repo_id)
+        worktree = str(self.runner.worktrees.path_for(repo_id, ticket_id))
+        with self.runner.reserve(ticket_id, worktree, "a worktree"):
+            return await self.runner.ensure_ticket(ticket_id, repo_id, base_ref, None)
 
     def hold_worktree(self, ticket: Ticket, what: str) -> AbstractContextManager[None]:
         """The worktree lock for ``what`` (a commit, a pull): 409 while a run is active there,
         and no run starts in the worktree until it is released."""
-        return self._reserve(ticket.ticket_id, str(ticket.worktree), what)
+        return self.runner.reserve(ticket.ticket_id, str(ticket.worktree), what)
 
     async def close_worktree(self, ticket_id: str) -> bool:
         """Remove the ticket's worktree (the branch stays); 409 while anything runs in it."""
-        ticket = await self.ticket(ticket_id)
-        with self._reserve(ticket.ticket_id, str(ticket.worktree), "a worktree removal"):
-            repo = await self.repo_path(ticket.repo_id)
-            try:
-                return await self.worktrees.remove(repo, ticket.repo_id, ticket.ticket_id)
-            except GitError as exc:
-                raise SymphonyError(str(exc)) from None
+        ticket = await self.runner.ticket(ticket_id)
+        with self.runner.reserve(ticket.ticket_id, str(ticket.worktree), "a worktree removal"):
+            repo = await self.runner.repo_path(ticket.repo_id)
+            return await self.runner.worktrees.remove(repo, ticket.repo_id, ticket.ticket_id)
 
     # ---- settings -----------------------------------------------------------------------
 
     async def load_settings(self) -> SymphonySettings:
         """Apply the limits stored in the ``settings`` table (called when the service starts)."""
-        return await load_limits(self.store, self.settings)
+        return await load_limits(self.runner.store, self.runner.settings)
 
     async def save_limits(self, raw: dict[str, Any]) -> dict[str, dict[str, float]]:
         """Validate, persist and apply ``{"defaults", "maximum"}``; answers the limits now."""
-        await save_limits(self.store, self.settings, raw)
-        return self.settings.limits_json()
+        await save_limits(self.runner.store, self.runner.settings, raw)
+        return self.runner.settings.limits_json()
 
 
 @asynccontextmanager
@@ -259,11 +303,11 @@ __all__ = [
     "AgentFailed",
     "BadRequest",
     "Conflict",
+    "GatewayError",
     "JudgeSpec",
     "Limits",
     "NotFound",
     "Symphony",
-    "SymphonyError",
     "SymphonySettings",
     "Unavailable",
     "Verdict",

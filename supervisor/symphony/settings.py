@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from ..errors import BadRequest
 from ..store import Store
-from .model import BadRequest
 
 log = logging.getLogger("gateway.symphony")
 
