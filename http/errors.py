@@ -70,7 +70,7 @@ def status_of(exc: GatewayError) -> int:
     """The status of the nearest mapped class of ``exc``."""
     for cls in type(exc).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500
 
 

@@ -246,10 +246,12 @@ async def open_services(
     async with open_symphony(sup, registry=registry, settings=settings, git=git) as symphony:
         await symphony.load_settings()
         ops = GitOps(git)
+        repos = Repos(sup.store, Git(sup, timeout=REPO_GIT_TIMEOUT, which=which))
+        await repos.open()
         yield Services(
             symphony=symphony,
             workspaces=Workspaces(symphony, ops),
-            repos=Repos(sup.store, Git(sup, timeout=REPO_GIT_TIMEOUT, which=which)),
+            repos=repos,
             git=ops,
             deploys=Deploys(sup),
             attachments=Attachments(state.root / "attachments"),
@@ -323,7 +325,7 @@ async def _serve_http(
             async def serve_then_cancel(*, task_status: trio.TaskStatus[None]) -> None:
                 handed_over.set()  # from here on Hypercorn owns (and closes) the fd
                 await hypercorn_serve(
-                    app,  # type: ignore[arg-type]
+                    app,
                     config,
                     shutdown_trigger=stop.wait,
                     task_status=task_status,  # type: ignore[arg-type]

@@ -39,7 +39,11 @@ async def ticket_chat() -> dict[str, Any]:
         raise ApiError(400, "invalid_query", "ticketId: required")
     svc = symphony()
     history = await svc.chat.history(ticket_id, mark_read=flag("markRead", "1"))
-    return {"ticketId": ticket_id, "sessions": await svc.chat.sessions(ticket_id), "messages": history["messages"]}
+    return {
+        "ticketId": ticket_id,
+        "sessions": await svc.chat.sessions(ticket_id),
+        "messages": history["messages"],
+    }
 
 
 @bp.post("/ticket-chat")
@@ -136,7 +140,9 @@ async def run_viewer_chat_turn(data: RunViewerChatIn) -> Response:
         raise ApiError(404, "process_not_found", f"processId: no agent run {data.process_id[:100]!r}")
     if record.cwd is None or not await trio.Path(record.cwd).is_dir():
         raise ApiError(404, "worktree_not_found", f"processId: the run's folder {record.cwd} is gone")
-    context = f"This conversation is about agent run {record.id}. Its transcript:\n{svc.runner.transcript(record)}"
+    context = (
+        f"This conversation is about agent run {record.id}. Its transcript:\n{svc.runner.transcript(record)}"
+    )
     turn, session = await svc.scoped_chats.turn(
         "run-viewer", record.id, Path(record.cwd), data.message,
         provider=data.provider or record.event_parser, model=data.model, session_id=data.session_id,

@@ -324,7 +324,9 @@ async def comment_chat(commentId: str, data: CommentChatIn) -> dict[str, Any]:
 @document_response(CommentThreadOut)
 async def update_comment_thread(commentId: str, data: CommentPatchIn) -> dict[str, Any]:
     """Resolve or reopen the thread, and/or edit one message (``messageId`` + ``content``)."""
-    return await symphony().chat.update_comment_thread(commentId, data.resolved, data.message_id, data.content)
+    return await symphony().chat.update_comment_thread(
+        commentId, data.resolved, data.message_id, data.content
+    )
 
 
 @bp.delete("/comment-chat/<commentId>")

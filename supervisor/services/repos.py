@@ -21,6 +21,19 @@ from ..spec import iso
 from ..store import Store
 from .worktrees import Git
 
+#: The ``repos`` table (owner ``repos``; registered by ``Repos.open``).
+REPOS_SCHEMA: list[str] = [
+    """
+    CREATE TABLE repos (
+        id TEXT PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        default_branch TEXT,
+        created_at REAL NOT NULL
+    );;
+    """,
+]
+
 
 def repo_json(row: Any) -> dict[str, Any]:
     """The API's view of a ``repos`` row."""
@@ -39,6 +52,10 @@ class Repos:
     def __init__(self, store: Store, git: Git) -> None:
         self.store = store
         self.git = git
+
+    async def open(self) -> None:
+        """Create or migrate the ``repos`` table (call once, before serving)."""
+        await self.store.migrate("repos", REPOS_SCHEMA)
 
     async def _git(self, *args: str) -> tuple[int, str]:
         if not self.git.available():
@@ -65,7 +82,7 @@ class Repos:
 
     async def add(self, raw_path: str, name: str | None) -> dict[str, Any]:
         """Register a local git work tree (its top level); ``Conflict`` if already registered."""
-        path = os.path.abspath(os.path.expanduser(raw_path))
+        path = os.path.abspath(os.path.expanduser(raw_path))  # noqa: ASYNC240 - no I/O
         if not await trio.to_thread.run_sync(os.path.isdir, path):
             raise BadRequest(f"path: {path[:300]} is not a directory", code="invalid_request")
         rc, top = await self._git("-C", path, "rev-parse", "--show-toplevel")

@@ -2,21 +2,20 @@
 
 Everything that runs is a supervised child or job of the engine:
 
-- a **run** (``launch``) is one agent child of kind ``symphony`` in the ticket's worktree
-  (``symphony_runs.py``, which also holds what every activity shares);
+- a **run** (``runs.launch``) is one agent child of kind ``symphony`` in the ticket's worktree
+  (``runs.py``; what every activity shares is the ``Runner`` in ``runner.py``);
 - a **loop** is a job of kind ``symphony_loop``: agent run, then each judge, then (if a judge
   failed) the next agent run with the failed judges' feedback in its prompt, until every judge
-  passes (outcome ``passed``) or ``maxIterations`` (outcome ``exhausted``) (``symphony_loops.py``);
+  passes (outcome ``passed``) or ``maxIterations`` (outcome ``exhausted``) (``loops.py``);
 - a **plan loop** is a job of kind ``plan_loop``: the agent writes a plan without editing, waits
-  for feedback (revise) or approval (done) (``symphony_plans.py``);
+  for feedback (revise) or approval (done) (``plans.py``);
 - a **chat** turn is a child of kind ``chat`` resuming the ticket's provider session
-  (``symphony_chat.py``).
+  (``chat.py``).
 
 Safety rails: one lock per worktree (a second run, loop, chat or git operation on it is a
 ``Conflict``, answered 409), and every agent child has a result-idle watchdog, a stall timeout
 and a maximum run time, per request within the limits in ``SymphonySettings``
-(``symphony_settings.py``, persisted in the ``settings`` table). All SQL is in
-``symphony_store.py``.
+(``settings.py``, persisted in the ``settings`` table). All SQL is in ``store.py``.
 
 This module is the service as the HTTP front sees it: the activities above, plus what spans
 them (status, kill, teardown with worktree removal, the log a ticket shows).
@@ -33,20 +32,20 @@ import trio
 
 from ..agents.providers import ProviderRegistry, parse_event
 from ..engine import KillReceipt, Supervisor
-from ..errors import AgentFailed, BadRequest, Conflict, GatewayError, NotFound, Unavailable
+from ..errors import GatewayError, NotFound
 from ..logs import LogLine
 from ..services.worktrees import Git
 from ..spec import ACTIVE_STATES, ProcessRecord, StopReason, iso
 from .chat import Chat
 from .learnings import Learnings
 from .loops import Loops
-from .model import SYMPHONY_KINDS, TOP_KINDS, JudgeSpec, Ticket, Verdict
+from .model import SYMPHONY_KINDS, TOP_KINDS, Ticket
 from .plans import Plans
 from .reviews import Reviews
 from .runner import Runner
 from .runs import Runs
 from .scoped_chat import ScopedChats
-from .settings import Limits, SymphonySettings, load_limits, save_limits
+from .settings import SymphonySettings, load_limits, save_limits
 
 #: Set on the record a ``kill`` with ``removeWorktree`` tears down; the teardown hook acts on
 #: it only, so a plain teardown (e.g. ``POST /processes/:id/teardown``) keeps the worktree.
@@ -276,6 +275,7 @@ async def open_symphony(sup: Supervisor, **kw: Any) -> AsyncIterator[Symphony]:
     """The service for the body of the block; its background watchers end with it."""
     async with trio.open_nursery() as nursery:
         svc = Symphony(sup, nursery, **kw)
+        await svc.runner.db.open()
         try:
             yield svc
         finally:
@@ -299,18 +299,4 @@ def log_line_json(record: ProcessRecord, line: LogLine) -> dict[str, Any]:
     return out
 
 
-__all__ = [
-    "AgentFailed",
-    "BadRequest",
-    "Conflict",
-    "GatewayError",
-    "JudgeSpec",
-    "Limits",
-    "NotFound",
-    "Symphony",
-    "SymphonySettings",
-    "Unavailable",
-    "Verdict",
-    "log_line_json",
-    "open_symphony",
-]
+__all__ = ["REMOVE_WORKTREE", "Symphony", "log_line_json", "open_symphony"]

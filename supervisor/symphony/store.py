@@ -12,9 +12,158 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import new_id
+from ..services.repos import REPOS_SCHEMA
 from ..spec import iso
 from ..store import Store
 from .model import Ticket, Verdict
+
+#: Symphony's tables (owner ``symphony``): tickets, verdicts, plans, sessions and chat; then
+#: learnings; then review findings and verdicts; then scoped chat sessions.
+SYMPHONY_SCHEMA: list[str] = [
+    """
+    CREATE TABLE symphony_tickets (
+        ticket_id TEXT PRIMARY KEY,
+        repo_id TEXT NOT NULL,
+        worktree TEXT NOT NULL,
+        branch TEXT NOT NULL,
+        base_ref TEXT,
+        provider TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE symphony_verdicts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ticket_id TEXT NOT NULL,
+        job_id TEXT,
+        process_id TEXT,
+        iteration INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        passed INTEGER NOT NULL,
+        score REAL NOT NULL,
+        threshold REAL NOT NULL,
+        justification TEXT NOT NULL DEFAULT '',
+        duration_ms INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX symphony_verdicts_ticket ON symphony_verdicts(ticket_id, id);
+    CREATE TABLE symphony_plans (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ticket_id TEXT NOT NULL,
+        job_id TEXT,
+        process_id TEXT,
+        version INTEGER NOT NULL,
+        plan TEXT NOT NULL,
+        feedback TEXT,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX symphony_plans_ticket ON symphony_plans(ticket_id, id);
+    CREATE TABLE symphony_sessions (
+        id TEXT PRIMARY KEY,
+        ticket_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        provider_session_id TEXT,
+        title TEXT,
+        created_at REAL NOT NULL,
+        last_activity REAL NOT NULL,
+        unread INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX symphony_sessions_ticket ON symphony_sessions(ticket_id, provider);
+    CREATE TABLE symphony_chat (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ticket_id TEXT NOT NULL,
+        session_id TEXT,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        provider TEXT,
+        process_id TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX symphony_chat_ticket ON symphony_chat(ticket_id, id);
+    CREATE TABLE symphony_comment_chat (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        comment_id TEXT NOT NULL,
+        ticket_id TEXT,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        provider TEXT,
+        provider_session_id TEXT,
+        process_id TEXT,
+        resolved INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX symphony_comment_chat_comment ON symphony_comment_chat(comment_id, id);
+    """,
+    """
+    CREATE TABLE learnings (
+        id TEXT PRIMARY KEY,
+        ticket_id TEXT NOT NULL,
+        repo_id TEXT,
+        source_process_id TEXT NOT NULL,
+        extractor_process_id TEXT,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'accepted', 'rejected')),
+        uses INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        decided_at REAL,
+        last_used_at REAL
+    );
+    CREATE INDEX learnings_status ON learnings(status, created_at);
+    CREATE INDEX learnings_ticket ON learnings(ticket_id);
+    """,
+    """
+    CREATE TABLE review_findings (
+        id TEXT PRIMARY KEY,
+        ticket_id TEXT NOT NULL,
+        review_process_id TEXT NOT NULL,
+        file TEXT,
+        line INTEGER,
+        severity TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        status TEXT NOT NULL,
+        duplicate_of TEXT,
+        argument TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX review_findings_ticket ON review_findings(ticket_id, created_at);
+    CREATE TABLE review_verdicts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ticket_id TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        source TEXT NOT NULL,
+        reason TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX review_verdicts_ticket ON review_verdicts(ticket_id, id);
+    """,
+    """
+    CREATE TABLE chat_sessions (
+        id TEXT PRIMARY KEY,
+        scope TEXT NOT NULL,
+        scope_key TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        provider_session_id TEXT,
+        cwd TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        last_activity REAL NOT NULL
+    );
+    CREATE INDEX chat_sessions_scope ON chat_sessions(scope, scope_key, last_activity);
+    CREATE TABLE chat_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        process_id TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX chat_messages_session ON chat_messages(session_id, id);
+    """,
+]
 
 
 def session_json(row: Any) -> dict[str, Any]:
@@ -38,6 +187,11 @@ class SymphonyStore:
 
     def __init__(self, store: Store) -> None:
         self.db = store
+
+    async def open(self) -> None:
+        """Create or migrate Symphony's tables, after the ``repos`` table they refer to."""
+        await self.db.migrate("repos", REPOS_SCHEMA)
+        await self.db.migrate("symphony", SYMPHONY_SCHEMA)
 
     # ---- repos and tickets --------------------------------------------------------------
 

@@ -8,21 +8,35 @@ there, and no run starts until they are done) live here, beside the lock itself.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from ..errors import BadRequest, NotFound
 from ..services.git import GitOps
 from .model import Ticket
-from .service import Symphony
+
+
+class TicketSource(Protocol):
+    """What ``Workspaces`` needs of Symphony: find tickets and repos, and the worktree lock.
+
+    A narrow protocol rather than the whole service, so the rules here can be read (and
+    tested) without the activities.
+    """
+
+    async def ticket(self, ticket_id: str) -> Ticket: ...
+
+    async def repo_path(self, repo_id: str) -> Path: ...
+
+    def hold_worktree(self, ticket: Ticket, what: str) -> AbstractContextManager[None]: ...
 
 
 class Workspaces:
     """Resolve targets and run the git operations that need the worktree lock."""
 
-    def __init__(self, symphony: Symphony, git: GitOps) -> None:
+    def __init__(self, symphony: TicketSource, git: GitOps) -> None:
         self.symphony = symphony
         self.git = git
 

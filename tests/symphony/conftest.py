@@ -9,13 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trio
 from symphony_support import Harness, cli_paths, make_settings, register_repo
 
-from gateway.http.serve import GatewayHandle, ServeOptions, open_services, run_gateway
+from gateway.http.serve import GatewayHandle, open_services
 from gateway.supervisor import StateDir, open_supervisor
 from gateway.supervisor.agents.providers import ClaudeProvider, CodexProvider, ProviderRegistry
-from gateway.supervisor.symphony import Symphony
 
 from agents.model_double import ModelDouble
 from support import GIT_ENV, gateway_client
@@ -63,19 +61,14 @@ async def harness(tmp_path: Path, md: ModelDouble, repo: Path, binaries: dict) -
 
 @pytest.fixture
 async def gw(
-    tmp_path: Path, md: ModelDouble, repo: Path, binaries: dict, nursery: trio.Nursery
-) -> AsyncIterator[GatewayHandle]:
-    """A gateway on an ephemeral port whose Symphony runs the real CLIs against ``md``."""
-    opts = ServeOptions(state_dir=tmp_path / "state", port=0, probe_binaries=False)
-    handle: GatewayHandle = await nursery.start(run_gateway, opts)
-    ctx = handle.context
-    svc = ctx.services.symphony
-    assert isinstance(svc, Symphony)
-    svc.settings = make_settings(md, tmp_path)
+    gateway: GatewayHandle, tmp_path: Path, md: ModelDouble, repo: Path, binaries: dict
+) -> GatewayHandle:
+    """The shared ``gateway``, its Symphony running the real CLIs against ``md``."""
+    ctx = gateway.context
+    ctx.services.symphony.settings = make_settings(md, tmp_path)
     ctx.binaries.overrides.update({k: v for k, v in binaries.items() if v})
     await register_repo(ctx.sup, repo)
-    yield handle
-    handle.request_shutdown()
+    return gateway
 
 
 @pytest.fixture

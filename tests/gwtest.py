@@ -24,7 +24,7 @@ import trio
 from gateway.http.serve import GatewayHandle
 
 GATEWAY_BIN = str(Path(sys.executable).parent / "gateway")
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parent / "data"
 
 
 class ManualClock:
