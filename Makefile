@@ -40,11 +40,13 @@ agents:
 test: $(TEST_STAMP) agents
 	$(call say,ruff)
 	$(BIN)/ruff check .
+	bash scripts/typecheck.sh
 	$(call say,pytest (dots are passed tests))
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
+	bash scripts/typecheck.sh
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m pip install --progress-bar off -e '.[bench]'
