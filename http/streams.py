@@ -18,6 +18,7 @@ from quart import Response
 
 from gateway.http.context import GatewayContext
 from gateway.supervisor import LogLine, ProcessLog, ProcessRecord, iso
+from gateway.supervisor.logs import FOLLOW_BYTES
 
 NDJSON = "application/x-ndjson"
 _HEARTBEAT = b'{"type":"heartbeat"}\n'
@@ -114,7 +115,9 @@ async def log_chunks(
     while True:
         changed = log.changed  # before reading: a change after the read still wakes us
         batch = _BATCH if remaining is None else min(_BATCH, remaining)
-        lines = log.read(since, batch) if batch > 0 else []
+        # Bounded in lines and bytes: the generator reads its next batch only once Quart has
+        # sent the last one, so a follower is never more than a batch ahead of its client.
+        lines = await log.read_async(since, batch, FOLLOW_BYTES) if batch > 0 else []
         if lines:
             since = lines[-1].seq
             if remaining is not None:
