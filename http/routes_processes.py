@@ -32,6 +32,7 @@ from gateway.http.schemas import (
 )
 from gateway.http.streams import log_stream, ndjson_response, status_stream
 from gateway.supervisor import ProcessRecord, ProcessSpec, RestartPolicy, State
+from gateway.supervisor.cgroups import CgroupError
 
 bp = Blueprint("processes", __name__, url_prefix="/api/gateway/processes")
 
@@ -134,6 +135,9 @@ async def start_process(data: StartProcessIn) -> tuple[dict[str, Any], int]:
         restart=restart,
         stall_timeout=data.stall_timeout or math.inf,
         max_runtime=data.max_runtime or math.inf,
+        memory_max=data.memory_max,
+        cpu_max=data.cpu_max,
+        pids_max=data.pids_max,
     )
     if gw.shutting_down.is_set():
         raise ApiError(503, "shutting_down", "the gateway is shutting down")
@@ -143,6 +147,8 @@ async def start_process(data: StartProcessIn) -> tuple[dict[str, Any], int]:
         raise ApiError(
             422, "spawn_failed", f"cannot start {data.argv[0][:200]}: {exc.strerror or exc}"
         ) from None
+    except CgroupError as exc:
+        raise ApiError(422, "limits_unavailable", str(exc)) from None
     except RuntimeError as exc:
         raise ApiError(503, "shutting_down", str(exc)) from None
     return record.to_json(), 201

@@ -68,6 +68,10 @@ class StartProcessIn(Strict):
     restart: RestartIn | None = None
     stall_timeout: float | None = Field(None, alias="stallTimeout", gt=0, le=7 * 86400)
     max_runtime: float | None = Field(None, alias="maxRuntime", gt=0, le=30 * 86400)
+    # Applied through the child's cgroup (422 where the controller is not delegated).
+    memory_max: int | None = Field(None, alias="memoryMax", ge=1 << 20, le=1 << 50)
+    cpu_max: float | None = Field(None, alias="cpuMax", gt=0, le=1024)
+    pids_max: int | None = Field(None, alias="pidsMax", ge=1, le=1 << 22)
 
     @field_validator("argv")
     @classmethod
@@ -108,6 +112,9 @@ class ProcessOut(BaseModel):
     lastSeq: int = 0
     tornDown: bool = False
     stopReason: str | None = None
+    killMethod: str | None = Field(None, description="cgroup or proc: how its tree is found and killed")
+    cpuUsec: int | None = Field(None, description="CPU time of its cgroup, once ended")
+    memoryPeak: int | None = Field(None, description="peak memory of its cgroup (memory controller)")
 
 
 class ProcessListOut(BaseModel):
@@ -145,6 +152,7 @@ class ReceiptOut(BaseModel):
     survivors: list[int]
     elapsedMs: int
     alreadyEnded: bool
+    method: str | None = None
 
 
 # ---- auth, approvals, policy ---------------------------------------------------------------

@@ -62,6 +62,27 @@ async def test_kill_answers_receipt_after_tree_is_gone(api: httpx.AsyncClient) -
     assert (await api.post("/api/gateway/processes/p_nope/teardown")).status_code == 404
 
 
+async def test_limits_and_the_kill_method_over_http(api: httpx.AsyncClient, gateway: GatewayHandle) -> None:
+    """Limits go to the child's cgroup, or are refused with 422 where their controller is not
+    delegated (as for pids.max on a hybrid layout); the record says how it is killed."""
+    cgroups = gateway.context.sup.cgroups
+    r = await api.post("/api/gateway/processes", json={"argv": ["sleep", "30"], "pidsMax": 16})
+    if cgroups is not None and "pids" in cgroups.controllers:
+        assert r.status_code == 201, r.text
+        assert (cgroups.get(r.json()["id"]).path / "pids.max").read_text().strip() == "16"
+        await api.post(f"/api/gateway/processes/{r.json()['id']}/kill")
+    else:
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] == "limits_unavailable"
+        assert "pids" in r.json()["error"]["message"]
+    bad = await api.post("/api/gateway/processes", json={"argv": ["true"], "memoryMax": 5})
+    assert bad.status_code == 400 and "memoryMax" in bad.text
+    rec = await start_process(api, ["sleep", "30"], stopGrace=1)
+    assert rec["killMethod"] == ("cgroup" if cgroups is not None else "proc")
+    receipt = (await api.post(f"/api/gateway/processes/{rec['id']}/kill")).json()
+    assert receipt["method"] == rec["killMethod"] and receipt["survivors"] == []
+
+
 async def test_start_rejects_bad_input_with_field_names(api: httpx.AsyncClient, tmp_path) -> None:
     cases = [
         ({"argv": []}, "argv"),
