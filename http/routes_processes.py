@@ -21,6 +21,8 @@ from gateway.http.context import GatewayContext, current_gateway
 from gateway.http.errors import ApiError
 from gateway.http.query import flag, int_arg, log_window
 from gateway.http.schemas import (
+    BulkReceiptsOut,
+    BulkStopIn,
     ErrorResponse,
     LogQuery,
     ProcessListOut,
@@ -152,6 +154,54 @@ async def start_process(data: StartProcessIn) -> tuple[dict[str, Any], int]:
     except RuntimeError as exc:
         raise ApiError(503, "shutting_down", str(exc)) from None
     return record.to_json(), 201
+
+
+def _bulk_targets(gw: GatewayContext, data: BulkStopIn, teardown: bool) -> list[str]:
+    """The ids a bulk stop takes: ``ids`` as given, else every record the filters match."""
+    if data.ids is not None:
+        missing = [i for i in data.ids if gw.sup.table.get(i) is None]
+        if missing:
+            raise ApiError(404, "process_not_found", f"no process {missing[0][:100]}")
+        return list(data.ids)
+    filters = (data.kind, data.ticket_id, data.labels, data.node)
+    if all(f is None for f in filters) and not data.all:
+        raise ApiError(400, "invalid_request", "give ids, a filter (kind, ticketId, labels, node) or all")
+    labels = data.labels or {}
+    return [
+        r.id
+        for r in gw.sup.table.records.values()
+        if (data.kind is None or r.kind == data.kind)
+        and (data.ticket_id is None or r.ticket_id == data.ticket_id)
+        and all(r.labels.get(k) == v for k, v in labels.items())
+        and (data.node is None or getattr(r, "node", None) == data.node)
+        and (not r.torn_down if teardown else not r.state.ended)
+    ]
+
+
+async def _bulk(data: BulkStopIn, teardown: bool) -> dict[str, Any]:
+    gw = current_gateway()
+    ids = _bulk_targets(gw, data, teardown)
+    try:
+        receipts = await gw.sup.kill_many(ids, teardown=teardown)
+    except KeyError as exc:
+        raise ApiError(404, "process_not_found", f"no process {str(exc.args[0])[:100]}") from None
+    return {"receipts": [r.to_json() for r in receipts], "count": len(receipts)}
+
+
+@bp.post("/kill")
+@validate_request(BulkStopIn)
+@document_response(BulkReceiptsOut)
+async def kill_processes(data: BulkStopIn) -> dict[str, Any]:
+    """Kill every process the body selects, concurrently; one receipt per process."""
+    return await _bulk(data, teardown=False)
+
+
+@bp.post("/teardown")
+@validate_request(BulkStopIn)
+@document_response(BulkReceiptsOut)
+async def teardown_processes(data: BulkStopIn) -> dict[str, Any]:
+    """Tear down every process the body selects; one receipt per process."""
+    return await _bulk(data, teardown=True)
 
 
 @bp.get("/stream")

@@ -93,6 +93,23 @@ class StartProcessIn(Strict):
         return _no_nul(value) if value is not None else None
 
 
+class BulkStopIn(Strict):
+    """Which processes a bulk kill or teardown stops: ``ids``, or filters that all must match
+    (``labels``: every pair), or ``all: true``. Without ``ids`` a kill takes live records only,
+    a teardown the ones not torn down yet."""
+
+    ids: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] | None = Field(
+        None, max_length=10_000
+    )
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+    ticket_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        None, alias="ticketId"
+    )
+    labels: dict[LabelKey, LabelValue] | None = Field(None, max_length=64)
+    node: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    all: bool = False
+
+
 class ProcessOut(BaseModel):
     """The contract's process record."""
 
@@ -153,6 +170,11 @@ class ReceiptOut(BaseModel):
     elapsedMs: int
     alreadyEnded: bool
     method: str | None = None
+
+
+class BulkReceiptsOut(BaseModel):
+    receipts: list[ReceiptOut]
+    count: int
 
 
 # ---- auth, approvals, policy ---------------------------------------------------------------

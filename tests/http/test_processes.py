@@ -83,6 +83,43 @@ async def test_limits_and_the_kill_method_over_http(api: httpx.AsyncClient, gate
     assert receipt["method"] == rec["killMethod"] and receipt["survivors"] == []
 
 
+async def test_bulk_kill_and_teardown_by_filter(api: httpx.AsyncClient, gateway: GatewayHandle) -> None:
+    tree = ["sh", "-c", "sleep 60 & setsid sleep 60 & wait"]
+    t1 = [await start_process(api, tree, ticketId="T-1", stopGrace=2) for _ in range(3)]
+    other = await start_process(api, ["sleep", "60"], ticketId="T-2", labels={"team": "b"})
+    labelled = await start_process(api, ["sleep", "60"], labels={"team": "a", "x": "1"})
+    done = await start_process(api, ["true"], ticketId="T-1")
+    await wait_ended(api, done["id"])
+
+    none = await api.post("/api/gateway/processes/kill", json={})
+    assert none.status_code == 400 and none.json()["error"]["code"] == "invalid_request"
+    unknown = await api.post("/api/gateway/processes/kill", json={"ids": [t1[0]["id"], "p_nope"]})
+    assert unknown.status_code == 404
+    assert gateway.context.sup.table.get(t1[0]["id"]).state.value == "running"  # nothing killed
+
+    by_ticket = (await api.post("/api/gateway/processes/kill", json={"ticketId": "T-1"})).json()
+    assert by_ticket["count"] == 3  # the live ones only: the ended record is not in it
+    assert sorted(r["process"]["id"] for r in by_ticket["receipts"]) == sorted(p["id"] for p in t1)
+    for receipt in by_ticket["receipts"]:
+        assert receipt["process"]["state"] == "killed" and receipt["survivors"] == []
+        assert receipt["signals"][0]["signal"] == "SIGTERM"
+
+    by_label = (await api.post("/api/gateway/processes/kill", json={"labels": {"team": "a"}})).json()
+    assert [r["process"]["id"] for r in by_label["receipts"]] == [labelled["id"]]
+    assert gateway.context.sup.table.get(other["id"]).state.value == "running"
+
+    torn = (await api.post("/api/gateway/processes/teardown", json={"ticketId": "T-1"})).json()
+    assert torn["count"] == 4 and all(r["process"]["tornDown"] for r in torn["receipts"])
+    again = (await api.post("/api/gateway/processes/teardown", json={"ticketId": "T-1"})).json()
+    assert again["count"] == 0
+
+    rest = (await api.post("/api/gateway/processes/kill", json={"all": True})).json()
+    assert [r["process"]["id"] for r in rest["receipts"]] == [other["id"]]
+    by_ids = (await api.post("/api/gateway/processes/kill", json={"ids": [other["id"]]})).json()
+    assert by_ids["receipts"][0]["alreadyEnded"] is True
+    assert not gateway.context.sup.table.active()
+
+
 async def test_start_rejects_bad_input_with_field_names(api: httpx.AsyncClient, tmp_path) -> None:
     cases = [
         ({"argv": []}, "argv"),
