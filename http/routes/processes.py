@@ -39,6 +39,7 @@ from gateway.supervisor.cgroups import CgroupError
 bp = Blueprint("processes", __name__, url_prefix="/api/gateway/processes")
 
 _STATES = {s.value for s in State}
+MAX_PAGE = 1000
 
 
 def _record(process_id: str) -> ProcessRecord:
@@ -63,6 +64,8 @@ def listing_bytes(gw: GatewayContext, args: Mapping[str, str]) -> bytes:
         if unknown:
             raise ApiError(400, "invalid_query", f"state: unknown {sorted(unknown)[0][:50]!r}")
     kind, ticket = args.get("kind") or None, args.get("ticketId") or None
+    if "limit" in args or "after" in args:
+        return _page_bytes(gw, args, kind, ticket, states)
     key = (gw.sup.table.version, kind, ticket, raw_state)
     cached = gw.caches.get("listing")
     if cached is not None and cached[0] == key:
@@ -78,6 +81,40 @@ def listing_bytes(gw: GatewayContext, args: Mapping[str, str]) -> bytes:
     if all(r.state.ended for r in records):
         gw.caches["listing"] = (key, body)
     return body
+
+
+def _page_bytes(
+    gw: GatewayContext, args: Mapping[str, str], kind: str | None, ticket: str | None, states: set[str] | None
+) -> bytes:
+    """One page: ``limit`` records (default 100, at most 1,000) after record ``after``.
+
+    Costs a bisection plus the page itself, whatever the table's size: ended records come
+    from their cached JSON, live ones are serialized fresh. ``next`` is the ``after`` of the
+    following page (null on the last one).
+    """
+    raw_limit = args.get("limit", "100")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        raise ApiError(400, "invalid_query", f"limit: an integer from 1 to {MAX_PAGE}")
+    after = args.get("after") or None
+
+    def keep(r: ProcessRecord) -> bool:
+        return (
+            (kind is None or r.kind == kind)
+            and (ticket is None or r.ticket_id == ticket)
+            and (states is None or r.state.value in states)
+        )
+
+    try:
+        records, cursor = gw.sup.table.page(after, int(raw_limit), keep)
+    except KeyError:
+        raise ApiError(400, "invalid_query", f"after: no record {str(after)[:100]} (removed?)") from None
+    return b"".join(
+        (
+            b'{"processes":[',
+            b",".join(_record_bytes(gw, r) for r in records),
+            b'],"version":%d,"next":%s}' % (gw.sup.table.version, json.dumps(cursor).encode()),
+        )
+    )
 
 
 @bp.get("")

@@ -137,12 +137,15 @@ class ProcessOut(BaseModel):
 class ProcessListOut(BaseModel):
     processes: list[ProcessOut]
     version: int
+    next: str | None = Field(None, description="with limit/after: the next page's after (null: last)")
 
 
 class ProcessQuery(BaseModel):
     kind: str | None = None
     ticketId: str | None = None
     state: str | None = Field(None, description="one state or a comma-separated list")
+    limit: int | None = Field(None, ge=1, le=1000, description="a page of this many (default 100)")
+    after: str | None = Field(None, description="the page after this record id (the last page's next)")
 
 
 class LogQuery(BaseModel):

@@ -120,6 +120,33 @@ async def test_bulk_kill_and_teardown_by_filter(api: httpx.AsyncClient, gateway:
     assert not gateway.context.sup.table.active()
 
 
+async def test_listing_pages_with_limit_and_after(api: httpx.AsyncClient) -> None:
+    ids = [(await start_process(api, ["true"], kind="page"))["id"] for _ in range(5)]
+    live = await start_process(api, ["sleep", "30"], kind="page")
+    pages, after = [], None
+    while True:
+        params = {"kind": "page", "limit": 2, **({"after": after} if after else {})}
+        got = await api.get("/api/gateway/processes", params=params)
+        assert got.status_code == 200, got.text
+        body = got.json()
+        pages.append([p["id"] for p in body["processes"]])
+        after = body["next"]
+        if after is None:
+            break
+    assert pages == [ids[0:2], ids[2:4], [ids[4], live["id"]]]
+    head = await api.head("/api/gateway/processes", params={"limit": 2})  # the Quart view agrees
+    assert head.status_code == 200
+    running = (await api.get("/api/gateway/processes", params={"limit": 10, "state": "running"})).json()
+    assert [p["id"] for p in running["processes"]] == [live["id"]] and running["next"] is None
+    for params in ({"limit": 0}, {"limit": 1001}, {"limit": "x"}, {"after": "p_nope"}):
+        bad = await api.get("/api/gateway/processes", params=params)
+        assert bad.status_code == 400, (params, bad.text)
+        assert bad.json()["error"]["code"] == "invalid_query"
+    whole = (await api.get("/api/gateway/processes", params={"kind": "page"})).json()
+    assert "next" not in whole and len(whole["processes"]) == 6  # unpaged: as before
+    await api.post(f"/api/gateway/processes/{live['id']}/kill")
+
+
 async def test_start_rejects_bad_input_with_field_names(api: httpx.AsyncClient, tmp_path) -> None:
     cases = [
         ({"argv": []}, "argv"),
