@@ -20,6 +20,7 @@ import httpx
 from gateway.supervisor import StateDir, resolve_state_dir
 
 EXIT_NOT_RUNNING = 3
+EXIT_USAGE = 2
 EXIT_ERROR = 1
 
 
@@ -205,10 +206,41 @@ def cmd_logs(args: argparse.Namespace, client: Client) -> int:
 
 
 def _receipt(args: argparse.Namespace, client: Client, action: str) -> int:
+    if args.id is None:
+        return _bulk(args, client, action)
+    if args.all or args.ticket or args.kind:
+        _fail(f"{action}: give a process id or --all/--ticket/--kind, not both", EXIT_USAGE)
     data = client.request("POST", f"/api/gateway/processes/{args.id}/{action}")
     if args.json:
         _print_json(data)
         return 0
+    return _print_receipt(data, action)
+
+
+def _bulk(args: argparse.Namespace, client: Client, action: str) -> int:
+    """``kill --all`` / ``--ticket T`` / ``--kind K``: one request, one receipt per process."""
+    body: dict[str, Any] = {}
+    if args.ticket:
+        body["ticketId"] = args.ticket
+    if args.kind:
+        body["kind"] = args.kind
+    if not body and not args.all:
+        _fail(f"{action}: give a process id, --all, --ticket or --kind", EXIT_USAGE)
+    if not body:
+        body["all"] = True
+    data = client.request("POST", f"/api/gateway/processes/{action}", json=body)
+    if args.json:
+        _print_json(data)
+        return 0
+    if not data["receipts"]:
+        print(f"nothing to {action}")
+    status = 0
+    for receipt in data["receipts"]:
+        status |= _print_receipt(receipt, action)
+    return status
+
+
+def _print_receipt(data: dict[str, Any], action: str) -> int:
     proc = data["process"]
     if data.get("alreadyEnded") and action == "kill":
         print(f"{proc['id']}: already ended ({proc['state']})")
@@ -323,8 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=int)
     p.add_argument("--tail", type=int)
     for name in ("kill", "teardown"):
-        p = sub.add_parser(name, parents=[common], help=f"{name} a process tree")
-        p.add_argument("id")
+        p = sub.add_parser(name, parents=[common], help=f"{name} a process tree, or many at once")
+        p.add_argument("id", nargs="?")
+        p.add_argument("--all", action="store_true", help=f"{name} every live process")
+        p.add_argument("--ticket", help=f"{name} every process of this ticket")
+        p.add_argument("--kind", help=f"{name} every process of this kind")
     p = sub.add_parser("run", parents=[common], help="start a supervised command: run -- argv...")
     p.add_argument("--cwd")
     p.add_argument("--kind")

@@ -64,6 +64,8 @@ CORS_HEADERS = ", ".join(
     ]
 )
 CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+#: Methods a same-origin read may use without ``Origin`` (browsers add it to all others).
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 _JSON = (b"content-type", b"application/json")
 
 
@@ -239,6 +241,14 @@ class Guard:
         async def tracked_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 await self._send_start(send, message, scope, headers, admission, cors)
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Shielded: within this call Hypercorn ends the exchange, queues the app's
+                # ``http.disconnect`` and then closes the socket (HTTP/1.0, ``Connection:
+                # close``) or re-arms keep-alive. Quart-Trio cancels the view's task as soon as
+                # it sees that disconnect, which would interrupt the close half-way and leave
+                # the client waiting on an open socket.
+                with trio.CancelScope(shield=True):
+                    await send(message)
             else:
                 await send(message)
 
@@ -305,9 +315,12 @@ class Guard:
         if auth.check_gateway_token(headers.get(GATEWAY_HEADER.lower())):
             principal = "gateway"
         elif auth.check_session(headers.get(SESSION_HEADER.lower())):
-            # Browsers omit Origin on same-origin GETs; Sec-Fetch-Site is a forbidden header (no
-            # page script can set it), so "same-origin" vouches for a call from the dashboard.
-            if origin is None and headers.get("sec-fetch-site") != "same-origin":
+            # Browsers omit Origin on same-origin GETs (and send it on every other method);
+            # Sec-Fetch-Site is a forbidden header (no page script can set it), so "same-origin"
+            # vouches for a dashboard read, never for a call that changes something.
+            if origin is None and (
+                method not in SAFE_METHODS or headers.get("sec-fetch-site") != "same-origin"
+            ):
                 raise ApiError(403, "origin_required", "session calls must send an allowed Origin")
             principal = "session"
         else:
