@@ -2,7 +2,8 @@
 
 One connection serialised by a trio lock and a one-thread limiter: SQLite serialises writers
 anyway, and a single connection keeps WAL checkpoints and transactions simple. Domain services
-add their own tables through ``MIGRATIONS`` so the whole state dir has one schema version.
+add their own tables through ``MIGRATIONS`` so the whole state dir has one schema version; a
+component above the engine (the relay client) versions its own table with ``migrate_component``.
 """
 
 from __future__ import annotations
@@ -248,21 +249,40 @@ class Store:
         conn.execute("PRAGMA foreign_keys=ON")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            conn.execute("BEGIN")
-            try:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            _apply(conn, script, f"PRAGMA user_version = {number}", ())
         self._conn = conn
 
     @property
     def schema_version(self) -> int:
         return len(MIGRATIONS)
+
+    async def migrate_component(self, name: str, scripts: Sequence[str]) -> int:
+        """Bring a component's own tables up to ``len(scripts)``; returns that version.
+
+        For a part of the product that lives above the engine (the relay client) and owns a
+        table of its own: its versions are counted in ``component_versions`` under ``name``,
+        apart from ``MIGRATIONS``, so adding one never renumbers the engine's migrations.
+        Each script runs in its own transaction with its version bump, as ``MIGRATIONS`` do.
+        """
+
+        def go(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS component_versions"
+                " (name TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+            )
+            row = conn.execute("SELECT version FROM component_versions WHERE name = ?", (name,)).fetchone()
+            version = row[0] if row is not None else 0
+            for number, script in enumerate(scripts[version:], start=version + 1):
+                _apply(
+                    conn,
+                    script,
+                    "INSERT INTO component_versions (name, version) VALUES (?, ?)"
+                    " ON CONFLICT(name) DO UPDATE SET version = excluded.version",
+                    (name, number),
+                )
+            return len(scripts)
+
+        return await self.run(go)
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -325,6 +345,20 @@ class Store:
     async def ping(self) -> bool:
         row = await self.fetchone("SELECT 1")
         return row is not None and row[0] == 1
+
+
+def _apply(conn: sqlite3.Connection, script: str, bump: str, params: Sequence[Any]) -> None:
+    """One migration script and its version bump, all or nothing."""
+    conn.execute("BEGIN")
+    try:
+        for statement in script.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(bump, params)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _to_row(r: ProcessRecord) -> tuple[Any, ...]:
