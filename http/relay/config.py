@@ -1,6 +1,7 @@
 """Where the relay is and how to authenticate: ``GATEWAY_CLOSEDLOOP_RELAY_URL`` and
-``GATEWAY_CLOSEDLOOP_API_KEY``, from the environment or the same names in the state dir's
-``settings.json`` (the environment wins, per setting).
+``GATEWAY_CLOSEDLOOP_API_KEY``, from the environment, else from the state dir's
+``closedloop.json`` (``{"relayUrl": ..., "apiKey": ...}``, the file the other ClosedLoop
+settings live in; the environment wins, per setting). Read once, when the gateway starts.
 
 No URL means no relay: the gateway serves without one. A URL without a key is a
 misconfiguration the gateway reports (``degraded``) rather than a reason not to start.
@@ -18,7 +19,9 @@ from gateway.http.relay.sio import engine_url
 
 URL_SETTING = "GATEWAY_CLOSEDLOOP_RELAY_URL"
 KEY_SETTING = "GATEWAY_CLOSEDLOOP_API_KEY"
-SETTINGS_FILE = "settings.json"
+SETTINGS_FILE = "closedloop.json"
+#: The settings file's key for each setting.
+FILE_KEYS = {URL_SETTING: "relayUrl", KEY_SETTING: "apiKey"}
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class RelayConfig:
 
 
 def load_settings(state_root: Path) -> dict[str, str]:
-    """The state dir's ``settings.json`` string values; a missing or broken file is empty."""
+    """The state dir's ``closedloop.json`` string values; a missing or broken file is empty."""
     try:
         data = json.loads((state_root / SETTINGS_FILE).read_text())
     except (OSError, ValueError):
@@ -60,7 +63,7 @@ def load_config(state_root: Path, env: Mapping[str, str] | None = None) -> Relay
     settings = load_settings(state_root)
 
     def pick(name: str) -> str | None:
-        value = (env.get(name) or settings.get(name) or "").strip()
+        value = (env.get(name) or settings.get(FILE_KEYS[name]) or "").strip()
         return value or None
 
     url = pick(URL_SETTING)

@@ -124,9 +124,9 @@ async def test_an_ndjson_route_streams_chunks_then_done(
     relay: RelayClient, double: RelayDouble, api: httpx.AsyncClient
 ) -> None:
     started = (await api.post("/api/gateway/processes", json={"argv": ["printf", "one\\ntwo\\n"]})).json()
-    await wait_until(
-        lambda: relay.gw.sup.table.get(started["id"]).state.ended, 10, "the process to end"  # type: ignore[union-attr]
-    )
+    record = relay.gw.sup.table.get(started["id"])
+    assert record is not None
+    await wait_until(lambda: record.state.ended, 10, "the process to end")
     cid = await trio.to_thread.run_sync(
         partial(
             double.dispatch,
