@@ -298,6 +298,7 @@ class RelayClient:
         self._online = True
         self.executor.replay_from(ack.resume_from_sequence)
         if first:
+            previous_error = self.last_error
             self.state = "connected"
             self.last_error = None
             self.attempts = 0
@@ -306,6 +307,8 @@ class RelayClient:
             self.connected_since = self.clock()
             log.info("relay: online as compute target %s", ack.compute_target_id)
             self._send_presence()
+            if previous_error is not None:
+                self.telemetry("warning", "connection", f"relay link restored after: {previous_error}")
             self.analytics(
                 "desktop_connection_established" if self.connects == 1 else "desktop_reconnection_resumed", {}
             )

@@ -51,7 +51,7 @@ class StoredCommand:
 
 
 class RelayDouble:
-    def __init__(self, keys: set[str]) -> None:
+    def __init__(self, keys: set[str], ping_interval: int = 25, ping_timeout: int = 20) -> None:
         self.keys = set(keys)
         self.lock = threading.Lock()
         self.target_id = str(uuid.uuid4())
@@ -65,7 +65,12 @@ class RelayDouble:
         self.online = False  # hello acked on the current socket
         self.disconnects = 0
         self.sio = socketio.AsyncServer(
-            async_mode="asgi", transports=["websocket"], async_handlers=False, cors_allowed_origins=[]
+            async_mode="asgi",
+            transports=["websocket"],
+            async_handlers=False,
+            cors_allowed_origins=[],
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
         )
         self._register()
         self.loop: asyncio.AbstractEventLoop | None = None

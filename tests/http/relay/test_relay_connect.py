@@ -7,7 +7,7 @@ from functools import partial
 
 import httpx
 import trio
-from conftest import FAST
+from conftest import FAST, KEY
 from gwtest import wait_until as poll
 from relay_double import RelayDouble
 
@@ -63,11 +63,26 @@ async def test_a_refused_key_is_degraded_and_retried_with_backoff(
     double.keys.add("wrong-key")  # the key is accepted now: the next retry connects
     await wait_until(lambda: client.state == "connected", 10, "the client to connect")
     assert client.last_error is None and client.attempts == 0
+    await wait_until(lambda: double.received_named("desktop.telemetry"), 5, "telemetry")
+    assert "authentication failed" in double.received_named("desktop.telemetry")[0]["message"]
 
     async def health_says_connected() -> bool:  # /health is cached for up to a second
         return bool((await api.get("/health")).json()["relay"]["state"] == "connected")
 
     await poll(health_says_connected, 5)
+
+
+async def test_pings_are_answered_and_the_link_stays_up(
+    gateway: GatewayHandle, nursery: trio.Nursery
+) -> None:
+    with RelayDouble(keys={KEY}, ping_interval=1, ping_timeout=1) as double:
+        client: RelayClient = await nursery.start(
+            partial(run_relay, gateway.context, RelayConfig(double.url, KEY), **FAST)
+        )
+        await wait_until(lambda: client.state == "connected", 10, "connected")
+        await trio.sleep(3.5)  # three pings; an unanswered one ends the session after 2 s
+        assert client.state == "connected" and client.connects == 1
+        assert double.disconnects == 0 and len(double.connect_attempts) == 1
 
 
 def test_backoff_doubles_with_jitter_capped_at_30_s() -> None:
