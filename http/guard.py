@@ -317,8 +317,12 @@ class Guard:
         if rule in PUBLIC_RULES or (rule is None and not _is_protected(path)):
             return False
 
+        command_id: str | None = None
         if auth.check_gateway_token(headers.get(GATEWAY_HEADER.lower())):
-            principal = "gateway"
+            # A relayed command holds the gateway token but is its own principal, so policy
+            # can treat the cloud apart (thresholds, rules) and the access log tells them apart.
+            command_id = relayed_command(headers)
+            principal = "relay" if command_id else "gateway"
         elif auth.check_session(headers.get(SESSION_HEADER.lower())):
             # Browsers omit Origin on same-origin GETs; Sec-Fetch-Site is a forbidden header (no
             # page script can set it), so "same-origin" vouches for a call from the dashboard.
@@ -329,7 +333,6 @@ class Guard:
             raise ApiError(401, "unauthorized", f"send {GATEWAY_HEADER} or {SESSION_HEADER}")
         admission.principal = principal
         principal_var.set(principal)
-        command_id = relayed_command(headers) if principal == "gateway" else None
         spawn_labels.set(((COMMAND_LABEL, command_id),) if command_id else ())
 
         operation = admission.operation

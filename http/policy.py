@@ -26,7 +26,7 @@ import trio
 from gateway.http.operations import POLICY_EXEMPT, Tier, tier_of
 from gateway.supervisor import Store, iso
 
-PRINCIPALS = ("gateway", "session")
+PRINCIPALS = ("gateway", "session", "relay")
 ALLOW_TTL = 7 * 24 * 3600.0
 APPROVAL_TIMEOUT = 300.0
 _THRESHOLD_KEY = "policy.thresholds"

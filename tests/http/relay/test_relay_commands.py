@@ -68,11 +68,12 @@ async def test_one_lock_key_at_a_time_different_keys_in_parallel(
 async def test_a_held_approval_outlives_the_command_timeout(
     relay: RelayClient, double: RelayDouble, gateway: GatewayHandle, api: httpx.AsyncClient
 ) -> None:
-    cid = await dispatch(double, **HELD, approvalReason="relayed from the web app", timeoutMs=200)
+    # the timeout counts from the command's start: it must cover the request reaching the hold
+    cid = await dispatch(double, **HELD, approvalReason="relayed from the web app", timeoutMs=700)
     await wait_until(lambda: cid in pending(gateway), 10, "the approval")
     approval = gateway.context.approvals.pending[pending(gateway)[cid]]
-    assert approval.reason == "relayed from the web app" and approval.principal == "gateway"
-    await trio.sleep(0.8)  # four times the command's timeout pass while a person decides
+    assert approval.reason == "relayed from the web app" and approval.principal == "relay"
+    await trio.sleep(2.1)  # three times the command's timeout pass while a person decides
     assert kinds(double, cid) == ["status"]
     await decide(api, approval.id)
     await wait_until(lambda: double.terminal(cid), 10, "the command to end")
@@ -92,6 +93,32 @@ async def test_a_denied_approval_is_a_terminal_403(
     assert kinds(double, cid) == ["status", "error"]
     error = double.events(cid)[-1]["data"]
     assert error["statusCode"] == 403 and "approval_denied" in error["error"]
+
+
+async def test_relayed_commands_are_their_own_principal_in_policy(
+    relay: RelayClient, double: RelayDouble, gateway: GatewayHandle, api: httpx.AsyncClient
+) -> None:
+    response = await api.put("/api/gateway/policy", json={"thresholds": {"relay": "none"}})
+    assert response.status_code == 200 and response.json()["thresholds"]["relay"] == "none"
+    asked = await dispatch(double, operationId="health_check", path="/api/gateway/version")
+    await wait_until(lambda: asked in pending(gateway), 10, "a relayed read held by the threshold")
+    assert (await api.get("/api/gateway/version")).status_code == 200  # a local caller is not asked
+    await decide(api, pending(gateway)[asked])
+    await wait_until(lambda: double.terminal(asked), 10, "the approved command")
+
+    rule = {"effect": "deny", "principal": "relay", "operation": "process_control"}
+    assert (await api.post("/api/gateway/policy/rules", json=rule)).status_code == 201
+    denied = await dispatch(double, operationId="process_control", method="POST",
+                            path="/api/gateway/processes", body={"argv": ["true"]})  # fmt: skip
+    await wait_until(lambda: double.terminal(denied), 10, "the denied command")
+    error = double.events(denied)[-1]["data"]
+    assert error["statusCode"] == 403 and "operation_denied" in error["error"]
+    assert not _children_of(gateway, denied)
+    # and the cloud can never mint a local sign-in challenge
+    mint = {"operationId": "gateway_admin", "method": "POST", "path": "/api/gateway/auth/challenge"}
+    minted = await dispatch(double, **mint)
+    await wait_until(lambda: double.terminal(minted), 10, "the refused mint")
+    assert double.events(minted)[-1]["data"]["statusCode"] == 403
 
 
 async def test_cancel_a_queued_and_a_held_command(

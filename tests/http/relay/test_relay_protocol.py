@@ -42,7 +42,10 @@ def test_socketio_packets_round_trip() -> None:
 
 
 def test_engine_url() -> None:
-    assert engine_url("https://relay.closedloop.ai") == "wss://relay.closedloop.ai/socket.io/?EIO=4&transport=websocket"
+    assert (
+        engine_url("https://relay.closedloop.ai")
+        == "wss://relay.closedloop.ai/socket.io/?EIO=4&transport=websocket"
+    )
     assert engine_url("http://127.0.0.1:9/") == "ws://127.0.0.1:9/socket.io/?EIO=4&transport=websocket"
     with pytest.raises(ValueError):
         engine_url("relay.closedloop.ai")
