@@ -201,6 +201,8 @@ class Executor:
         if command is None:
             log.warning("relay: unusable desktop.command ignored")
             return
+        for forgotten in await self.store.prune(self.clock()):
+            self.tracked.pop(forgotten, None)
         existing = self.tracked.get(command.command_id)
         if existing is not None:
             self.link.post("desktop.command.ack", _ack(command.command_id, True))
@@ -410,8 +412,15 @@ class Executor:
             await self._emit(tracked, event_type, data)
             if tracked.state == "terminal":
                 return
-        if tracked.state != "terminal":
-            await self._emit(tracked, "done", {"type": "done"})
+        if tracked.state == "terminal":
+            return
+        if self.gw.shutting_down.is_set():  # the stream was ended for the shutdown, not finished
+            await self._emit(tracked, "error", {
+                "type": "error", "terminal": True, "code": "gateway_stopping",
+                "error": "the gateway stopped while the command's stream ran",
+            })  # fmt: skip
+            return
+        await self._emit(tracked, "done", {"type": "done"})
 
     async def _watch_timeout(self, tracked: Tracked, seconds: float, scope: trio.CancelScope) -> None:
         """Cut the command after ``seconds`` of its own time; time held for approval is not

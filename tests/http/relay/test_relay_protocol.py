@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,8 @@ from gateway.http.relay.protocol import (
     terminal_state,
 )
 from gateway.http.relay.sio import Refused, SocketIOError, decode, encode, engine_url
+from gateway.http.relay.store import RETENTION, SCHEMA, EventRecord, RelayStore
+from gateway.supervisor import Store
 
 NS = "/desktop-gateway"
 
@@ -125,3 +128,25 @@ def test_envelope_hello_ack_and_directory_hash() -> None:
     assert ack is not None and ack.resume_from_sequence == {"a": 3, "b": 0}
     expected = hashlib.sha256(b'["/a","/b"]').hexdigest()  # JSON.stringify(["/a","/b"])
     assert allowed_directories_hash(["/b", "/a"]) == expected
+
+
+async def test_the_store_forgets_old_terminal_commands_only(tmp_path: Path) -> None:
+    store = Store(tmp_path / "gateway.db")
+    await store.open()
+    try:
+        relay_store = RelayStore(store)
+        await relay_store.open()
+        await relay_store.open()  # idempotent: the component's version is recorded
+        now = 1_000_000.0
+        for cid, ended in (("old", now - RETENTION - 1), ("recent", now - 10)):
+            await relay_store.add_command(cid, {"commandId": cid}, ended - 1)
+            await relay_store.add_event(cid, EventRecord(1, "done", {"type": "done"}), "done", ended)
+        await relay_store.add_command("queued", {"commandId": "queued"}, now - RETENTION - 5)
+        assert await relay_store.prune(now) == ["old"]
+        loaded = await relay_store.load()
+        assert set(loaded) == {"recent", "queued"}
+        assert loaded["recent"].events[0].event_type == "done" and loaded["queued"].state == "queued"
+        row = await store.fetchone("SELECT version FROM component_versions WHERE name = 'relay'")
+        assert row is not None and row[0] == len(SCHEMA)
+    finally:
+        await store.close()
