@@ -24,12 +24,11 @@ EventType = Literal["status", "chunk", "result", "error", "done"]
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 _SAFE_HEADER = re.compile(r"^[\x20-\x7e]+$")
-# Headers the relay may not set on the loopback call: ours, hop-by-hop, or the framing.
+# Headers the relay may not set on the loopback call: hop-by-hop, the framing, or credentials
+# (and every ``x-desktop-*`` header: those are the executor's to set).
 _RESERVED_HEADERS = frozenset({
     "host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer",
-    "keep-alive", "x-desktop-gateway-token", "x-desktop-session-token", "x-desktop-source",
-    "x-desktop-command-id", "x-desktop-operation-id", "x-desktop-force-approval",
-    "x-desktop-approval-reason", "origin", "cookie", "authorization",
+    "keep-alive", "origin", "cookie", "authorization", "proxy-authorization",
 })  # fmt: skip
 
 
@@ -195,7 +194,8 @@ def request_headers(command: Command, gateway_token: str) -> dict[str, str]:
     ``x-desktop-*`` set (``executeViaGateway``)."""
     headers = {
         k: v for k, v in command.headers.items()
-        if k.lower() not in _RESERVED_HEADERS and is_safe_header(v) and is_safe_header(k)
+        if k.lower() not in _RESERVED_HEADERS and not k.lower().startswith("x-desktop-")
+        and is_safe_header(v) and is_safe_header(k)
     }  # fmt: skip
     headers["x-desktop-gateway-token"] = gateway_token
     headers["x-desktop-source"] = "cloud-socket"

@@ -86,7 +86,8 @@ def test_loopback_headers_and_body() -> None:
     command = parse_command({
         "commandId": cid, "operationId": "deploy", "method": "POST", "path": "/api/gateway/deploy",
         "requiresApproval": True, "approvalReason": "ship it", "body": {"ticketId": "t1"},
-        "headers": {"X-Desktop-Gateway-Token": "forged", "Host": "evil", "X-Trace": "abc", "X-Bad": "a\r\nb"},
+        "headers": {"X-Desktop-Gateway-Token": "forged", "Host": "evil", "X-Trace": "abc", "X-Bad": "a\r\nb",
+                    "X-Desktop-Anything": "no", "Cookie": "c=1"},
     })  # fmt: skip
     assert command is not None
     headers = request_headers(command, "the-token")
