@@ -3,6 +3,7 @@ backoff while the gateway keeps serving; plain and NDJSON routes relayed."""
 
 from __future__ import annotations
 
+import socket
 from functools import partial
 
 import httpx
@@ -83,6 +84,20 @@ async def test_pings_are_answered_and_the_link_stays_up(
         await trio.sleep(3.5)  # three pings; an unanswered one ends the session after 2 s
         assert client.state == "connected" and client.connects == 1
         assert double.disconnects == 0 and len(double.connect_attempts) == 1
+
+
+async def test_an_unreachable_relay_is_degraded_and_retried(
+    gateway: GatewayHandle, nursery: trio.Nursery
+) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    client: RelayClient = await nursery.start(
+        partial(run_relay, gateway.context, RelayConfig(url, KEY), **FAST)
+    )
+    await wait_until(lambda: client.attempts >= 3, 10, "three failed attempts")
+    assert client.state == "degraded" and "cannot connect" in (client.last_error or "")
+    assert client.retry_at is not None and client.connects == 0
 
 
 def test_backoff_doubles_with_jitter_capped_at_30_s() -> None:
