@@ -63,7 +63,7 @@ def backoff_delay(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF
     """Delay before retry ``attempt`` (0-based): ``base * 2**attempt`` capped at ``cap``, then
     jittered down by up to half (socket.io-client's randomization factor 0.5), so a fleet
     of gateways refused at once does not come back in step. Never below ``base / 2``."""
-    delay = min(cap, base * (2 ** min(attempt, 30)))
+    delay = min(cap, base * float(2 ** min(attempt, 30)))
     return max(base / 2, delay * (1 - 0.5 * rand()))
 
 
