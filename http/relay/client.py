@@ -248,7 +248,7 @@ class RelayClient:
                 elif event.name == "desktop.cancel":
                     await self.executor.cancel(payload)
                 elif event.name == "desktop.command.event.ack":
-                    await self.executor.acknowledge(payload)
+                    self.executor.acknowledge(payload)
                 if event.ack_id is not None:
                     await sio.ack(event.ack_id)
             nursery.cancel_scope.cancel()

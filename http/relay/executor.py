@@ -28,10 +28,12 @@ the store; the next start closes them with ``gateway_restarted``.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,6 +61,7 @@ log = logging.getLogger("gateway.relay")
 MAX_IN_FLIGHT = 2
 MAX_BUFFERED_EVENTS = 10_000
 CONNECT_TIMEOUT = 10.0
+ACK_FLUSH_INTERVAL = 0.05
 
 
 class Link(Protocol):
@@ -79,7 +82,7 @@ class Tracked:
     outcome: str | None = None
     last_sequence: int = 0
     acked_sequence: int = 0
-    events: list[EventRecord] = field(default_factory=list)
+    events: deque[EventRecord] = field(default_factory=deque)
     started_at: float | None = None
     ended_at: float | None = None
     lock: trio.Lock = field(default_factory=trio.Lock)
@@ -138,6 +141,8 @@ class Executor:
         self.lock_owners: dict[str, str] = {}
         self.executions = 0  # loopback calls made (a test reads it: nothing runs twice)
         self._dispatching = False
+        self._acks: dict[str, tuple[int, int]] = {}  # command -> (acked, trimmed up to), unwritten
+        self._acks_waiting = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._http: httpx.AsyncClient | None = None
 
@@ -156,6 +161,7 @@ class Executor:
         ):
             self._http = http
             self._nursery = nursery
+            nursery.start_soon(self._flush_acks)
             task_status.started()
             self._schedule()
             await trio.sleep_forever()
@@ -171,7 +177,7 @@ class Executor:
                 outcome=stored.outcome,
                 last_sequence=stored.last_sequence,
                 acked_sequence=stored.acked_sequence,
-                events=stored.events,
+                events=deque(stored.events),
                 started_at=stored.started_at,
                 ended_at=stored.ended_at,
             )
@@ -243,7 +249,7 @@ class Executor:
         if tracked.scope is not None:
             tracked.scope.cancel()
 
-    async def acknowledge(self, payload: Any) -> None:
+    def acknowledge(self, payload: Any) -> None:
         """``desktop.command.event.ack``: the relay stored events up to ``sequence``."""
         if not isinstance(payload, dict):
             return
@@ -254,8 +260,22 @@ class Executor:
         tracked.acked_sequence = max(tracked.acked_sequence, sequence)
         trim = tracked.state != "terminal"
         if trim:
-            tracked.events = [e for e in tracked.events if e.sequence > tracked.acked_sequence]
-        await self.store.acknowledge(tracked.id, tracked.acked_sequence, trim)
+            while tracked.events and tracked.events[0].sequence <= tracked.acked_sequence:
+                tracked.events.popleft()
+        # Written in batches (``_flush_acks``): an ack lost to a crash only means the relay
+        # gets a few events again, which it acks as duplicates.
+        trimmed = tracked.acked_sequence if trim else self._acks.get(tracked.id, (0, 0))[1]
+        self._acks[tracked.id] = (tracked.acked_sequence, trimmed)
+        self._acks_waiting.set()
+
+    async def _flush_acks(self) -> None:
+        """Write the relay's acks in batches, at most every ``ACK_FLUSH_INTERVAL`` seconds."""
+        while True:
+            await self._acks_waiting.wait()
+            self._acks_waiting = trio.Event()
+            batch, self._acks = self._acks, {}
+            await self.store.acknowledge(batch)
+            await trio.sleep(ACK_FLUSH_INTERVAL)
 
     def replay_from(self, resume: dict[str, int]) -> None:
         """Resend buffered events after the relay's ``resumeFromSequence`` (no checkpoint)."""
@@ -404,14 +424,20 @@ class Executor:
             await self._emit(tracked, "done", {"type": "done"})
 
     async def _consume_stream(self, tracked: Tracked, response: httpx.Response) -> None:
-        async for line in response.aiter_lines():
-            line = line.strip()
-            if not line:
-                continue
-            event_type, data = map_line(line)
-            await self._emit(tracked, event_type, data)
+        """Every complete line of a network read becomes an event; one write per read."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pending = ""
+        async for chunk in response.aiter_raw():
+            pending += decoder.decode(chunk)
+            *lines, pending = pending.split("\n")
+            items = [map_line(line.strip()) for line in lines if line.strip()]
+            if items:
+                await self._emit_many(tracked, items)
             if tracked.state == "terminal":
                 return
+        tail = (pending + decoder.decode(b"", final=True)).strip()
+        if tail:
+            await self._emit(tracked, *map_line(tail))
         if tracked.state == "terminal":
             return
         if self.gw.shutting_down.is_set():  # the stream was ended for the shutdown, not finished
@@ -463,30 +489,43 @@ class Executor:
     # ---- events ----------------------------------------------------------------------------
 
     async def _emit(self, tracked: Tracked, event_type: str, data: Any) -> None:
-        """Number, persist, buffer and (when online) send one event; nothing after a terminal one."""
+        await self._emit_many(tracked, [(event_type, data)])
+
+    async def _emit_many(self, tracked: Tracked, items: Sequence[tuple[str, Any]]) -> None:
+        """Number, persist (one transaction), buffer and, when online, send events in order;
+        nothing after a terminal one. Past ``MAX_BUFFERED_EVENTS`` unacked events the command
+        fails with ``buffer_overflow`` and its call is cut (backpressure, not silent loss)."""
         async with tracked.lock:
             if tracked.state == "terminal":
                 return
-            terminal = is_terminal(event_type, data)
-            if not terminal and len(tracked.events) >= MAX_BUFFERED_EVENTS:
-                tracked.overflowed = True
-                event_type, terminal = "error", True
-                data = {
-                    "type": "error", "terminal": True, "code": "buffer_overflow",
-                    "error": f"command event buffer exceeded {MAX_BUFFERED_EVENTS} unacknowledged events",
-                }  # fmt: skip
-                if tracked.scope is not None:
-                    tracked.scope.cancel()
-            outcome = terminal_state(event_type, data) if terminal else None
-            tracked.last_sequence += 1
-            event = EventRecord(tracked.last_sequence, event_type, data)
+            batch: list[EventRecord] = []
+            outcome: str | None = None
+            for event_type, data in items:
+                terminal = is_terminal(event_type, data)
+                if not terminal and len(tracked.events) + len(batch) >= MAX_BUFFERED_EVENTS:
+                    tracked.overflowed = True
+                    event_type, terminal = "error", True
+                    data = {
+                        "type": "error", "terminal": True, "code": "buffer_overflow",
+                        "error": f"command event buffer exceeded {MAX_BUFFERED_EVENTS} unacknowledged events",
+                    }  # fmt: skip
+                    if tracked.scope is not None:
+                        tracked.scope.cancel()
+                batch.append(EventRecord(tracked.last_sequence + len(batch) + 1, event_type, data))
+                if terminal:
+                    outcome = terminal_state(event_type, data)
+                    break
+            if not batch:
+                return
+            tracked.last_sequence = batch[-1].sequence
             now = self.clock()
             if outcome is not None:
                 tracked.state, tracked.outcome, tracked.ended_at = "terminal", outcome, now
-            await self.store.add_event(tracked.id, event, outcome, now)
-            tracked.events.append(event)
+            await self.store.add_events(tracked.id, batch, outcome, now)
+            tracked.events.extend(batch)
             if self.link.online:
-                self.link.post("desktop.command.event", event.wire(tracked.id))
+                for event in batch:
+                    self.link.post("desktop.command.event", event.wire(tracked.id))
 
     def _analytics(self, name: str, tracked: Tracked) -> None:
         if self.on_analytics is not None:

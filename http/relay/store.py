@@ -123,28 +123,30 @@ class RelayStore:
             (now, command_id),
         )
 
-    async def add_event(self, command_id: str, event: EventRecord, outcome: str | None, now: float) -> None:
-        """Keep the event; with ``outcome`` the command also becomes terminal (one transaction)."""
-        data = json.dumps(event.data)
+    async def add_events(
+        self, command_id: str, events: list[EventRecord], outcome: str | None, now: float
+    ) -> None:
+        """Keep the events; with ``outcome`` the command also becomes terminal (one transaction)."""
+        rows = [(command_id, e.sequence, e.event_type, json.dumps(e.data)) for e in events]
+        last = events[-1].sequence
 
         def go(conn: sqlite3.Connection) -> None:
             conn.execute("BEGIN")
             try:
-                conn.execute(
+                conn.executemany(
                     "INSERT OR REPLACE INTO relay_events (command_id, sequence, event_type, data)"
                     " VALUES (?, ?, ?, ?)",
-                    (command_id, event.sequence, event.event_type, data),
+                    rows,
                 )
                 if outcome is None:
                     conn.execute(
-                        "UPDATE relay_commands SET last_sequence = ? WHERE command_id = ?",
-                        (event.sequence, command_id),
+                        "UPDATE relay_commands SET last_sequence = ? WHERE command_id = ?", (last, command_id)
                     )
                 else:
                     conn.execute(
                         "UPDATE relay_commands SET last_sequence = ?, state = 'terminal', outcome = ?,"
                         " ended_at = ? WHERE command_id = ?",
-                        (event.sequence, outcome, now, command_id),
+                        (last, outcome, now, command_id),
                     )
                 conn.execute("COMMIT")
             except BaseException:
@@ -153,18 +155,28 @@ class RelayStore:
 
         await self.store.run(go)
 
-    async def acknowledge(self, command_id: str, sequence: int, trim: bool) -> None:
-        """Record the relay's ack; a non-terminal command's acked events are dropped."""
+    async def acknowledge(self, acks: dict[str, tuple[int, int]]) -> None:
+        """Record the relay's acks (command -> (acked sequence, events dropped up to)), in one
+        transaction for the batch."""
 
         def go(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE relay_commands SET acked_sequence = MAX(acked_sequence, ?) WHERE command_id = ?",
-                (sequence, command_id),
-            )
-            if trim:
-                conn.execute(
-                    "DELETE FROM relay_events WHERE command_id = ? AND sequence <= ?", (command_id, sequence)
-                )
+            conn.execute("BEGIN")
+            try:
+                for command_id, (sequence, trimmed) in acks.items():
+                    conn.execute(
+                        "UPDATE relay_commands SET acked_sequence = MAX(acked_sequence, ?)"
+                        " WHERE command_id = ?",
+                        (sequence, command_id),
+                    )
+                    if trimmed:
+                        conn.execute(
+                            "DELETE FROM relay_events WHERE command_id = ? AND sequence <= ?",
+                            (command_id, trimmed),
+                        )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
         await self.store.run(go)
 

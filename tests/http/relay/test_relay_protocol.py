@@ -141,7 +141,7 @@ async def test_the_store_forgets_old_terminal_commands_only(tmp_path: Path) -> N
         now = 1_000_000.0
         for cid, ended in (("old", now - RETENTION - 1), ("recent", now - 10)):
             await relay_store.add_command(cid, {"commandId": cid}, ended - 1)
-            await relay_store.add_event(cid, EventRecord(1, "done", {"type": "done"}), "done", ended)
+            await relay_store.add_events(cid, [EventRecord(1, "done", {"type": "done"})], "done", ended)
         await relay_store.add_command("queued", {"commandId": "queued"}, now - RETENTION - 5)
         assert await relay_store.prune(now) == ["old"]
         loaded = await relay_store.load()
