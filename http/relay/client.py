@@ -35,7 +35,7 @@ import gateway.supervisor as engine
 from gateway.http.context import GatewayContext
 from gateway.http.operations import OPERATIONS
 from gateway.http.relay.config import KEY_SETTING, RelayConfig
-from gateway.http.relay.executor import MAX_IN_FLIGHT, Executor
+from gateway.http.relay.executor import MAX_BUFFERED_EVENTS, MAX_IN_FLIGHT, Executor
 from gateway.http.relay.protocol import (
     NAMESPACE,
     allowed_directories_hash,
@@ -87,6 +87,7 @@ class RelayClient:
         backoff_max: float = BACKOFF_MAX,
         hello_timeout: float = HELLO_ACK_TIMEOUT,
         max_in_flight: int = MAX_IN_FLIGHT,
+        max_buffered: int = MAX_BUFFERED_EVENTS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.gw = gw
@@ -112,6 +113,7 @@ class RelayClient:
             RelayStore(gw.sup.store),
             self,
             max_in_flight=max_in_flight,
+            max_buffered=max_buffered,
             on_stats=self._send_presence,
             on_analytics=self.analytics,
             clock=clock,

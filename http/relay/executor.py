@@ -124,6 +124,7 @@ class Executor:
         link: Link,
         *,
         max_in_flight: int = MAX_IN_FLIGHT,
+        max_buffered: int = MAX_BUFFERED_EVENTS,
         on_stats: Callable[[], None] | None = None,
         on_analytics: Callable[[str, dict[str, Any]], None] | None = None,
         clock: Callable[[], float] = time.time,
@@ -132,6 +133,7 @@ class Executor:
         self.store = store
         self.link = link
         self.max_in_flight = max(1, max_in_flight)
+        self.max_buffered = max(1, max_buffered)
         self.on_stats = on_stats
         self.on_analytics = on_analytics
         self.clock = clock
@@ -493,7 +495,7 @@ class Executor:
 
     async def _emit_many(self, tracked: Tracked, items: Sequence[tuple[str, Any]]) -> None:
         """Number, persist (one transaction), buffer and, when online, send events in order;
-        nothing after a terminal one. Past ``MAX_BUFFERED_EVENTS`` unacked events the command
+        nothing after a terminal one. Past ``max_buffered`` unacked events the command
         fails with ``buffer_overflow`` and its call is cut (backpressure, not silent loss)."""
         async with tracked.lock:
             if tracked.state == "terminal":
@@ -502,15 +504,13 @@ class Executor:
             outcome: str | None = None
             for event_type, data in items:
                 terminal = is_terminal(event_type, data)
-                if not terminal and len(tracked.events) + len(batch) >= MAX_BUFFERED_EVENTS:
+                if not terminal and len(tracked.events) + len(batch) >= self.max_buffered:
                     tracked.overflowed = True
                     event_type, terminal = "error", True
                     data = {
                         "type": "error", "terminal": True, "code": "buffer_overflow",
-                        "error": f"command event buffer exceeded {MAX_BUFFERED_EVENTS} unacknowledged events",
+                        "error": f"command event buffer exceeded {self.max_buffered} unacknowledged events",
                     }  # fmt: skip
-                    if tracked.scope is not None:
-                        tracked.scope.cancel()
                 batch.append(EventRecord(tracked.last_sequence + len(batch) + 1, event_type, data))
                 if terminal:
                     outcome = terminal_state(event_type, data)
@@ -521,11 +521,16 @@ class Executor:
             now = self.clock()
             if outcome is not None:
                 tracked.state, tracked.outcome, tracked.ended_at = "terminal", outcome, now
-            await self.store.add_events(tracked.id, batch, outcome, now)
+            # Shielded: once numbered, events are kept even if the command is cut meanwhile, and
+            # only kept events are ever sent (a restart never reuses a sequence the relay has).
+            with trio.CancelScope(shield=True):
+                await self.store.add_events(tracked.id, batch, outcome, now)
             tracked.events.extend(batch)
             if self.link.online:
                 for event in batch:
                     self.link.post("desktop.command.event", event.wire(tracked.id))
+        if tracked.overflowed and tracked.scope is not None:
+            tracked.scope.cancel()  # only now: cancelling first would cut the write above
 
     def _analytics(self, name: str, tracked: Tracked) -> None:
         if self.on_analytics is not None:

@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from conftest import FAST, KEY
 from relay_double import RelayDouble
 
 from gateway.http.guard import COMMAND_LABEL
-from gateway.http.relay import RelayClient
+from gateway.http.relay import RelayClient, RelayConfig, run_relay
 from gateway.http.serve import GatewayHandle
 
 from support import GIT_ENV, marked_pids, wait_until
@@ -242,6 +243,36 @@ async def test_a_dropped_link_mid_command_resumes_without_duplicates(
     assert relay.executor.executions == executions  # the re-dispatched command was not run again
     assert all(ack["accepted"] for ack in double.stored(cid).acks)
     assert double.envelope_errors == []
+
+
+async def test_a_buffer_the_relay_never_acks_fails_the_command_instead_of_growing(
+    gateway: GatewayHandle, double: RelayDouble, api: httpx.AsyncClient, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    client: RelayClient = await nursery.start(
+        partial(run_relay, gateway.context, RelayConfig(double.url, KEY), max_buffered=8, **FAST)
+    )
+    await wait_until(lambda: client.state == "connected", 10, "connected")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    argv = ["sh", "-c", 'cat "$1" >/dev/null; seq 1 500; sleep 60', "sh", str(fifo)]
+    process = (await api.post("/api/gateway/processes", json={"argv": argv})).json()
+    cid = await dispatch(
+        double, operationId="process_table", path=f"/api/gateway/processes/{process['id']}/logs",
+        query={"follow": "1"},
+    )  # fmt: skip
+    await wait_until(lambda: kinds(double, cid) == ["status"], 10, "the stream to start")
+    double.keys.clear()
+    await trio.to_thread.run_sync(double.drop)
+    await wait_until(lambda: not client.online, 10, "offline")
+    await trio.to_thread.run_sync(fifo.write_text, "go\n")  # 500 lines while nobody acks
+    tracked = client.executor.tracked[cid]
+    await wait_until(lambda: bool(tracked.events) and tracked.events[-1].event_type == "error", 10, "the cut")
+    assert tracked.outcome == "failed" and 2 <= len(tracked.events) <= 9
+    double.keys.add(KEY)
+    await wait_until(lambda: double.terminal(cid), 15, "the buffered events to arrive")
+    last = double.events(cid)[-1]
+    assert last["eventType"] == "error" and last["data"]["code"] == "buffer_overflow"
+    assert len(double.events(cid)) <= 10  # status, at most 8 lines, the error
 
 
 async def test_a_duplicate_command_id_is_never_run_twice(
