@@ -16,9 +16,7 @@ from gateway.http.context import GatewayContext
 from gateway.http.relay.client import RelayClient
 from gateway.http.relay.config import RelayConfig, load_config
 
-RELAY_KEY = "relay"
-
-__all__ = ["RELAY_KEY", "RelayClient", "RelayConfig", "load_config", "relay_status", "run_relay"]
+__all__ = ["RelayClient", "RelayConfig", "load_config", "relay_status", "run_relay"]
 
 
 async def run_relay(
@@ -34,11 +32,11 @@ async def run_relay(
     """
     config = config if config is not None else load_config(gw.state.root)
     if not config.enabled:
-        gw.extra[RELAY_KEY] = None
+        gw.relay = None
         task_status.started(None)
         return
     client = RelayClient(gw, config, **knobs)
-    gw.extra[RELAY_KEY] = client
+    gw.relay = client
     async with trio.open_nursery() as nursery:
         await nursery.start(client.run)
         task_status.started(client)
@@ -46,8 +44,8 @@ async def run_relay(
 
 def relay_status(gw: GatewayContext, *, public: bool = False) -> dict[str, Any]:
     """The relay's state; ``public`` (unauthenticated ``/health``) leaves out the commands."""
-    client = gw.extra.get(RELAY_KEY)
-    if not isinstance(client, RelayClient):
+    client = gw.relay
+    if client is None:
         return {"state": "off"}
     status = client.status()
     if public:

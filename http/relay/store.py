@@ -9,8 +9,8 @@ event before it is sent, so after a restart:
   (``gateway_restarted``) instead of being run again: its side effects may have happened;
 - a command that was only *queued* runs, because nothing of it ran yet.
 
-The tables belong to the relay (``Store.migrate_component("relay", ...)``), not to the
-engine's migration list. Every call goes through the one database thread of ``Store``.
+The tables belong to the relay (``Store.migrate("relay", ...)``: versioned per owner). Every
+call goes through the one database thread of ``Store``.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class RelayStore:
         self.store = store
 
     async def open(self) -> None:
-        await self.store.migrate_component(COMPONENT, SCHEMA)
+        await self.store.migrate(COMPONENT, SCHEMA)
 
     async def load(self) -> dict[str, StoredCommand]:
         """Every remembered command with its buffered events, oldest first."""

@@ -147,7 +147,7 @@ async def test_the_store_forgets_old_terminal_commands_only(tmp_path: Path) -> N
         loaded = await relay_store.load()
         assert set(loaded) == {"recent", "queued"}
         assert loaded["recent"].events[0].event_type == "done" and loaded["queued"].state == "queued"
-        row = await store.fetchone("SELECT version FROM component_versions WHERE name = 'relay'")
+        row = await store.fetchone("SELECT version FROM schema_versions WHERE owner = 'relay'")
         assert row is not None and row[0] == len(SCHEMA)
     finally:
         await store.close()
