@@ -64,6 +64,7 @@ class RelayDouble:
         self.sid: str | None = None  # the registered desktop socket
         self.online = False  # hello acked on the current socket
         self.disconnects = 0
+        self.nack: str | None = None  # set: every hello is refused with this reason
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
             transports=["websocket"],
@@ -119,8 +120,9 @@ class RelayDouble:
                     and isinstance(data.get("platform"), str)):  # fmt: skip
                 await sio.disconnect(sid, namespace=NS)
                 return
-            if not self._hello_valid(data):
-                await sio.emit("desktop.hello.nack", _env({"reason": "internal_error"}), to=sid, namespace=NS)
+            reason = self.nack or (None if self._hello_valid(data) else "internal_error")
+            if reason is not None:
+                await sio.emit("desktop.hello.nack", _env({"reason": reason}), to=sid, namespace=NS)
                 await sio.disconnect(sid, namespace=NS)
                 return
             with self.lock:

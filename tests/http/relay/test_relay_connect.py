@@ -86,6 +86,20 @@ async def test_pings_are_answered_and_the_link_stays_up(
         assert double.disconnects == 0 and len(double.connect_attempts) == 1
 
 
+async def test_a_hello_nack_is_degraded_and_retried(
+    gateway: GatewayHandle, double: RelayDouble, nursery: trio.Nursery
+) -> None:
+    double.nack = "compute_target_register_failed"
+    client: RelayClient = await nursery.start(
+        partial(run_relay, gateway.context, RelayConfig(double.url, KEY), **FAST)
+    )
+    await wait_until(lambda: len(double.received_named("desktop.hello")) >= 3, 10, "three hellos")
+    assert client.state == "degraded" and "compute_target_register_failed" in (client.last_error or "")
+    assert client.connects == 0
+    double.nack = None
+    await wait_until(lambda: client.state == "connected", 10, "accepted at last")
+
+
 async def test_an_unreachable_relay_is_degraded_and_retried(
     gateway: GatewayHandle, nursery: trio.Nursery
 ) -> None:
