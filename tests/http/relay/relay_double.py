@@ -65,6 +65,7 @@ class RelayDouble:
         self.online = False  # hello acked on the current socket
         self.disconnects = 0
         self.nack: str | None = None  # set: every hello is refused with this reason
+        self.lose: set[tuple[str, int]] = set()  # (command, sequence) lost in transit, once
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
             transports=["websocket"],
@@ -199,6 +200,9 @@ class RelayDouble:
             return
         emit: tuple[str, dict[str, Any]] | None = None
         with self.lock:
+            if (command_id, sequence) in self.lose:
+                self.lose.discard((command_id, sequence))  # type: ignore[arg-type]
+                return
             stored = self.commands.get(command_id)  # type: ignore[arg-type]
             if stored is None:
                 return

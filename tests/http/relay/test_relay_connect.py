@@ -4,6 +4,7 @@ backoff while the gateway keeps serving; plain and NDJSON routes relayed."""
 from __future__ import annotations
 
 import socket
+import uuid
 from functools import partial
 
 import httpx
@@ -138,6 +139,17 @@ async def test_a_plain_route_is_relayed_as_result_then_done(
     assert result["data"]["version"]
     assert double.stored(cid).acks[0]["accepted"] is True
     assert double.envelope_errors == []
+
+
+async def test_a_sequence_gap_is_healed_by_a_replay(relay: RelayClient, double: RelayDouble) -> None:
+    cid = str(uuid.uuid4())
+    double.lose.add((cid, 2))  # the result is lost on the way: the done arrives after a gap
+    await trio.to_thread.run_sync(
+        partial(double.dispatch, commandId=cid, operationId="health_check", path="/api/gateway/version")
+    )
+    await wait_until(lambda: double.terminal(cid), 10, "the command to end")
+    assert _types(double.events(cid)) == ["status", "result", "done"]
+    assert double.stored(cid).gaps == 1
 
 
 async def test_a_failing_route_ends_in_a_terminal_error_without_done(
