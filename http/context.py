@@ -29,6 +29,7 @@ from gateway.supervisor.symphony.workspace import Workspaces
 
 if TYPE_CHECKING:
     from gateway.http.binaries import Binaries
+    from gateway.http.relay.client import RelayClient
 
 HEARTBEAT_INTERVAL = 15.0
 BODY_TIMEOUT = 60.0  # a request body must arrive whole within this, or the answer is 408
@@ -69,6 +70,8 @@ class GatewayContext:
     open_streams: int = 0  # NDJSON generators alive right now (a disconnect must drop it)
     #: Serialized answers the fast paths reuse (health, listing, record JSON), keyed per use.
     caches: dict[str, Any] = field(default_factory=dict)
+    #: The cloud relay client while one runs (``gateway.http.relay.run_relay``), else None.
+    relay: RelayClient | None = None
 
     async def wait(self, event: trio.Event | None, timeout: float) -> str:
         """Wait for ``event`` (if any), the timeout or shutdown; say which came first.

@@ -26,7 +26,7 @@ import trio
 from gateway.http.operations import POLICY_EXEMPT, Tier, tier_of
 from gateway.supervisor import Store, iso
 
-PRINCIPALS = ("gateway", "session")
+PRINCIPALS = ("gateway", "session", "relay")
 ALLOW_TTL = 7 * 24 * 3600.0
 APPROVAL_TIMEOUT = 300.0
 _THRESHOLD_KEY = "policy.thresholds"
@@ -195,6 +195,7 @@ class Approval:
     expires_at: float
     outcome: Outcome = "pending"
     decided: trio.Event = field(default_factory=trio.Event)
+    command_id: str | None = None  # the relayed command this request serves, if any
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -208,6 +209,7 @@ class Approval:
             "createdAt": iso(self.created_at),
             "expiresAt": iso(self.expires_at),
             "status": self.outcome,
+            "commandId": self.command_id,
         }
 
 
@@ -228,7 +230,14 @@ class Approvals:
         self._changed = trio.Event()
 
     async def hold(
-        self, operation: str | None, principal: str, method: str, path: str, reason: str | None
+        self,
+        operation: str | None,
+        principal: str,
+        method: str,
+        path: str,
+        reason: str | None,
+        *,
+        command_id: str | None = None,
     ) -> Outcome:
         """Wait for a decision or the timeout; cancellation (client gone) withdraws it."""
         now = self.policy.clock()
@@ -241,6 +250,7 @@ class Approvals:
             reason=reason,
             created_at=now,
             expires_at=now + self.timeout,
+            command_id=command_id,
         )
         self.pending[approval.id] = approval
         self._wake()

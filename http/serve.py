@@ -40,6 +40,7 @@ from gateway.http.auth import Auth
 from gateway.http.binaries import Binaries
 from gateway.http.context import BODY_TIMEOUT, HEARTBEAT_INTERVAL, GatewayContext, Services
 from gateway.http.policy import APPROVAL_TIMEOUT, Approvals, Policy
+from gateway.http.relay import run_relay
 from gateway.http.routes.meta import VERSION
 from gateway.http.telemetry import Metrics
 from gateway.supervisor import StateDir, Supervisor, iso, open_supervisor
@@ -333,6 +334,7 @@ async def _serve_http(
                 nursery.cancel_scope.cancel()
 
             await nursery.start(serve_then_cancel)
+            nursery.start_soon(run_relay, gw)  # the cloud relay, when one is configured
             state.write_info(
                 {"port": port, "pid": os.getpid(), "version": VERSION,
                  "startedAt": iso(gw.started_at), "host": opts.host, "instance": gw.instance}

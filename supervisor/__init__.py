@@ -28,6 +28,7 @@ from .engine import (
     SupervisorConfig,
     new_id,
     open_supervisor,
+    spawn_labels,
 )
 from .logs import LogLimits, LogLine, ProcessLog
 from .spec import ProcessRecord, ProcessSpec, RestartPolicy, State, StopReason, iso
@@ -54,6 +55,7 @@ __all__ = [
     "new_id",
     "open_supervisor",
     "resolve_state_dir",
+    "spawn_labels",
 ]
 
 __version__ = "0.1.0"

@@ -21,6 +21,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,12 @@ _KILL_HARD_LIMIT = 10.0
 
 _ID_SALT = secrets.token_hex(3)
 _ID_COUNTER = itertools.count()
+
+
+#: Labels added to every record started from this context (a task and the tasks it starts).
+#: The HTTP front sets it while it serves a relayed command, so that the command's children
+#: can be found (and killed) by label. The engine merges the labels in and never reads them.
+spawn_labels: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("spawn_labels", default=())
 
 
 def new_id(prefix: str = "p") -> str:
@@ -270,7 +277,7 @@ class Supervisor:
             argv=list(spec.argv),
             cwd=spec.cwd,
             ticket_id=spec.ticket_id,
-            labels=dict(spec.labels),
+            labels={**spec.labels, **dict(spawn_labels.get())},
             job_id=job_id,
             event_parser=spec.event_parser,
         )
@@ -305,7 +312,7 @@ class Supervisor:
             argv=description or [kind],
             cwd=None,
             ticket_id=ticket_id,
-            labels=dict(labels or {}),
+            labels={**(labels or {}), **dict(spawn_labels.get())},
         )
         log = ProcessLog(self.logs_dir / record.id, self.config.log_limits, new=True)
         self._logs[record.id] = log

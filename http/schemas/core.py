@@ -226,6 +226,7 @@ TierName = Literal["none", "low", "medium", "high"]
 class ThresholdsIn(Strict):
     gateway: TierName | None = None
     session: TierName | None = None
+    relay: TierName | None = None  # commands relayed from ClosedLoop's cloud (docs/relay.md)
 
 
 class PolicyIn(Strict):
@@ -234,7 +235,7 @@ class PolicyIn(Strict):
 
 class RuleIn(Strict):
     effect: Literal["deny", "allow"]
-    principal: Literal["gateway", "session"] | None = None
+    principal: Literal["gateway", "session", "relay"] | None = None
     operation: Annotated[str, StringConstraints(max_length=100)] | None = None
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] | None = None
     path_prefix: Annotated[str, StringConstraints(max_length=1000)] | None = Field(
