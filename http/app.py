@@ -27,6 +27,7 @@ from gateway.http import (
     routes_git,
     routes_learnings,
     routes_meta,
+    routes_pr,
     routes_processes,
     routes_symphony,
 )
@@ -88,6 +89,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         routes_symphony.bp,
         routes_symphony.settings_bp,
         routes_git.bp,
+        routes_pr.bp,
         routes_files.bp,
         routes_deploy.bp,
         routes_learnings.bp,

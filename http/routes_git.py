@@ -3,7 +3,7 @@
 Targets are a managed repository (``repoId``) or a Symphony ticket's worktree (``ticketId``),
 resolved through the Symphony service, which owns both. Commits and pulls in a ticket's
 worktree take its worktree lock: 409 while an agent works there, and no run starts until
-they are done. The ``pr`` routes (``git_pr``, driving ``gh``) are not built: they answer 501.
+they are done. The ``pr`` routes (``git_pr``, driving ``gh``) are in ``routes_pr.py``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,106 @@
+"""Pull requests over HTTP: the eight ``git/pr`` routes (operation ``git_pr``) over the real ``gh``.
+
+Requests and answers are ClosedLoop's (``closedloop-ai/closedloop-electron``
+``apps/desktop/src/server/operations/git-pr.ts``, read by the web app's
+``apps/app/lib/engineer/queries/git.ts`` and PR components): repositories are named by path
+(``?repo=`` or body ``repoPath``), reviews by ``owner``/``repo``/``number``. Errors use the
+wire's envelope ``{"error": "<message>", "code": "<code>", "details"?: {...}}``, since
+ClosedLoop's clients do ``new Error(data.error)``. The work is in ``supervisor/github.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from quart import Blueprint, Response, jsonify, request
+
+from gateway.http.context import current_gateway
+from gateway.supervisor.github import Gh, GitHubError, PullRequests, bad_request
+from gateway.supervisor.worktrees import Git
+
+bp = Blueprint("git_pr", __name__, url_prefix="/api/gateway/git/pr")
+
+
+@bp.errorhandler(GitHubError)
+async def _github_error(exc: GitHubError) -> Response:
+    response = jsonify(exc.to_json())
+    response.status_code = exc.status
+    return response
+
+
+def _service() -> PullRequests:
+    """Built per request: gh and git are looked up through the binary-path settings each time."""
+    gw = current_gateway()
+    return PullRequests(
+        gw.sup,
+        Git(gw.sup, which=gw.binaries.path),
+        Gh(gw.sup, which=gw.binaries.path),
+        worktree_root=gw.sup.state_dir / "worktrees",
+    )
+
+
+async def _body() -> dict[str, Any]:
+    """The JSON object body; an empty body is ``{}`` (ClosedLoop's ``parseBody``)."""
+    raw = await request.get_data()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise bad_request("Invalid JSON body") from None
+    if not isinstance(data, dict):
+        raise bad_request("Invalid JSON body: expected an object")
+    return data
+
+
+def _arg(name: str) -> str | None:
+    return request.args.get(name) or None
+
+
+@bp.post("")
+async def create_pr() -> dict[str, Any]:
+    """Push the current branch of ``repoPath`` and open its PR (or answer the existing one)."""
+    return await _service().create(await _body())
+
+
+@bp.get("/list")
+async def list_prs() -> dict[str, Any]:
+    """``?repo=<path>&state=open|merged``: the latest 50 PRs."""
+    return await _service().list(_arg("repo"), _arg("state"))
+
+
+@bp.get("/comments")
+async def pr_comments() -> dict[str, Any]:
+    """``?repo=<path>&pr=<n>``: issue comments, review bodies and inline comments, newest first."""
+    return await _service().comments(_arg("repo"), _arg("pr"))
+
+
+@bp.get("/reviews")
+async def pr_reviews() -> dict[str, Any]:
+    """``?owner&repo&number``: latest review per author, counts and the review decision."""
+    return await _service().reviews(_arg("owner"), _arg("repo"), _arg("number"))
+
+
+@bp.post("/reply")
+async def pr_reply() -> dict[str, Any]:
+    """``{repoPath, prNumber, body, commentId?, requestChanges?}``."""
+    return await _service().reply(await _body())
+
+
+@bp.get("/files")
+async def pr_files() -> dict[str, Any]:
+    """``?repo=<path>&pr=<n>``: the names of the files the PR changes."""
+    return await _service().files(_arg("repo"), _arg("pr"))
+
+
+@bp.get("/head-sha")
+async def pr_head_sha() -> dict[str, Any]:
+    """``?repo=<path>&pr=<n>``: the PR's head commit."""
+    return await _service().head_sha(_arg("repo"), _arg("pr"))
+
+
+@bp.post("/inline-comment")
+async def pr_inline_comment() -> dict[str, Any]:
+    """``{repoPath, prNumber, body, path?, line?, commitSha?}``: line, else file, else general."""
+    return await _service().inline_comment(await _body())
