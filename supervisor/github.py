@@ -355,7 +355,7 @@ class PullRequests:
         if not await self._allowed(real):
             raise GitHubError(
                 403,
-                "directory_not_allowed",
+                "repo_not_allowed",
                 f"directory not allowed: {raw[:300]} is not a registered repository or one of its "
                 "worktrees (register it with POST /api/gateway/repos)",
             )

@@ -497,7 +497,7 @@ async def test_an_unregistered_repository_is_403_and_a_non_github_remote_400(
     for where in (str(stranger), f"{repo}/../stranger"):
         r = await client.get(f"{PR}/list", params={"repo": where})
         assert r.status_code == 403, r.text
-        assert r.json()["code"] == "directory_not_allowed" and r.json()["error"].startswith(
+        assert r.json()["code"] == "repo_not_allowed" and r.json()["error"].startswith(
             "directory not allowed"
         )
     post = await client.post(f"{PR}/reply", json={"repoPath": str(stranger), "prNumber": 1, "body": "x"})
