@@ -39,6 +39,7 @@ from typing import Any
 import trio
 
 from .engine import Supervisor
+from .logs import LogLine
 from .spec import ProcessSpec, State
 from .worktrees import Git, check_ref
 
@@ -182,7 +183,7 @@ def classify(result: GhResult, what: str) -> GitHubError:
         return GitHubError(422, "github_unprocessable", message, details)
     if 404 in statuses or "could not resolve to a" in text or "no pull requests found" in text:
         return GitHubError(404, "github_not_found", message, details)
-    if said.startswith("GraphQL:"):
+    if "GraphQL: " in said:  # e.g. "pull request create failed: GraphQL: No commits between ..."
         return GitHubError(422, "github_unprocessable", message, details)
     return GitHubError(502, "gh_failed", f"{what} failed: {message}", details)
 
@@ -212,7 +213,7 @@ def github_message(said: str) -> str:
     out = []
     for line in lines:
         line = re.sub(r"^gh: ", "", line)
-        line = re.sub(r"^GraphQL: ", "", line)
+        line = re.sub(r"^.*?GraphQL: ", "", line)
         line = _HTTP_STATUS.sub("", line).strip()
         if line:
             out.append(line)
@@ -240,7 +241,7 @@ class Gh:
 
     async def run(
         self,
-        args: list[str],
+        args: list[str | BodyFile],
         cwd: Path,
         *,
         files: Mapping[str, str] | None = None,
@@ -298,8 +299,12 @@ def _write_private(path: str, content: str) -> None:
         fh.write(content)
 
 
-def _joined(lines: list[Any], max_line: int) -> tuple[str, str]:
-    """stdout and stderr text; lines the log cut at ``max_line`` bytes are glued back."""
+def _joined(lines: list[LogLine], max_line: int) -> tuple[str, str]:
+    """stdout and stderr text; lines the log cut at ``max_line`` bytes are glued back.
+
+    The log splits a line longer than ``max_line`` into pieces of exactly that size, so a piece
+    of that size continues on the next line (a JSON answer must not gain a newline).
+    """
     parts: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
     cut: dict[str, bool] = {"stdout": False, "stderr": False}
     for line in lines:
@@ -311,7 +316,8 @@ def _joined(lines: list[Any], max_line: int) -> tuple[str, str]:
         else:
             bucket.append(line.raw)
         cut[line.stream] = len(line.raw) == max_line
-    return tuple(b"\n".join(parts[s]).decode("utf-8", "replace") for s in ("stdout", "stderr"))  # type: ignore[return-value]
+    out, err = (b"\n".join(parts[name]).decode("utf-8", "replace") for name in ("stdout", "stderr"))
+    return out, err
 
 
 @dataclass(slots=True)
@@ -416,7 +422,7 @@ class PullRequests:
 
     async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Push the current branch, ``gh pr create``; an existing PR for it is answered as such."""
-        title = _text(body.get("title"), "title", MAX_TITLE, required=True)
+        title = _text(body.get("title"), "title", MAX_TITLE, required=True) or ""
         description = _text(body.get("body"), "body", MAX_BODY) or ""
         ticket_url = _text(body.get("ticketUrl"), "ticketUrl", 2000)
         base = body.get("baseBranch")
@@ -430,8 +436,9 @@ class PullRequests:
             raise GitHubError(409, "detached_head", "cannot open a pull request from a detached HEAD")
         branch = _ref(branch, "branch")
         await self._push(target.path, branch)
-        args = ["pr", "create", "--repo", target.slug, "--head", branch, "--title", title,
-                "--body-file", BODY]  # fmt: skip
+        args: list[str | BodyFile] = [
+            "pr", "create", "--repo", target.slug, "--head", branch, "--title", title, "--body-file", BODY,
+        ]  # fmt: skip
         if base:
             args += ["--base", base]
         result = await self.gh.run(args, target.path, files={BODY.name: full_body})
@@ -442,10 +449,10 @@ class PullRequests:
                         "message": f"PR #{number} already exists", "created": False}  # fmt: skip
             raise classify(result, "gh pr create")
         url = result.stdout.strip().splitlines()[-1].strip() if result.stdout.strip() else ""
-        number = parse_pr_number(url)
-        if number is None:
-            number, url = await self._view_branch(target, branch)
-        return {"success": True, "url": url, "number": number, "message": f"Created PR #{number}",
+        found = parse_pr_number(url)
+        if found is None:  # gh printed something else than the URL: ask for the branch's PR
+            found, url = await self._view_branch(target, branch)
+        return {"success": True, "url": url, "number": found, "message": f"Created PR #{found}",
                 "created": True}  # fmt: skip
 
     async def _push(self, where: Path, branch: str) -> None:

@@ -550,3 +550,19 @@ async def test_gh_unauthenticated_says_to_run_gh_auth_login_or_set_gh_token(
     r = await client.get(f"{PR}/list", params={"repo": str(repo)})
     assert r.status_code == 503 and r.json()["code"] == "gh_unauthenticated", r.text
     assert [c.status for c in double.calls()] == [401]
+
+
+async def test_a_comment_longer_than_a_log_line_comes_back_whole(
+    client: httpx.AsyncClient, double: GitHubDouble, repo: Path
+) -> None:
+    """gh prints each comment on one line; the process log cuts lines at 256 KiB, the runner glues
+    them back. A 65,536-character body (GitHub's limit) of 4-byte characters is past that."""
+    long_body = "\U0001f600" * 65536
+    double.state.issue_comments[1].append({
+        "id": "IC_kwDOlong", "author": "gina", "body": long_body, "createdAt": "2026-11-22T08:00:00Z",
+        "url": f"https://github.com/{OWNER}/{REPO}/pull/1#issuecomment-12",
+    })  # fmt: skip
+    r = await client.get(f"{PR}/comments", params={"repo": str(repo), "pr": "1"})
+    assert r.status_code == 200, r.text
+    first = r.json()["comments"][0]
+    assert first["id"] == "IC_kwDOlong" and first["body"] == long_body
