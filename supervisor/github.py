@@ -40,7 +40,7 @@ import trio
 
 from .engine import Supervisor
 from .logs import LogLine
-from .spec import ProcessSpec, State
+from .spec import ProcessSpec, State, StopReason
 from .worktrees import Git, check_ref
 
 GH_TIMEOUT = 60.0
@@ -281,8 +281,11 @@ class Gh:
         out, err = _joined(log.read(), log.limits.max_line)
         if final.state not in (State.EXITED, State.FAILED) or final.exit_code is None:
             what = " ".join(str(a) for a in args[:2])
-            message = f"gh {what} did not finish within {self.timeout:g} s (killed)"
-            raise GitHubError(504, "gh_timeout", message)
+            if final.stop_reason is StopReason.TIMEOUT:
+                message = f"gh {what} did not finish within {self.timeout:g} s (killed)"
+                raise GitHubError(504, "gh_timeout", message, {"processId": record.id})
+            reason = final.stop_reason.value if final.stop_reason else final.state.value
+            raise GitHubError(502, "gh_failed", f"gh {what} was stopped ({reason})", {"processId": record.id})
         return GhResult(final.exit_code, out, err, record.id)
 
     async def call(self, args: list[str | BodyFile], cwd: Path, what: str, **kw: Any) -> GhResult:

@@ -292,6 +292,10 @@ class GitHubDouble:
         self.state = GitHubState()
         self.received: list[Received] = []
         self.lock = threading.Lock()
+        # A request whose path is ``hold_path`` waits (unanswered) until ``release`` is set.
+        self.hold_path: str | None = None
+        self.held = threading.Event()
+        self.release = threading.Event()
         self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.tls.load_cert_chain(str(self.cert), str(self.key))
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -303,6 +307,7 @@ class GitHubDouble:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=10)
@@ -605,8 +610,11 @@ def _handler(double: GitHubDouble) -> type[BaseHTTPRequestHandler]:
             self.rfile = tls.makefile("rb")
             self.wfile = tls.makefile("wb")
             self.close_connection = False
-            while not self.close_connection:
-                self.handle_one_request()
+            try:
+                while not self.close_connection:
+                    self.handle_one_request()
+            except (OSError, ssl.SSLError):  # the client (a killed gh) went away
+                self.close_connection = True
 
         def handle_api(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -627,6 +635,9 @@ def _handler(double: GitHubDouble) -> type[BaseHTTPRequestHandler]:
                 named = re.search(r"\b(?:query|mutation)\s+(\w+)", body.get("query", ""))
                 got.operation = named[1] if named else None
                 got.variables = body.get("variables") or {}
+            if double.hold_path == split.path:
+                double.held.set()
+                double.release.wait(60)
             with double.lock:
                 status, payload, headers = double.answer(got)
                 got.status = status
