@@ -14,8 +14,26 @@ import json
 from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
+from quart_schema import document_querystring, document_request, document_response
 
 from gateway.http.context import current_gateway
+from gateway.http.schemas_pr import (
+    CommentsOut,
+    CreateIn,
+    CreateOut,
+    FilesOut,
+    HeadShaOut,
+    InlineCommentIn,
+    InlineCommentOut,
+    ListOut,
+    ListQuery,
+    PrErrorOut,
+    ReplyIn,
+    ReplyOut,
+    RepoPrQuery,
+    ReviewsOut,
+    ReviewsQuery,
+)
 from gateway.supervisor.github import Gh, GitHubError, PullRequests, bad_request
 from gateway.supervisor.worktrees import Git
 
@@ -59,48 +77,96 @@ def _arg(name: str) -> str | None:
 
 
 @bp.post("")
+@document_request(CreateIn)
+@document_response(CreateOut)
+@document_response(PrErrorOut, 400)
+@document_response(PrErrorOut, 403)
+@document_response(PrErrorOut, 422)
+@document_response(PrErrorOut, 503)
 async def create_pr() -> dict[str, Any]:
     """Push the current branch of ``repoPath`` and open its PR (or answer the existing one)."""
     return await _service().create(await _body())
 
 
 @bp.get("/list")
+@document_querystring(ListQuery)
+@document_response(ListOut)
+@document_response(PrErrorOut, 400)
+@document_response(PrErrorOut, 403)
+@document_response(PrErrorOut, 422)
+@document_response(PrErrorOut, 503)
 async def list_prs() -> dict[str, Any]:
     """``?repo=<path>&state=open|merged``: the latest 50 PRs."""
     return await _service().list(_arg("repo"), _arg("state"))
 
 
 @bp.get("/comments")
+@document_querystring(RepoPrQuery)
+@document_response(CommentsOut)
+@document_response(PrErrorOut, 400)
+@document_response(PrErrorOut, 403)
+@document_response(PrErrorOut, 422)
+@document_response(PrErrorOut, 503)
 async def pr_comments() -> dict[str, Any]:
     """``?repo=<path>&pr=<n>``: issue comments, review bodies and inline comments, newest first."""
     return await _service().comments(_arg("repo"), _arg("pr"))
 
 
 @bp.get("/reviews")
+@document_querystring(ReviewsQuery)
+@document_response(ReviewsOut)
+@document_response(PrErrorOut, 400)
+@document_response(PrErrorOut, 403)
+@document_response(PrErrorOut, 422)
+@document_response(PrErrorOut, 503)
 async def pr_reviews() -> dict[str, Any]:
     """``?owner&repo&number``: latest review per author, counts and the review decision."""
     return await _service().reviews(_arg("owner"), _arg("repo"), _arg("number"))
 
 
 @bp.post("/reply")
+@document_request(ReplyIn)
+@document_response(ReplyOut)
+@document_response(PrErrorOut, 400)
+@document_response(PrErrorOut, 403)
+@document_response(PrErrorOut, 422)
+@document_response(PrErrorOut, 503)
 async def pr_reply() -> dict[str, Any]:
     """``{repoPath, prNumber, body, commentId?, requestChanges?}``."""
     return await _service().reply(await _body())
 
 
 @bp.get("/files")
+@document_querystring(RepoPrQuery)
+@document_response(FilesOut)
+@document_response(PrErrorOut, 400)
+@document_response(PrErrorOut, 403)
+@document_response(PrErrorOut, 422)
+@document_response(PrErrorOut, 503)
 async def pr_files() -> dict[str, Any]:
     """``?repo=<path>&pr=<n>``: the names of the files the PR changes."""
     return await _service().files(_arg("repo"), _arg("pr"))
 
 
 @bp.get("/head-sha")
+@document_querystring(RepoPrQuery)
+@document_response(HeadShaOut)
+@document_response(PrErrorOut, 400)
+@document_response(PrErrorOut, 403)
+@document_response(PrErrorOut, 422)
+@document_response(PrErrorOut, 503)
 async def pr_head_sha() -> dict[str, Any]:
     """``?repo=<path>&pr=<n>``: the PR's head commit."""
     return await _service().head_sha(_arg("repo"), _arg("pr"))
 
 
 @bp.post("/inline-comment")
+@document_request(InlineCommentIn)
+@document_response(InlineCommentOut)
+@document_response(PrErrorOut, 400)
+@document_response(PrErrorOut, 403)
+@document_response(PrErrorOut, 422)
+@document_response(PrErrorOut, 503)
 async def pr_inline_comment() -> dict[str, Any]:
     """``{repoPath, prNumber, body, path?, line?, commitSha?}``: line, else file, else general."""
     return await _service().inline_comment(await _body())

@@ -566,3 +566,17 @@ async def test_a_comment_longer_than_a_log_line_comes_back_whole(
     assert r.status_code == 200, r.text
     first = r.json()["comments"][0]
     assert first["id"] == "IC_kwDOlong" and first["body"] == long_body
+
+
+async def test_the_family_is_served_and_documented(client: httpx.AsyncClient) -> None:
+    """No ``git/pr`` route is a 501 stub any more; each is in the OpenAPI document under ``git_pr``."""
+    doc = (await client.get("/api/gateway/openapi.json")).json()
+    for path, method in (
+        ("", "post"), ("/list", "get"), ("/comments", "get"), ("/reviews", "get"), ("/reply", "post"),
+        ("/files", "get"), ("/head-sha", "get"), ("/inline-comment", "post"),
+    ):  # fmt: skip
+        op = doc["paths"][f"{PR}{path}"][method]
+        assert "git_pr" in op["tags"] and "not-implemented" not in op["tags"], path
+        assert {"200", "403", "503"} <= set(op["responses"]), path
+    comments = doc["paths"][f"{PR}/comments"]["get"]
+    assert {p["name"] for p in comments["parameters"]} == {"repo", "pr"}
