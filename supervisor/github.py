@@ -41,7 +41,7 @@ import trio
 from .engine import Supervisor
 from .logs import LogLine
 from .spec import ProcessSpec, State, StopReason
-from .worktrees import Git, check_ref
+from .worktrees import Git, GitResult, check_ref
 
 GH_TIMEOUT = 60.0
 PUSH_TIMEOUT = 120.0
@@ -344,12 +344,26 @@ class PullRequests:
     # ---- which repository --------------------------------------------------------------
 
     async def _registered(self) -> list[tuple[str, Path]]:
+        """Registered repositories whose folder still exists, by real path."""
         rows = await self.sup.store.fetchall("SELECT id, path FROM repos ORDER BY created_at")
         out = []
         for row in rows:
-            real = await trio.to_thread.run_sync(os.path.realpath, row[1])
-            out.append((row[0], Path(real)))
+            real = Path(await trio.to_thread.run_sync(os.path.realpath, row[1]))
+            if await trio.to_thread.run_sync(real.is_dir):
+                out.append((row[0], real))
         return out
+
+    async def _git(self, args: list[str], where: Path, git: Git | None = None) -> GitResult:
+        """A git child (exit code in the result); git that cannot be started is a 503."""
+        try:
+            return await (git or self.git).run(args, where, check=False)
+        except OSError as exc:
+            raise GitHubError(
+                503,
+                "binary_missing",
+                f"cannot run git: {exc.strerror or exc}; install git or set its path with "
+                'PATCH /api/gateway/settings/binary-paths {"git": "/abs/path/to/git"}',
+            ) from None
 
     async def resolve(self, raw: Any, field_name: str = "repoPath") -> Target:
         """The registered repository (or one of its worktrees) at ``raw``, with its GitHub slug."""
@@ -382,7 +396,7 @@ class PullRequests:
             if real.is_relative_to(root) and real != root and real.relative_to(root).parts[0] in ids:
                 return True
         for _id, path in repos:
-            listed = await self.git.run(["worktree", "list", "--porcelain"], path, check=False)
+            listed = await self._git(["worktree", "list", "--porcelain"], path)
             for line in listed.stdout.splitlines():
                 if line.startswith("worktree "):
                     tree = await trio.to_thread.run_sync(os.path.realpath, line[len("worktree ") :])
@@ -391,7 +405,7 @@ class PullRequests:
         return False
 
     async def slug_of(self, where: Path) -> str:
-        res = await self.git.run(["remote", "get-url", "origin"], where, check=False)
+        res = await self._git(["remote", "get-url", "origin"], where)
         url = res.stdout.strip()
         if not res.ok or not url:
             raise GitHubError(400, "no_github_remote", f"{where} has no remote named origin")
@@ -433,7 +447,7 @@ class PullRequests:
             base = _ref(base, "baseBranch")
         target = await self.resolve(body.get("repoPath"))
         full_body = f"{description}\n\n---\nLinear: {ticket_url}".strip() if ticket_url else description
-        head = await self.git.run(["rev-parse", "--abbrev-ref", "HEAD"], target.path, check=False)
+        head = await self._git(["rev-parse", "--abbrev-ref", "HEAD"], target.path)
         branch = head.stdout.strip()
         if not head.ok or not branch or branch == "HEAD":
             raise GitHubError(409, "detached_head", "cannot open a pull request from a detached HEAD")
@@ -459,11 +473,10 @@ class PullRequests:
                 "created": True}  # fmt: skip
 
     async def _push(self, where: Path, branch: str) -> None:
-        git = Git(self.sup, exe=self.git.exe, timeout=self.push_timeout)
-        res = await git.run(
+        res = await self._git(
             ["push", "--porcelain", "-u", "origin", f"refs/heads/{branch}:refs/heads/{branch}"],
             where,
-            check=False,
+            Git(self.sup, exe=self.git.exe, timeout=self.push_timeout),
         )
         if res.code is None:
             raise GitHubError(504, "git_timeout", f"git push did not finish within {self.push_timeout:g} s")

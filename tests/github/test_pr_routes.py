@@ -494,6 +494,10 @@ async def test_an_unregistered_repository_is_403_and_a_non_github_remote_400(
     stranger.mkdir()
     git(stranger, "init", "-q", "-b", "main")
     git(stranger, "remote", "add", "origin", f"https://github.com/{OWNER}/{REPO}.git")
+    gone = tmp_path / "gone"  # a registered repository whose folder was deleted is skipped
+    gone.mkdir()
+    await register(gateway, gone, "r3")
+    gone.rmdir()
     for where in (str(stranger), f"{repo}/../stranger"):
         r = await client.get(f"{PR}/list", params={"repo": where})
         assert r.status_code == 403, r.text
@@ -513,6 +517,8 @@ async def test_an_unregistered_repository_is_403_and_a_non_github_remote_400(
     assert "https://gitlab.com/OWNER/REPO.git" in r.json()["error"]
     relative = await client.get(f"{PR}/list", params={"repo": "repo"})
     assert relative.status_code == 400
+    missing = await client.get(f"{PR}/reviews", params={"owner": "gone", "repo": "gone", "number": "1"})
+    assert missing.status_code == 403
     assert double.calls() == [] and "gh" not in gh_kinds(gateway)
 
 
