@@ -87,6 +87,7 @@ class GitHubState:
 
     def __init__(self) -> None:
         self.next_id = 5000
+        self.empty_branches = set()
         self.prs: dict[int, dict[str, Any]] = {
             1: {
                 "number": 1,
@@ -210,6 +211,9 @@ class GitHubState:
             },
             2: {"fix.py": {1}},
         }
+
+    #: Branches with no commits on top of the base: GitHub refuses a PR for them.
+    empty_branches: set[str]
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -418,6 +422,12 @@ class GitHubDouble:
             }
         if op == "PullRequestCreate":
             given = v.get("input", {})
+            if given.get("headRefName") in s.empty_branches:
+                message = f"No commits between {given.get('baseRefName')} and {given.get('headRefName')}"
+                return {
+                    "data": {"createPullRequest": None},
+                    "errors": [{"type": "UNPROCESSABLE", "path": ["createPullRequest"], "message": message}],
+                }
             number = max(s.prs) + 1
             s.prs[number] = {
                 "number": number,

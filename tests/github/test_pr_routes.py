@@ -92,6 +92,21 @@ async def test_create_answers_the_pr_that_already_exists(
     assert git(origin, "rev-parse", "refs/heads/feature") == git(repo, "rev-parse", "HEAD")
 
 
+async def test_create_with_nothing_to_propose_is_githubs_422(
+    client: httpx.AsyncClient, double: GitHubDouble, repo: Path, origin: Path
+) -> None:
+    """EL git-pr.ts ``parseGhError`` ("No commits between"): GitHub's GraphQL refusal, in its words."""
+    git(repo, "checkout", "-q", "-b", "empty")
+    double.state.empty_branches.add("empty")
+    r = await client.post(PR, json={"repoPath": str(repo), "title": "Nothing"})
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "github_unprocessable"
+    assert "No commits between main and empty" in r.json()["error"]
+    (refused,) = double.graphql("PullRequestCreate")
+    assert refused.variables["input"]["headRefName"] == "empty"
+    assert git(origin, "rev-parse", "refs/heads/empty") == git(repo, "rev-parse", "HEAD")
+
+
 async def test_create_refuses_bad_requests_before_anything_runs(
     client: httpx.AsyncClient, gateway: GatewayHandle, double: GitHubDouble, repo: Path
 ) -> None:
