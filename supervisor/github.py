@@ -496,6 +496,8 @@ class PullRequests:
     # ---- reads ------------------------------------------------------------------------------
 
     async def list(self, repo: Any, state: Any) -> dict[str, Any]:
+        if not repo:
+            raise bad_request("Missing 'repo' query parameter")
         state = state or "open"
         if state not in ("open", "merged"):
             raise bad_request("state must be 'open' or 'merged'")

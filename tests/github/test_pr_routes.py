@@ -160,7 +160,7 @@ async def test_list_open_and_merged(client: httpx.AsyncClient, double: GitHubDou
     closed = await client.get(f"{PR}/list", params={"repo": str(repo), "state": "closed"})
     assert closed.status_code == 400 and closed.json()["error"] == "state must be 'open' or 'merged'"
     missing = await client.get(f"{PR}/list")
-    assert missing.status_code == 400 and missing.json()["error"] == "repo is required"
+    assert missing.status_code == 400 and missing.json()["error"] == "Missing 'repo' query parameter"
 
 
 async def test_comments_merge_issue_comments_reviews_and_inline_comments(
