@@ -43,6 +43,8 @@ from .logs import LogLine
 from .spec import ProcessSpec, State, StopReason
 from .worktrees import Git, GitResult, check_ref
 
+#: The only host the routes talk to (``gh api --hostname``, ``--repo github.com/o/r``).
+HOST = "github.com"
 GH_TIMEOUT = 60.0
 PUSH_TIMEOUT = 120.0
 #: ``gh pr list --limit``, as ClosedLoop asks.
@@ -330,6 +332,12 @@ class Target:
     path: Path
     slug: str
 
+    @property
+    def repo_arg(self) -> str:
+        """``--repo`` with the host spelled out, so a ``GH_HOST`` in the environment cannot
+        send the request to another GitHub than the remote's."""
+        return f"{HOST}/{self.slug}"
+
 
 @dataclass
 class PullRequests:
@@ -454,7 +462,8 @@ class PullRequests:
         branch = _ref(branch, "branch")
         await self._push(target.path, branch)
         args: list[str | BodyFile] = [
-            "pr", "create", "--repo", target.slug, "--head", branch, "--title", title, "--body-file", BODY,
+            "pr", "create", "--repo", target.repo_arg, "--head", branch, "--title", title,
+            "--body-file", BODY,
         ]  # fmt: skip
         if base:
             args += ["--base", base]
@@ -486,7 +495,7 @@ class PullRequests:
 
     async def _view_branch(self, target: Target, branch: str) -> tuple[int, str]:
         res = await self.gh.call(
-            ["pr", "view", "--repo", target.slug, "--json", "url,number", "--", branch],
+            ["pr", "view", "--repo", target.repo_arg, "--json", "url,number", "--", branch],
             target.path,
             "gh pr view",
         )
@@ -503,7 +512,7 @@ class PullRequests:
             raise bad_request("state must be 'open' or 'merged'")
         target = await self.resolve(repo, "repo")
         res = await self.gh.call(
-            ["pr", "list", "--repo", target.slug, "--state", state, "--limit", str(LIST_LIMIT),
+            ["pr", "list", "--repo", target.repo_arg, "--state", state, "--limit", str(LIST_LIMIT),
              "--json", "number,title,url,author,state,createdAt,headRefName"],
             target.path,
             "gh pr list",
@@ -541,7 +550,7 @@ class PullRequests:
         number = pr_number(pr, "pr")
         target = await self.resolve(repo, "repo")
         view = await self.gh.call(
-            ["pr", "view", str(number), "--repo", target.slug, "--json", "number,url,comments,reviews",
+            ["pr", "view", str(number), "--repo", target.repo_arg, "--json", "number,url,comments,reviews",
              "--jq", '{t: "pr", number, url}, (.comments[]? | {t: "comment"} + .),'
              ' (.reviews[]? | {t: "review"} + .)'],
             target.path,
@@ -560,8 +569,7 @@ class PullRequests:
                 comments.append(_comment(row, row.get("submittedAt"), is_review=True, url=""))
         seen.update(c["id"] for c in comments)
         inline = await self.gh.call(
-            ["api", f"repos/{target.slug}/pulls/{number}/comments?per_page=100", "--paginate",
-             "--jq", ".[]"],
+            _api(f"repos/{target.slug}/pulls/{number}/comments?per_page=100", "--paginate", "--jq", ".[]"),
             target.path,
             "gh api pulls/comments",
         )
@@ -594,7 +602,7 @@ class PullRequests:
         n = pr_number(number, "number")
         target = await self.by_slug(owner, repo)
         res = await self.gh.call(
-            ["pr", "view", str(n), "--repo", target.slug, "--json", "reviewDecision,reviews"],
+            ["pr", "view", str(n), "--repo", target.repo_arg, "--json", "reviewDecision,reviews"],
             target.path,
             "gh pr view",
         )
@@ -620,8 +628,8 @@ class PullRequests:
         number = pr_number(pr, "pr")
         target = await self.resolve(repo, "repo")
         res = await self.gh.call(
-            ["api", f"repos/{target.slug}/pulls/{number}/files?per_page=100", "--paginate",
-             "--jq", ".[].filename | tojson"],
+            _api(f"repos/{target.slug}/pulls/{number}/files?per_page=100", "--paginate",
+                 "--jq", ".[].filename | tojson"),
             target.path,
             "gh api pulls/files",
         )
@@ -633,7 +641,7 @@ class PullRequests:
         number = pr_number(pr, "pr")
         target = await self.resolve(repo, "repo")
         res = await self.gh.call(
-            ["api", f"repos/{target.slug}/pulls/{number}", "--jq", ".head.sha"], target.path, "gh api pulls"
+            _api(f"repos/{target.slug}/pulls/{number}", "--jq", ".head.sha"), target.path, "gh api pulls"
         )
         sha = res.stdout.strip()
         if not sha:
@@ -657,7 +665,7 @@ class PullRequests:
         target = await self.resolve(body.get("repoPath"))
         if body.get("requestChanges") is True:
             res = await self.gh.call(
-                ["pr", "review", str(number), "--repo", target.slug, "--request-changes",
+                ["pr", "review", str(number), "--repo", target.repo_arg, "--request-changes",
                  "--body-file", BODY],
                 target.path,
                 "gh pr review",
@@ -666,8 +674,8 @@ class PullRequests:
             return {"success": True, "message": "Changes requested", "output": res.stdout.strip()}
         if comment is not None:
             res = await self.gh.call(
-                ["api", f"repos/{target.slug}/pulls/{number}/comments/{comment}/replies",
-                 "--method", "POST", "--input", PAYLOAD],
+                _api(f"repos/{target.slug}/pulls/{number}/comments/{comment}/replies",
+                     "--method", "POST", "--input", PAYLOAD),
                 target.path,
                 "gh api replies",
                 files={PAYLOAD.name: json.dumps({"body": text})},
@@ -678,7 +686,7 @@ class PullRequests:
 
     async def _general_comment(self, target: Target, number: int, text: str) -> GhResult:
         return await self.gh.call(
-            ["pr", "comment", str(number), "--repo", target.slug, "--body-file", BODY],
+            ["pr", "comment", str(number), "--repo", target.repo_arg, "--body-file", BODY],
             target.path,
             "gh pr comment",
             files={BODY.name: text},
@@ -715,8 +723,8 @@ class PullRequests:
         for kind, payload in attempts:
             try:
                 res = await self.gh.call(
-                    ["api", f"repos/{target.slug}/pulls/{number}/comments", "--method", "POST",
-                     "--input", PAYLOAD],
+                    _api(f"repos/{target.slug}/pulls/{number}/comments", "--method", "POST",
+                         "--input", PAYLOAD),
                     target.path,
                     "gh api pulls/comments",
                     files={PAYLOAD.name: json.dumps(payload)},
@@ -729,6 +737,11 @@ class PullRequests:
             return {"success": True, "output": res.stdout.strip(), "posted": kind, "refused": refused}
         res = await self._general_comment(target, number, text)
         return {"success": True, "output": res.stdout.strip(), "posted": "general", "refused": refused}
+
+
+def _api(path: str, *rest: str | BodyFile) -> list[str | BodyFile]:
+    """``gh api`` on github.com itself (``--hostname``: a ``GH_HOST`` cannot redirect it)."""
+    return ["api", "--hostname", HOST, path, *rest]
 
 
 def _text(value: Any, name: str, limit: int, *, required: bool = False) -> str | None:

@@ -601,3 +601,18 @@ async def test_the_family_is_served_and_documented(client: httpx.AsyncClient) ->
         assert {"200", "403", "503"} <= set(op["responses"]), path
     comments = doc["paths"][f"{PR}/comments"]["get"]
     assert {p["name"] for p in comments["parameters"]} == {"repo", "pr"}
+
+
+async def test_gh_host_in_the_environment_cannot_redirect_the_calls(
+    client: httpx.AsyncClient, double: GitHubDouble, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The remote is on github.com, so gh is told so (``--repo github.com/o/r``, ``gh api
+    --hostname github.com``) whatever ``GH_HOST`` says; the double tunnels only api.github.com."""
+    monkeypatch.setenv("GH_HOST", "ghe.example.invalid")
+    listed = await client.get(f"{PR}/list", params={"repo": str(repo)})
+    assert listed.status_code == 200 and [p["number"] for p in listed.json()["prs"]] == [1], listed.text
+    sha = await client.get(f"{PR}/head-sha", params={"repo": str(repo), "pr": "1"})
+    assert sha.status_code == 200 and sha.json() == {"sha": HEAD_SHA}, sha.text
+    assert [(c.method, c.path) for c in double.calls()] == [
+        ("POST", "/graphql"), ("GET", f"/repos/{OWNER}/{REPO}/pulls/1"),
+    ]  # fmt: skip
