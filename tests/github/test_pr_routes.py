@@ -544,7 +544,8 @@ async def test_gh_missing_is_503_with_how_to_install_it(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The gateway finds no ``gh`` (not on PATH, no ``settings/binary-paths`` override)."""
+    """EL git-pr.ts ``resolveBinaryFromLoginShell("gh", getOverrideBinaryPaths()?.gh)``: here the
+    gateway finds no ``gh`` (not on PATH, no ``settings/binary-paths`` override)."""
     bin_dir = tmp_path / "bin-without-gh"
     bin_dir.mkdir()
     (bin_dir / "git").symlink_to(shutil.which("git") or "/usr/bin/git")  # git stays, gh is gone
@@ -559,7 +560,8 @@ async def test_gh_missing_is_503_with_how_to_install_it(
 async def test_gh_unauthenticated_says_to_run_gh_auth_login_or_set_gh_token(
     client: httpx.AsyncClient, double: GitHubDouble, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No token at all (gh exits 4 without asking GitHub), then a token GitHub refuses (401)."""
+    """EL git-pr.ts ``parseGhError`` ("not logged in" -> "Run 'gh auth login'"): no token at all
+    (gh exits 4 without asking GitHub), then a token GitHub refuses (401)."""
     monkeypatch.delenv("GH_TOKEN")
     r = await client.get(f"{PR}/head-sha", params={"repo": str(repo), "pr": "1"})
     assert r.status_code == 503, r.text
@@ -576,8 +578,9 @@ async def test_gh_unauthenticated_says_to_run_gh_auth_login_or_set_gh_token(
 async def test_a_comment_longer_than_a_log_line_comes_back_whole(
     client: httpx.AsyncClient, double: GitHubDouble, repo: Path
 ) -> None:
-    """gh prints each comment on one line; the process log cuts lines at 256 KiB, the runner glues
-    them back. A 65,536-character body (GitHub's limit) of 4-byte characters is past that."""
+    """EL git-pr.ts ``GET pr/comments``: gh prints each comment on one line; the process log
+    cuts lines at 256 KiB, the runner glues them back. A 65,536-character body (GitHub's limit)
+    of 4-byte characters is past that."""
     long_body = "\U0001f600" * 65536
     double.state.issue_comments[1].append({
         "id": "IC_kwDOlong", "author": "gina", "body": long_body, "createdAt": "2026-11-22T08:00:00Z",
@@ -606,8 +609,9 @@ async def test_the_family_is_served_and_documented(client: httpx.AsyncClient) ->
 async def test_gh_host_in_the_environment_cannot_redirect_the_calls(
     client: httpx.AsyncClient, double: GitHubDouble, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The remote is on github.com, so gh is told so (``--repo github.com/o/r``, ``gh api
-    --hostname github.com``) whatever ``GH_HOST`` says; the double tunnels only api.github.com."""
+    """EL git-pr.ts ``getRepoSlug`` (a github.com remote): gh is told the host (``--repo
+    github.com/o/r``, ``gh api --hostname github.com``) whatever ``GH_HOST`` says; the double
+    tunnels only api.github.com."""
     monkeypatch.setenv("GH_HOST", "ghe.example.invalid")
     listed = await client.get(f"{PR}/list", params={"repo": str(repo)})
     assert listed.status_code == 200 and [p["number"] for p in listed.json()["prs"]] == [1], listed.text
