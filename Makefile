@@ -30,10 +30,12 @@ gh:
 
 test: $(STAMP) agents gh
 	$(BIN)/ruff check .
+	bash scripts/typecheck.sh
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	bash scripts/typecheck.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

@@ -5,18 +5,17 @@ repository), and a gateway on an ephemeral port."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import trio
 from github_double import OWNER, REPO, GitHubDouble
 from pr_support import register
 
-from gateway.http.serve import GatewayHandle, ServeOptions, run_gateway
+from gateway.http.serve import GatewayHandle
 
-from support import gateway_client, git
+from support import git
 
 
 @pytest.fixture
@@ -63,15 +62,12 @@ def repo(tmp_path: Path, origin: Path) -> Path:
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path, repo: Path, nursery: trio.Nursery) -> AsyncIterator[GatewayHandle]:
-    opts = ServeOptions(state_dir=tmp_path / "state", port=0, probe_binaries=False)
-    handle: GatewayHandle = await nursery.start(run_gateway, opts)
-    await register(handle, repo)
-    yield handle
-    handle.request_shutdown()
+async def gateway(gateway: GatewayHandle, repo: Path) -> GatewayHandle:
+    """The shared gateway fixture, with ``repo`` registered as ``r1``."""
+    await register(gateway, repo)
+    return gateway
 
 
 @pytest.fixture
-async def client(gateway: GatewayHandle) -> AsyncIterator[httpx.AsyncClient]:
-    async with gateway_client(gateway, timeout=60) as c:
-        yield c
+def client(api: httpx.AsyncClient) -> httpx.AsyncClient:
+    return api

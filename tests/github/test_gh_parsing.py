@@ -1,10 +1,18 @@
-"""How ``supervisor/github.py`` reads remotes and gh's failures (pure functions, no gh needed)."""
+"""How ``supervisor/services/github.py`` reads remotes and gh's failures (pure functions, no gh needed)."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.supervisor.github import GhResult, GitHubError, check_slug, classify, parse_remote, pr_number
+from gateway.supervisor.errors import (
+    BadRequest,
+    GatewayError,
+    NotFound,
+    Rejected,
+    Unavailable,
+    UpstreamFailed,
+)
+from gateway.supervisor.services.github import GhResult, check_slug, classify, parse_remote, pr_number
 
 
 @pytest.mark.parametrize(
@@ -31,34 +39,35 @@ def test_parse_remote_takes_github_com_only(url: str, slug: str | None) -> None:
 
 def test_names_and_numbers_never_become_flags() -> None:
     for owner, repo in (("--repo", "x"), ("o", "-R"), ("..", "r"), ("o/p", "r"), ("o", "")):
-        with pytest.raises(GitHubError) as bad:
+        with pytest.raises(BadRequest):
             check_slug(owner, repo)
-        assert bad.value.status == 400
     assert pr_number("12", "pr") == 12 and pr_number(12, "pr") == 12
     for value in ("-1", "1 --web", "0x10", True, 0, -3, 1.5, None, 2**60):
-        with pytest.raises(GitHubError):
+        with pytest.raises(BadRequest):
             pr_number(value, "pr")
 
 
 @pytest.mark.parametrize(
-    ("code", "stdout", "stderr", "status", "error_code", "message"),
+    ("code", "stdout", "stderr", "kind", "error_code", "message"),
     [
         (4, "", "To get started with GitHub CLI, please run:  gh auth login",
-         503, "gh_unauthenticated", "GH_TOKEN"),
+         Unavailable, "gh_unauthenticated", "GH_TOKEN"),
         (1, "", "HTTP 401: Bad credentials (https://api.github.com/graphql)",
-         503, "gh_unauthenticated", "gh auth"),
+         Unavailable, "gh_unauthenticated", "gh auth"),
         (1, '{"message": "Validation Failed", "errors": ["Line could not be resolved"]}',
-         "gh: Validation Failed (HTTP 422)", 422, "github_unprocessable", "Failed: Line could not be"),
+         "gh: Validation Failed (HTTP 422)", Rejected, "github_unprocessable", "Failed: Line could not be"),
         (1, "", "pull request create failed: GraphQL: No commits between main and x (createPullRequest)",
-         422, "github_unprocessable", "No commits between main and x (createPullRequest)"),
-        (1, '{"message": "Not Found"}', "gh: Not Found (HTTP 404)", 404, "github_not_found", "Not Found"),
-        (1, "", "error connecting to api.github.com", 502, "gh_failed", "error connecting to api.github.com"),
+         Rejected, "github_unprocessable", "No commits between main and x (createPullRequest)"),
+        (1, '{"message": "Not Found"}', "gh: Not Found (HTTP 404)",
+         NotFound, "github_not_found", "Not Found"),
+        (1, "", "error connecting to api.github.com",
+         UpstreamFailed, "gh_failed", "error connecting to api.github.com"),
     ],
 )  # fmt: skip
 def test_classify_keeps_githubs_words(
-    code: int, stdout: str, stderr: str, status: int, error_code: str, message: str
+    code: int, stdout: str, stderr: str, kind: type[GatewayError], error_code: str, message: str
 ) -> None:
     err = classify(GhResult(code, stdout, stderr, "p1"), "gh api")
-    assert (err.status, err.code) == (status, error_code)
+    assert type(err) is kind and err.code == error_code
     assert message in err.message
-    assert err.to_json()["error"] == err.message and err.to_json()["details"]["exitCode"] == code
+    assert err.details["exitCode"] == code
