@@ -1,4 +1,5 @@
-"""How ``supervisor/services/github.py`` reads remotes and gh's failures (pure functions, no gh needed)."""
+"""How ``services/github.py`` reads remotes and ``services/gh.py`` reads gh's failures (pure
+functions, no gh needed)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from gateway.supervisor.errors import (
     Unavailable,
     UpstreamFailed,
 )
-from gateway.supervisor.services.github import GhResult, check_slug, classify, parse_remote, pr_number
+from gateway.supervisor.services.gh import GhResult, classify
+from gateway.supervisor.services.github import check_slug, parse_remote, pr_number
 
 
 @pytest.mark.parametrize(

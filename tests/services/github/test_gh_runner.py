@@ -10,7 +10,8 @@ from github_double import OWNER, REPO, GitHubDouble
 
 from gateway.supervisor import State, StopReason, open_supervisor
 from gateway.supervisor.errors import Timeout
-from gateway.supervisor.services.github import Gh, PullRequests
+from gateway.supervisor.services.gh import Gh
+from gateway.supervisor.services.github import PullRequests
 from gateway.supervisor.services.repos import Repos
 from gateway.supervisor.services.worktrees import Git
 
