@@ -37,8 +37,9 @@ from ..errors import GatewayError, NotFound, Rejected, Timeout, Unavailable, Ups
 from ..logs import LogLine
 from ..spec import ProcessSpec, State, StopReason
 
-#: The only host the routes talk to (``gh api --hostname``, ``--repo github.com/o/r``).
+#: The only host gh is pointed at (``gh api --hostname``, ``--repo github.com/o/r``).
 HOST = "github.com"
+#: A gh call's maximum run time; past it the child and its tree are killed (``Timeout``).
 GH_TIMEOUT = 60.0
 
 INSTALL_HINT = (
@@ -62,6 +63,7 @@ _GH_ENV = {
 
 
 def unauthenticated(details: Mapping[str, Any]) -> Unavailable:
+    """gh has no usable credentials: say how to give it some."""
     err = Unavailable(AUTH_HINT, "gh", code="gh_unauthenticated")
     err.details.update(details)
     return err
@@ -262,6 +264,7 @@ def api_args(path: str, *rest: str | BodyFile) -> list[str | BodyFile]:
 
 
 def one_json(result: GhResult) -> Any:
+    """stdout as one JSON value (what ``--json`` prints)."""
     try:
         return json.loads(result.stdout)
     except json.JSONDecodeError as exc:
