@@ -539,13 +539,16 @@ async def test_an_unregistered_repository_is_403_and_a_non_github_remote_400(
 
 async def test_gh_missing_is_503_with_how_to_install_it(
     client: httpx.AsyncClient,
+    gateway: GatewayHandle,
+    gh_path: str,
     double: GitHubDouble,
     repo: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """EL git-pr.ts ``resolveBinaryFromLoginShell("gh", getOverrideBinaryPaths()?.gh)``: here the
-    gateway finds no ``gh`` (not on PATH, no ``settings/binary-paths`` override)."""
+    gateway finds no ``gh`` (not on PATH, no ``settings/binary-paths`` override), then is given
+    its path."""
     bin_dir = tmp_path / "bin-without-gh"
     bin_dir.mkdir()
     (bin_dir / "git").symlink_to(shutil.which("git") or "/usr/bin/git")  # git stays, gh is gone
@@ -554,7 +557,19 @@ async def test_gh_missing_is_503_with_how_to_install_it(
     assert r.status_code == 503, r.text
     assert r.json()["code"] == "gh_missing"
     assert "apt-get install gh" in r.json()["error"] and "settings/binary-paths" in r.json()["error"]
+    assert r.json()["details"]["binary"] == "gh"
     assert double.calls() == []
+
+    # Setting its path is enough: the next call runs that gh.
+    elsewhere = tmp_path / "tools" / "gh"
+    elsewhere.parent.mkdir()
+    elsewhere.symlink_to(gh_path)
+    patched = await client.patch("/api/gateway/settings/binary-paths", json={"gh": str(elsewhere)})
+    assert patched.status_code == 200, patched.text
+    r = await client.get(f"{PR}/files", params={"repo": str(repo), "pr": "1"})
+    assert r.status_code == 200 and len(r.json()["files"]) == 5, r.text
+    ran = {rec.argv[0] for rec in gateway.context.sup.table.records.values() if rec.kind == "gh"}
+    assert ran == {str(elsewhere)}
 
 
 async def test_gh_unauthenticated_says_to_run_gh_auth_login_or_set_gh_token(
