@@ -328,13 +328,18 @@ class PullRequests:
             raise bad_request("Invalid PR number")
         number = pr_number(pr, "pr")
         target = await self.resolve(repo, "repo")
-        view = await self.gh.call(
-            ["pr", "view", str(number), "--repo", target.repo_arg, "--json", "number,url,comments,reviews",
-             "--jq", '{t: "pr", number, url}, (.comments[]? | {t: "comment"} + .),'
-             ' (.reviews[]? | {t: "review"} + .)'],
-            target.path,
-            "gh pr view",
-        )
+        try:
+            view = await self.gh.call(
+                ["pr", "view", str(number), "--repo", target.repo_arg,
+                 "--json", "number,url,comments,reviews",
+                 "--jq", '{t: "pr", number, url}, (.comments[]? | {t: "comment"} + .),'
+                 ' (.reviews[]? | {t: "review"} + .)'],
+                target.path,
+                "gh pr view",
+            )
+        except NotFound as exc:  # ClosedLoop's words, GitHub's in details
+            details = {**exc.details, "github": exc.message}
+            raise NotFound(f"PR #{number} not found", code=exc.code, details=details) from None
         comments: list[dict[str, Any]] = []
         seen: set[str] = set()
         head: dict[str, Any] = {}

@@ -245,7 +245,8 @@ async def test_comments_merge_issue_comments_reviews_and_inline_comments(
 
     missing = await client.get(f"{PR}/comments", params={"repo": str(repo), "pr": "99"})
     assert missing.status_code == 404 and missing.json()["code"] == "github_not_found"
-    assert "Could not resolve to a PullRequest" in missing.json()["error"]
+    assert missing.json()["error"] == "PR #99 not found"
+    assert "Could not resolve to a PullRequest" in missing.json()["details"]["github"]
     for pr, message in (("1 --web", "Invalid PR number"), ("", "Missing 'pr' query parameter")):
         bad = await client.get(f"{PR}/comments", params={"repo": str(repo), "pr": pr})
         assert bad.status_code == 400 and bad.json()["error"] == message
