@@ -30,7 +30,7 @@ async def test_a_gh_that_overruns_its_time_is_killed_and_answered_504(
             "INSERT INTO repos (id, path, name, default_branch, created_at) VALUES (?, ?, ?, ?, ?)",
             ("r1", str(repo), "repo", "main", time.time()),
         )
-        prs = PullRequests(sup, Git(sup), Gh(sup, timeout=1.5), repos)
+        prs = PullRequests(sup, Git(sup), Gh(sup, timeout=3.0), repos)
         double.hold_path = f"/repos/{OWNER}/{REPO}/pulls/1"
         with pytest.raises(Timeout) as timed_out:
             await prs.head_sha(str(repo), "1")
