@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench agents clean
+.PHONY: run test lint bench agents gh clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,14 @@ run: $(STAMP)
 agents:
 	bash scripts/install-agent-clis.sh
 
-test: $(STAMP) agents
+# The git/pr tests drive the real GitHub CLI (Debian's package): install it where it is missing
+# and we may (root with apt-get); otherwise say how, and those tests skip.
+gh:
+	@command -v gh >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { apt-get install -y -q gh || { apt-get update -q && apt-get install -y -q gh; }; }; } \
+	  || echo "gh is not installed (apt-get install gh): the git/pr tests will be skipped"
+
+test: $(STAMP) agents gh
 	$(BIN)/ruff check .
 	bash scripts/typecheck.sh
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

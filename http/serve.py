@@ -47,7 +47,9 @@ from gateway.supervisor import StateDir, Supervisor, iso, open_supervisor
 from gateway.supervisor.agents.providers import ProviderRegistry
 from gateway.supervisor.services.deploys import Deploys
 from gateway.supervisor.services.files import Attachments, RunViewer
+from gateway.supervisor.services.gh import Gh
 from gateway.supervisor.services.git import GitOps
+from gateway.supervisor.services.github import PullRequests
 from gateway.supervisor.services.repos import Repos
 from gateway.supervisor.services.worktrees import Git
 from gateway.supervisor.symphony import SymphonySettings, open_symphony
@@ -257,6 +259,9 @@ async def open_services(
             deploys=Deploys(sup),
             attachments=Attachments(state.root / "attachments"),
             run_viewer=RunViewer(sup),
+            pulls=PullRequests(
+                sup, git, Gh(sup, which=which), repos, worktree_root=symphony.runner.worktrees.root
+            ),
         )
 
 

@@ -97,7 +97,7 @@ class KillReceipt:
 
 
 def _default_keep() -> dict[str, int]:
-    return {"git": 200}
+    return {"git": 200, "gh": 200}
 
 
 @dataclass(slots=True)
@@ -107,7 +107,7 @@ class SupervisorConfig:
     reap_interval: float = 1.0
     #: Retention per kind: at most this many ended records (and their logs) are kept; the
     #: oldest go first. Kinds not listed (agent runs, ad-hoc commands) are kept for good. Short
-    #: helpers like ``git`` would otherwise grow the table by one record per UI poll.
+    #: helpers like ``git`` and ``gh`` would otherwise grow the table by one record per UI poll.
     keep_ended: dict[str, int] = field(default_factory=_default_keep)
     #: A record younger than this stays whatever the count: its caller may still read its log.
     keep_grace: float = 60.0
