@@ -139,6 +139,15 @@ class GatewayRequest(TrioRequest):
     """Quart's request, with JSON decoding failures as our JSON errors (not a bare 400)."""
 
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        if not force and not self.is_json and not silent:
+            # Quart answers None here, which a schema then reports as a wrong type; the
+            # contract's answer for a body in another format is 415. No body and no
+            # Content-Type stays a schema error (400: the body is missing).
+            content_type = self.headers.get("Content-Type")
+            if content_type or (await self.get_data()).strip():
+                got = f"got {content_type[:100]}" if content_type else "no Content-Type"
+                message = f"send the body as JSON with Content-Type: application/json ({got})"
+                raise ApiError(415, "unsupported_media_type", message)
         try:
             return await super().get_json(force=force, silent=silent, cache=cache)
         except UnicodeDecodeError:  # decoded before parsing, so on_json_loading_failed misses it

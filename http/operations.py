@@ -202,6 +202,7 @@ ROUTES: tuple[Route, ...] = (
     # ---- extensions: administration
     _r("/api/gateway/auth/challenge", "POST", "gateway_admin", extension=True),
     _r("/api/gateway/approvals", "GET", "gateway_admin", extension=True),
+    _r("/api/gateway/approvals/stream", "GET", "gateway_admin", extension=True),
     _r("/api/gateway/approvals/:approvalId", "POST", "gateway_admin", extension=True),
     _r("/api/gateway/policy", "GET PUT", "gateway_admin", extension=True),
     _r("/api/gateway/policy/rules", "POST", "gateway_admin", extension=True),

@@ -177,6 +177,7 @@ async def start_process(data: StartProcessIn) -> tuple[dict[str, Any], int]:
         memory_max=data.memory_max,
         cpu_max=data.cpu_max,
         pids_max=data.pids_max,
+        event_parser=data.event_parser,
     )
     if gw.shutting_down.is_set():
         raise ApiError(503, "shutting_down", "the gateway is shutting down")

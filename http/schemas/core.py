@@ -72,6 +72,8 @@ class StartProcessIn(Strict):
     memory_max: int | None = Field(None, alias="memoryMax", ge=1 << 20, le=1 << 50)
     cpu_max: float | None = Field(None, alias="cpuMax", gt=0, le=1024)
     pids_max: int | None = Field(None, alias="pidsMax", ge=1, le=1 << 22)
+    # An agent CLI's stream format: its log lines then carry parsed ``event``s (a conversation).
+    event_parser: Literal["claude", "codex"] | None = Field(None, alias="eventParser")
 
     @field_validator("argv")
     @classmethod
@@ -203,6 +205,22 @@ class DecisionIn(Strict):
     ttl_seconds: float | None = Field(None, alias="ttlSeconds", gt=0, le=365 * 86400)
 
 
+class ApprovalDetailOut(BaseModel):
+    """What a held request would do, read from its JSON body (env values are never shown)."""
+
+    argv: list[str] | None = None
+    cwd: str | None = None
+    envKeys: list[str] | None = None
+    ticketId: str | None = None
+    kind: str | None = None
+    repoPath: str | None = None
+    branch: str | None = None
+    provider: str | None = None
+    mode: str | None = None
+    prompt: str | None = None
+    message: str | None = None
+
+
 class ApprovalOut(BaseModel):
     id: str
     operation: str | None
@@ -214,6 +232,7 @@ class ApprovalOut(BaseModel):
     createdAt: str | None
     expiresAt: str | None
     status: str
+    detail: ApprovalDetailOut | None = None
 
 
 class ApprovalListOut(BaseModel):
