@@ -11,7 +11,7 @@ TEST_STAMP    := $(VENV)/.installed-test
 AGENT_BIN     := $(CURDIR)/.tools/node/node_modules/.bin
 say = @printf '\n==> %s\n' "$(1)"
 
-.PHONY: run test lint bench agents clean
+.PHONY: run test lint bench agents gh clean
 
 $(BIN)/python:
 	$(call say,creating $(VENV) with $(PYTHON))
@@ -37,7 +37,14 @@ agents:
 	$(call say,installing the pinned claude and codex CLIs into .tools/ (first run: a few minutes))
 	bash scripts/install-agent-clis.sh
 
-test: $(TEST_STAMP) agents
+# The git/pr tests drive the real GitHub CLI (Debian's package): install it where it is missing
+# and we may (root with apt-get); otherwise say how, and those tests skip.
+gh:
+	@command -v gh >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { apt-get install -y -q gh || { apt-get update -q && apt-get install -y -q gh; }; }; } \
+	  || echo "gh is not installed (apt-get install gh): the git/pr tests will be skipped"
+
+test: $(TEST_STAMP) agents gh
 	$(call say,ruff)
 	$(BIN)/ruff check .
 	bash scripts/typecheck.sh

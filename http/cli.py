@@ -25,6 +25,8 @@ from gateway.supervisor import __version__
 if TYPE_CHECKING:
     from gateway.http.cli_client import Client
 
+EXIT_USAGE = 2
+
 EPILOG = """\
 examples:
   gateway serve                      run the gateway in this terminal
@@ -181,7 +183,21 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
         _print_json(health)
     else:
         print(status_text(health, client.base, str(client.root)))
+        print(f"  relay: {_relay_line(health.get('relay') or {'state': 'off'})}")
     return 0 if health.get("status") == "ok" else 1
+
+
+def _relay_line(relay: dict[str, Any]) -> str:
+    state = str(relay.get("state", "off"))
+    if state == "off":
+        return "off (GATEWAY_CLOSEDLOOP_RELAY_URL not set)"
+    parts = [state]
+    if relay.get("url"):
+        parts.append(f"to {relay['url']}")
+    parts.append(f"{relay.get('activeCommands', 0)} running, {relay.get('queueDepth', 0)} queued")
+    if relay.get("lastError"):
+        parts.append(f"last error: {relay['lastError']}")
+    return "; ".join(parts)
 
 
 def cmd_ps(args: argparse.Namespace, client: Client) -> int:
@@ -240,12 +256,39 @@ def cmd_logs(args: argparse.Namespace, client: Client) -> int:
 
 
 def _receipt(args: argparse.Namespace, client: Client, action: str) -> int:
+    if args.id is None:
+        return _bulk(args, client, action)
+    if args.all or args.ticket or args.kind:
+        _fail(f"{action}: give a process id or --all/--ticket/--kind, not both", EXIT_USAGE)
     process_id = resolve_id(client, args.id)
     data = client.request("POST", path_of("/api/gateway/processes", process_id, action))
     if args.json:
         _print_json(data)
         return 0
     return print_receipt(data, action)
+
+
+def _bulk(args: argparse.Namespace, client: Client, action: str) -> int:
+    """``kill --all`` / ``--ticket T`` / ``--kind K``: one request, one receipt per process."""
+    body: dict[str, Any] = {}
+    if args.ticket:
+        body["ticketId"] = args.ticket
+    if args.kind:
+        body["kind"] = args.kind
+    if not body and not args.all:
+        _fail(f"{action}: give a process id, --all, --ticket or --kind", EXIT_USAGE)
+    if not body:
+        body["all"] = True
+    data = client.request("POST", f"/api/gateway/processes/{action}", json_body=body)
+    if args.json:
+        _print_json(data)
+        return 0
+    if not data["receipts"]:
+        print(f"nothing to {action}")
+    status = 0
+    for receipt in data["receipts"]:
+        status |= print_receipt(receipt, action)
+    return status
 
 
 def print_receipt(data: dict[str, Any], action: str) -> int:
@@ -526,7 +569,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("teardown", "kill a process tree, then release what it held (ports, files); logs stay"),
     ):
         p = command(name, what)
-        process_id(p, "the process")
+        p.add_argument(
+            "id", nargs="?", metavar="ID",
+            help="the process: a process id, or a unique prefix or suffix of one",
+        )  # fmt: skip
+        p.add_argument("--all", action="store_true", help=f"{name} every live process")
+        p.add_argument("--ticket", metavar="ID", help=f"{name} every process of this ticket")
+        p.add_argument("--kind", help=f"{name} every process of this kind")
 
     p = command("restart", "kill a command started with run (if it runs) and start it again as a new process")
     process_id(p, "the process")

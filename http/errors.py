@@ -29,8 +29,10 @@ from gateway.supervisor.errors import (
     Forbidden,
     GatewayError,
     NotFound,
+    Rejected,
     Timeout,
     Unavailable,
+    UpstreamFailed,
 )
 
 log = logging.getLogger("gateway.http")
@@ -58,7 +60,9 @@ STATUS: dict[type[GatewayError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    Rejected: 422,
     AgentFailed: 502,
+    UpstreamFailed: 502,
     AgentReplyError: 502,
     Unavailable: 503,
     Timeout: 504,
@@ -100,6 +104,21 @@ def error_response(
 ) -> Response:
     response = jsonify(error_payload(code, message, extra))
     response.status_code = status
+    return response
+
+
+def wire_error_response(exc: GatewayError) -> Response:
+    """A domain error in ClosedLoop's envelope, ``{"error": "<message>", "code", "details"?}``.
+
+    ClosedLoop's clients do ``new Error(data.error)``, so the message is the string ``error``.
+    The status is the ``STATUS`` table's, like every other answer; the route families that speak
+    ClosedLoop's wire register this for ``GatewayError`` on their blueprint.
+    """
+    body: dict[str, Any] = {"error": exc.message, "code": exc.code}
+    if exc.details:
+        body["details"] = exc.details
+    response = jsonify(body)
+    response.status_code = status_of(exc)
     return response
 
 

@@ -190,6 +190,8 @@ ROUTES: tuple[Route, ...] = (
     # ---- extensions: the process table
     _r("/api/gateway/processes", "GET", "process_table", extension=True),
     _r("/api/gateway/processes", "POST", "process_control", extension=True),
+    _r("/api/gateway/processes/kill", "POST", "process_control", extension=True),
+    _r("/api/gateway/processes/teardown", "POST", "process_control", extension=True),
     _r("/api/gateway/processes/stream", "GET", "process_table", extension=True),
     _r("/api/gateway/processes/:processId", "GET", "process_table", extension=True),
     _r("/api/gateway/processes/:processId/logs", "GET", "process_table", extension=True),

@@ -26,7 +26,7 @@ import trio
 from gateway.http.operations import POLICY_EXEMPT, Tier, tier_of
 from gateway.supervisor import Store, iso
 
-PRINCIPALS = ("gateway", "session")
+PRINCIPALS = ("gateway", "session", "relay")
 ALLOW_TTL = 7 * 24 * 3600.0
 APPROVAL_TIMEOUT = 300.0
 _THRESHOLD_KEY = "policy.thresholds"
@@ -230,6 +230,7 @@ class Approval:
     detail: dict[str, Any] | None = None  # what the request would do: argv, cwd, env keys, ...
     outcome: Outcome = "pending"
     decided: trio.Event = field(default_factory=trio.Event)
+    command_id: str | None = None  # the relayed command this request serves, if any
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -243,6 +244,7 @@ class Approval:
             "createdAt": iso(self.created_at),
             "expiresAt": iso(self.expires_at),
             "status": self.outcome,
+            "commandId": self.command_id,
             "detail": self.detail,
         }
 
@@ -275,6 +277,8 @@ class Approvals:
         method: str,
         path: str,
         reason: str | None,
+        *,
+        command_id: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> Outcome:
         """Wait for a decision or the timeout; cancellation (client gone) withdraws it."""
@@ -289,6 +293,7 @@ class Approvals:
             detail=detail,
             created_at=now,
             expires_at=now + self.timeout,
+            command_id=command_id,
         )
         self.pending[approval.id] = approval
         self._wake()

@@ -20,6 +20,7 @@ from quart import Response
 from gateway.http.context import GatewayContext
 from gateway.supervisor import LogLine, ProcessLog, ProcessRecord, iso
 from gateway.supervisor.agents.providers import parse_event
+from gateway.supervisor.logs import FOLLOW_BYTES
 
 NDJSON = "application/x-ndjson"
 _HEARTBEAT = b'{"type":"heartbeat"}\n'
@@ -135,7 +136,9 @@ async def log_chunks(
     while True:
         changed = log.changed  # before reading: a change after the read still wakes us
         batch = _BATCH if remaining is None else min(_BATCH, remaining)
-        lines = log.read(since, batch) if batch > 0 else []
+        # Bounded in lines and bytes: the generator reads its next batch only once Quart has
+        # sent the last one, so a follower is never more than a batch ahead of its client.
+        lines = await log.read_async(since, batch, FOLLOW_BYTES) if batch > 0 else []
         if lines:
             since = lines[-1].seq
             if remaining is not None:
@@ -160,6 +163,12 @@ async def log_chunks(
             yield _HEARTBEAT
 
 
+def _change_line(version: int, change: ProcessRecord | str) -> dict[str, Any]:
+    if isinstance(change, str):
+        return {"type": "removed", "version": version, "id": change}
+    return {"type": "status", "version": version, "process": change.to_json()}
+
+
 def status_stream(gw: GatewayContext, *, since: int) -> AsyncIterator[bytes]:
     """``status`` lines for records changed after table version ``since``; ends on shutdown."""
     return counted(gw, _status_chunks(gw, since))
@@ -171,19 +180,16 @@ async def _status_chunks(gw: GatewayContext, since: int) -> AsyncIterator[bytes]
     while True:
         changed = table.changed
         if table.version > seen:
-            # Changes and removals (retention), in version order.
-            lines = [
-                (r.version, {"type": "status", "version": r.version, "process": r.to_json()})
-                for r in table.records.values()
-                if r.version > seen
-            ]
-            lines += [
-                (v, {"type": "removed", "version": v, "id": rid}) for v, rid in table.removed_since(seen)
-            ]
+            # Changes and removals (retention), in version order: from the table's change log
+            # (O(changes)); a watcher further behind than the log scans once.
+            logged = table.changes_since(seen)
+            if logged is None:
+                logged = [(r.version, r) for r in table.records.values() if r.version > seen]
+                logged += table.removed_since(seen)
+                logged.sort(key=lambda item: item[0])
             seen = table.version
-            if lines:
-                lines.sort(key=lambda item: item[0])
-                yield b"".join(dumps(line) for _v, line in lines)
+            if logged:
+                yield b"".join(dumps(_change_line(v, change)) for v, change in logged)
             continue
         woke = await gw.wait(changed, gw.heartbeat)
         if woke == "shutdown":

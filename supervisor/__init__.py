@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         SupervisorConfig,
         new_id,
         open_supervisor,
+        spawn_labels,
     )
     from .logs import LogLimits, LogLine, ProcessLog
     from .spec import ProcessRecord, ProcessSpec, RestartPolicy, State, StopReason, iso
@@ -64,6 +65,7 @@ __all__ = [
     "new_id",
     "open_supervisor",
     "resolve_state_dir",
+    "spawn_labels",
 ]
 
 _HOMES = {
@@ -75,6 +77,7 @@ _HOMES = {
         "SupervisorConfig",
         "new_id",
         "open_supervisor",
+        "spawn_labels",
     ),
     "logs": ("LogLimits", "LogLine", "ProcessLog"),
     "spec": ("ProcessRecord", "ProcessSpec", "RestartPolicy", "State", "StopReason", "iso"),
