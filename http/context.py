@@ -23,6 +23,7 @@ from gateway.supervisor import StateDir, Supervisor
 from gateway.supervisor.services.deploys import Deploys
 from gateway.supervisor.services.files import Attachments, RunViewer
 from gateway.supervisor.services.git import GitOps
+from gateway.supervisor.services.github import PullRequests
 from gateway.supervisor.services.repos import Repos
 from gateway.supervisor.symphony import Symphony
 from gateway.supervisor.symphony.workspace import Workspaces
@@ -46,6 +47,7 @@ class Services:
     deploys: Deploys
     attachments: Attachments
     run_viewer: RunViewer
+    pulls: PullRequests
 
 
 @dataclass
