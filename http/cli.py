@@ -183,21 +183,7 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
         _print_json(health)
     else:
         print(status_text(health, client.base, str(client.root)))
-        print(f"  relay: {_relay_line(health.get('relay') or {'state': 'off'})}")
     return 0 if health.get("status") == "ok" else 1
-
-
-def _relay_line(relay: dict[str, Any]) -> str:
-    state = str(relay.get("state", "off"))
-    if state == "off":
-        return "off (GATEWAY_CLOSEDLOOP_RELAY_URL not set)"
-    parts = [state]
-    if relay.get("url"):
-        parts.append(f"to {relay['url']}")
-    parts.append(f"{relay.get('activeCommands', 0)} running, {relay.get('queueDepth', 0)} queued")
-    if relay.get("lastError"):
-        parts.append(f"last error: {relay['lastError']}")
-    return "; ".join(parts)
 
 
 def cmd_ps(args: argparse.Namespace, client: Client) -> int:
