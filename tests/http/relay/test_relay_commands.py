@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -299,3 +300,19 @@ async def test_a_duplicate_command_id_is_never_run_twice(
     await trio.to_thread.run_sync(double.redispatch, held)  # while it runs: re-acked only
     await wait_until(lambda: len(double.stored(held).acks) == 2, 10, "the re-ack")
     assert len(pending(gateway)) == 1 and relay.executor.executions == 2
+
+
+async def test_only_the_gateway_token_with_the_cloud_source_is_the_relay(
+    gateway: GatewayHandle, api: httpx.AsyncClient
+) -> None:
+    cid = str(uuid.uuid4())
+    relayed = {"x-desktop-source": "cloud-socket", "x-desktop-command-id": cid}
+    cases = [
+        (relayed, cid),  # the executor's own headers: labelled
+        ({"x-desktop-command-id": cid}, None),  # no cloud source: a local caller
+        ({**relayed, "x-desktop-command-id": "not-a-uuid"}, None),
+    ]
+    for headers, label in cases:
+        response = await api.post("/api/gateway/processes", json={"argv": ["true"]}, headers=headers)
+        assert response.status_code == 201, response.text
+        assert response.json()["labels"].get(COMMAND_LABEL) == label
