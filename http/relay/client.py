@@ -299,7 +299,8 @@ class RelayClient:
         self.session_id = ack.session_id
         self._online = True
         self.executor.replay_from(ack.resume_from_sequence)
-        if first:
+        if first:  # a later ack (after a sequence gap) lists only the command it is about
+            self.executor.drop_unlisted(set(ack.resume_from_sequence))
             previous_error = self.last_error
             self.state = "connected"
             self.last_error = None

@@ -276,6 +276,26 @@ async def test_a_buffer_the_relay_never_acks_fails_the_command_instead_of_growin
     assert len(double.events(cid)) <= 10  # status, at most 8 lines, the error
 
 
+async def test_a_queued_command_the_cloud_ended_meanwhile_is_not_run(
+    relay: RelayClient, double: RelayDouble, gateway: GatewayHandle, api: httpx.AsyncClient
+) -> None:
+    running = await dispatch(double, **HELD, lockKey="k")
+    queued = await dispatch(double, operationId="health_check", path="/api/gateway/version", lockKey="k")
+    await wait_until(lambda: running in pending(gateway) and double.stored(queued).acks, 10, "both accepted")
+    double.keys.clear()
+    await trio.to_thread.run_sync(double.drop)
+    await wait_until(lambda: not relay.online, 10, "offline")
+    double.end_in_cloud(queued)  # cancelled in the web app while this gateway was away
+    await decide(api, pending(gateway)[running])  # the running one finishes offline
+    await wait_until(lambda: relay.executor.tracked[running].state == "terminal", 10, "finished offline")
+    double.keys.add(KEY)
+    await wait_until(lambda: double.terminal(running), 15, "the running one reported")
+    tracked = relay.executor.tracked[queued]
+    await wait_until(lambda: tracked.state == "terminal", 10, "the queued one closed")
+    assert tracked.outcome == "cancelled" and tracked.started_at is None
+    assert relay.executor.executions == 1
+
+
 async def test_a_duplicate_command_id_is_never_run_twice(
     relay: RelayClient, double: RelayDouble, gateway: GatewayHandle
 ) -> None:
