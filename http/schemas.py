@@ -68,6 +68,8 @@ class StartProcessIn(Strict):
     restart: RestartIn | None = None
     stall_timeout: float | None = Field(None, alias="stallTimeout", gt=0, le=7 * 86400)
     max_runtime: float | None = Field(None, alias="maxRuntime", gt=0, le=30 * 86400)
+    #: A node name (``local`` = this machine); omitted: placement picks one.
+    node: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")] | None = None
 
     @field_validator("argv")
     @classmethod
@@ -108,6 +110,7 @@ class ProcessOut(BaseModel):
     lastSeq: int = 0
     tornDown: bool = False
     stopReason: str | None = None
+    node: str = "local"
 
 
 class ProcessListOut(BaseModel):
@@ -145,6 +148,7 @@ class ReceiptOut(BaseModel):
     survivors: list[int]
     elapsedMs: int
     alreadyEnded: bool
+    node: str = "local"
 
 
 # ---- auth, approvals, policy ---------------------------------------------------------------

@@ -123,6 +123,8 @@ class ProcessRecord:
     job_id: str | None = None
     event_parser: str | None = None
     error: str | None = None
+    #: Where the child runs: ``local`` or the name of a node (see ``placement``).
+    node: str = "local"
     version: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -145,6 +147,7 @@ class ProcessRecord:
             "labels": dict(self.labels),
             "jobId": self.job_id,
             "error": self.error,
+            "node": self.node,
         }
 
 

@@ -218,12 +218,24 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX chat_messages_session ON chat_messages(session_id, id);
     """,
+    # 8: where each child runs, and the receipts of trees that node agents killed on their own
+    """
+    ALTER TABLE processes ADD COLUMN node TEXT NOT NULL DEFAULT 'local';
+    CREATE TABLE node_receipts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        node TEXT NOT NULL,
+        process_id TEXT,
+        receipt TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX node_receipts_node ON node_receipts(node, id);
+    """,
 ]
 
 _COLUMNS = (
     "id", "kind", "ticket_id", "state", "pid", "pid_start", "argv", "cwd", "started_at",
     "ended_at", "exit_code", "signal", "restarts", "last_seq", "torn_down", "stop_reason",
-    "labels", "job_id", "event_parser", "error",
+    "labels", "job_id", "event_parser", "error", "node",
 )  # fmt: skip
 
 
@@ -332,7 +344,7 @@ def _to_row(r: ProcessRecord) -> tuple[Any, ...]:
         r.id, r.kind, r.ticket_id, r.state.value, r.pid, r.pid_start, json.dumps(r.argv), r.cwd,
         r.started_at, r.ended_at, r.exit_code, r.signal, r.restarts, r.last_seq, int(r.torn_down),
         r.stop_reason.value if r.stop_reason else None, json.dumps(r.labels), r.job_id,
-        r.event_parser, r.error,
+        r.event_parser, r.error, r.node,
     )  # fmt: skip
 
 
@@ -358,4 +370,5 @@ def _from_row(row: sqlite3.Row) -> ProcessRecord:
         job_id=row["job_id"],
         event_parser=row["event_parser"],
         error=row["error"],
+        node=row["node"],
     )
