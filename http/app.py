@@ -27,6 +27,7 @@ from gateway.http import (
     routes_git,
     routes_learnings,
     routes_meta,
+    routes_nodes,
     routes_processes,
     routes_symphony,
 )
@@ -84,6 +85,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         routes_admin.public,
         routes_admin.bp,
         routes_processes.bp,
+        routes_nodes.bp,
         routes_dashboard.bp,
         routes_symphony.bp,
         routes_symphony.settings_bp,

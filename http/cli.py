@@ -13,6 +13,7 @@ import os
 import sys
 import webbrowser
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
@@ -57,6 +58,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allow_remote=args.allow_remote,
     )
     opts.extra_origins += args.allow_origin or []
+    from gateway.supervisor.nodes.config import parse_node_arg
+
+    try:
+        opts.nodes = [parse_node_arg(text) for text in args.node or []]
+    except ValueError as exc:
+        _fail(str(exc))
+    if args.node_token_file:
+        opts.node_token_file = Path(args.node_token_file)
     if not is_loopback_host(args.host) and args.allow_remote:
         print(
             f"gateway: WARNING: listening on non-loopback host {args.host}; anyone who can reach "
@@ -77,6 +86,67 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _fail(str(_first(group)))
     print("gateway: stopped", file=sys.stderr)
     return 0
+
+
+# ---- node-agent ---------------------------------------------------------------------------
+
+
+def cmd_node_agent(args: argparse.Namespace) -> int:
+    """The engine without the HTTP front, for a gateway on another machine to drive."""
+    import trio
+
+    from gateway.http.telemetry import configure_logging
+    from gateway.supervisor.nodes.agent import AgentError, AgentOptions, agent_forever, tls_context
+
+    configure_logging()
+    host, sep, port = args.listen.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        _fail(f"--listen {args.listen[:80]!r}: expected HOST:PORT")
+    try:
+        token = Path(args.token_file).read_text().strip()
+    except OSError as exc:
+        _fail(f"cannot read the token file {args.token_file}: {exc.strerror}")
+    host = host.strip("[]")
+    if not is_loopback(host) and not args.tls_cert:
+        print(
+            f"gateway: WARNING: node agent on non-loopback {host} without TLS; the token and every "
+            "log line cross the network in clear (use --tls-cert/--tls-key or a tunnel)",
+            file=sys.stderr,
+        )
+    opts = AgentOptions(
+        state_dir=resolve_state_dir(args.state_dir),
+        host=host,
+        port=int(port),
+        token=token,
+        lease=args.lease,
+    )
+    if args.capacity is not None:
+        opts.capacity = args.capacity
+    if args.tls_cert:
+        opts.ssl_context = tls_context(args.tls_cert, args.tls_key)
+
+    def ready(bound: int) -> None:
+        scheme = "wss" if opts.ssl_context else "ws"
+        print(f"gateway: node agent listening on {scheme}://{host}:{bound} (state {opts.state_dir}, "
+              f"lease {opts.lease:g}s)", file=sys.stderr, flush=True)  # fmt: skip
+
+    try:
+        trio.run(agent_forever, opts, ready)
+    except* AgentError as group:
+        _fail(str(_first(group)))
+    print("gateway: node agent stopped", file=sys.stderr)
+    return 0
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # ---- the client ---------------------------------------------------------------------------
@@ -310,6 +380,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="this port only (no fallback)")
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
     p.add_argument("--allow-origin", action="append", help="an extra browser origin (repeatable)")
+    p.add_argument("--node", action="append", metavar="NAME=URL",
+                   help="a node agent, e.g. gpu1=ws://10.0.0.5:19440 (repeatable; saved)")
+    p.add_argument("--node-token-file", metavar="FILE", help="the token the node agents were given")
+
+    p = sub.add_parser("node-agent", parents=[common], help="run the engine for a gateway elsewhere")
+    p.add_argument("--listen", required=True, metavar="HOST:PORT")
+    p.add_argument("--token-file", required=True, metavar="FILE")
+    p.add_argument("--lease", type=float, default=30.0, metavar="SECONDS",
+                   help="kill every tree after this long without the gateway (default 30)")
+    p.add_argument("--capacity", type=int, help="most children at once (default 4 per CPU)")
+    p.add_argument("--tls-cert", metavar="FILE", help="serve wss:// with this certificate chain")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
 
     sub.add_parser("status", parents=[common], help="health of the running gateway")
     p = sub.add_parser("ps", parents=[common], help="list processes (active by default)")
@@ -358,6 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return cmd_serve(args)
+    if args.command == "node-agent":
+        return cmd_node_agent(args)
     try:
         if args.command == "token":
             return cmd_token(args, None)

@@ -20,6 +20,7 @@ from quart_schema import document_querystring, document_response, validate_reque
 from gateway.http.context import GatewayContext, current_gateway
 from gateway.http.errors import ApiError
 from gateway.http.query import flag, int_arg, log_window
+from gateway.http.routes_nodes import node_error, place
 from gateway.http.schemas import (
     ErrorResponse,
     LogQuery,
@@ -32,6 +33,8 @@ from gateway.http.schemas import (
 )
 from gateway.http.streams import log_stream, ndjson_response, status_stream
 from gateway.supervisor import ProcessRecord, ProcessSpec, RestartPolicy, State
+from gateway.supervisor.nodes.client import RemoteError
+from gateway.supervisor.placement import LOCAL, NodeUnavailable
 
 bp = Blueprint("processes", __name__, url_prefix="/api/gateway/processes")
 
@@ -113,7 +116,8 @@ def _record_bytes(gw: GatewayContext, record: ProcessRecord) -> bytes:
 async def start_process(data: StartProcessIn) -> tuple[dict[str, Any], int]:
     """Start an ad-hoc supervised command; answers the record once the child runs."""
     gw = current_gateway()
-    if data.cwd is not None and not await trio.to_thread.run_sync(os.path.isdir, data.cwd):
+    node = place(gw, data.node)
+    if node == LOCAL and data.cwd is not None and not await trio.to_thread.run_sync(os.path.isdir, data.cwd):
         raise ApiError(400, "invalid_request", f"cwd: {data.cwd[:200]} is not a directory")
     restart = RestartPolicy()
     if data.restart is not None:
@@ -138,7 +142,9 @@ async def start_process(data: StartProcessIn) -> tuple[dict[str, Any], int]:
     if gw.shutting_down.is_set():
         raise ApiError(503, "shutting_down", "the gateway is shutting down")
     try:
-        record = await gw.sup.start(spec)
+        record = await gw.sup.start(spec, node=node)
+    except (NodeUnavailable, RemoteError) as exc:
+        raise node_error(node, exc) from None
     except OSError as exc:
         raise ApiError(
             422, "spawn_failed", f"cannot start {data.argv[0][:200]}: {exc.strerror or exc}"
@@ -183,6 +189,8 @@ async def _stop(process_id: str, teardown: bool) -> dict[str, Any]:
     _record(process_id)
     try:
         receipt = await (gw.sup.teardown(process_id) if teardown else gw.sup.kill(process_id))
+    except (NodeUnavailable, RemoteError) as exc:
+        raise node_error(_record(process_id).node, exc) from None
     except KeyError:
         raise ApiError(404, "process_not_found", f"no process {process_id[:100]}") from None
     return receipt.to_json()

@@ -38,6 +38,7 @@ from gateway.http.policy import APPROVAL_TIMEOUT, Approvals, Policy
 from gateway.http.routes_meta import VERSION
 from gateway.http.telemetry import Metrics
 from gateway.supervisor import StateDir, iso, open_supervisor
+from gateway.supervisor.nodes import NodeConfig, NodeManager, load_nodes, save_nodes
 
 DEFAULT_PORT = 19432
 FALLBACKS = 3
@@ -75,6 +76,9 @@ class ServeOptions:
     heartbeat: float = HEARTBEAT_INTERVAL
     body_timeout: float = BODY_TIMEOUT
     probe_binaries: bool = True
+    #: Node agents (``--node NAME=URL``), added to ``<state>/nodes.json``, and their token.
+    nodes: list[NodeConfig] = field(default_factory=list)
+    node_token_file: Path | None = None
 
     @classmethod
     def from_env(cls, state_dir: Path, **kw: object) -> ServeOptions:
@@ -227,7 +231,11 @@ async def _serve_fd(
     extra_hosts = list(opts.extra_hosts)
     if not is_loopback_host(opts.host) and opts.host not in ("0.0.0.0", "::"):
         extra_hosts.append(opts.host)
+    nodes = _node_configs(opts, state.root)
+    token_text = _node_token(opts, state.root, nodes)
     async with open_supervisor(state.root) as sup:
+        manager = NodeManager(sup, state.root, token_text)
+        await manager.open(nodes)
         policy = Policy(sup.store, clock=opts.clock)
         await policy.load()
         binaries = Binaries(sup.store)
@@ -247,6 +255,7 @@ async def _serve_fd(
             heartbeat=opts.heartbeat,
             body_timeout=opts.body_timeout,
         )
+        gw.extra["nodes"] = manager
         gw.approvals.on_outcome = lambda a: gw.metrics.approvals.labels(
             a.operation or "none", a.outcome
         ).inc()
@@ -284,6 +293,39 @@ async def _serve_fd(
         finally:
             gw.shutting_down.set()
             state.remove_info(os.getpid())
+
+
+def _node_configs(opts: ServeOptions, root: Path) -> list[NodeConfig]:
+    """Saved nodes plus ``--node`` ones (saved too, so a restart needs no flags)."""
+    try:
+        saved = load_nodes(root)
+    except ValueError as exc:
+        raise ServeError(str(exc)) from None
+    by_name = {n.name: n for n in saved}
+    for node in opts.nodes:
+        by_name[node.name] = node
+    merged = list(by_name.values())
+    if merged != saved:
+        save_nodes(root, merged)
+    return merged
+
+
+def _node_token(opts: ServeOptions, root: Path, nodes: list[NodeConfig]) -> str | None:
+    """The agents' token: ``--node-token-file``, else ``<state>/node-token`` if there is one."""
+    path = opts.node_token_file
+    if path is None and (root / "node-token").is_file():
+        path = root / "node-token"
+    if path is None:
+        if nodes:
+            raise ServeError("nodes are configured: give the agents' token with --node-token-file")
+        return None
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ServeError(f"cannot read the node token {path}: {exc.strerror}") from None
+    if not token:
+        raise ServeError(f"the node token file {path} is empty")
+    return token
 
 
 async def serve_forever(opts: ServeOptions, on_ready: Callable[[GatewayHandle], None]) -> None:
