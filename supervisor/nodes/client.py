@@ -366,6 +366,8 @@ class RemoteNode:
         mirror = self.sup.log(record.id)
         if mirror.ended:
             mirror.reopen()
+        # Reads what an earlier gateway wrote, so ``last_seq`` is the resume point.
+        await trio.to_thread.run_sync(mirror.prepare)
         req_id, receive = self._open()
         try:
             await self._send({"id": req_id, "op": "follow", "process": record.id, "since": mirror.last_seq})
@@ -428,6 +430,7 @@ class RemoteNode:
         record.ended_at = time.time()
         record.error = f"node {self.name}: {why}"
         mirror = self.sup.log(record.id)
+        mirror.prepare()  # loads an earlier gateway's log first: the note gets the next seq
         mirror.system(f"[gateway] node {self.name} lost: {why}")
         mirror.close()
         record.last_seq = mirror.last_seq
@@ -455,6 +458,7 @@ class RemoteNode:
         if record is not None and record.state.ended:
             pids = sorted({p for s in data.get("signals", []) for p in s.get("pids", [])})
             note = self.sup.log(record.id)
+            note.prepare()
             note.system(
                 f"[gateway] node {self.name} {cause}: stopped {len(pids)} leftover process(es) "
                 f"{pids}; survivors {data.get('survivors', [])}"

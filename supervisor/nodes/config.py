@@ -59,7 +59,7 @@ def load_nodes(state_dir: Path) -> list[NodeConfig]:
         raise ValueError(f"{path}: {exc}") from None
     nodes = data.get("nodes") if isinstance(data, dict) else None
     if not isinstance(nodes, list):
-        raise ValueError(f"{path}: expected {{\"nodes\": [{{\"name\": ..., \"url\": ...}}]}}")
+        raise ValueError(f'{path}: expected {{"nodes": [{{"name": ..., "url": ...}}]}}')
     return [NodeConfig(str(n.get("name", "")), str(n.get("url", ""))) for n in nodes if isinstance(n, dict)]
 
 

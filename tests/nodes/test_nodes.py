@@ -1,0 +1,113 @@
+"""Tier 1: three node agents on 127.0.0.2-4 and a gateway with those nodes, all real processes.
+
+The kill contract (whole tree, setsid'd and orphaned descendants included, grace honoured, a
+receipt), the log cursor across a gateway restart, and what node loss and gateway loss do.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import trio
+from nodes_support import EXITING_TREE, HARD_TREE, ORPHAN_TREE, cluster, record_of, wait_state
+
+from support import marked_pids, wait_until
+
+
+async def start(api: httpx.AsyncClient, argv: list[str], **body: object) -> dict:
+    r = await api.post("/api/gateway/processes", json={"argv": argv, **body})
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def stamp(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+async def read_log(api: httpx.AsyncClient, process_id: str, since: int = 0) -> list[dict]:
+    r = await api.get(f"/api/gateway/processes/{process_id}/logs", params={"since": since})
+    lines = [json.loads(line) for line in r.text.splitlines() if line]
+    return [line for line in lines if line["type"] == "log"]
+
+
+async def test_hard_trees_on_node_two_leave_nothing_alive_and_honour_the_grace(tmp_path: Path) -> None:
+    async with cluster(tmp_path) as c, c.gateway.client() as api:
+        nodes = (await api.get("/api/gateway/nodes")).json()["nodes"]
+        assert [(n["name"], n["state"], n["address"]) for n in nodes] == [
+            (a.name, "up", a.url) for a in c.agents
+        ]
+        grace = 1.0
+        hard = await start(api, ["sh", "-c", HARD_TREE], node="n2", stopGrace=grace)
+        orphan = await start(api, ["sh", "-c", ORPHAN_TREE], node="n2", stopGrace=grace)
+        exiting = await start(api, ["sh", "-c", EXITING_TREE], node="n2", stopGrace=grace)
+        assert {hard["node"], orphan["node"], exiting["node"]} == {"n2"}
+        await wait_until(lambda: len(marked_pids(hard["id"])) >= 4, what="the hard tree on n2")
+        await wait_until(lambda: len(marked_pids(orphan["id"])) >= 2, what="the orphan tree on n2")
+
+        # The entrypoint that exits 0: its leftover is stopped (after the grace) by the node.
+        done = await wait_state(api, exiting["id"], {"exited"})
+        assert done["node"] == "n2" and done["exitCode"] == 0
+        assert marked_pids(exiting["id"]) == set()
+        texts = [line["text"] for line in await read_log(api, exiting["id"])]
+        assert "started" in texts
+        assert any("leftover" in t for t in texts), texts
+
+        async def kill(process_id: str, out: dict) -> None:
+            r = await api.post(f"/api/gateway/processes/{process_id}/kill")
+            assert r.status_code == 200, r.text
+            out[process_id] = r.json()
+
+        receipts: dict[str, dict] = {}
+        async with trio.open_nursery() as nursery:
+            for pid in (hard["id"], orphan["id"]):
+                nursery.start_soon(kill, pid, receipts)
+        for process_id, receipt in receipts.items():
+            assert receipt["node"] == "n2" and receipt["process"]["node"] == "n2"
+            assert receipt["process"]["state"] == "killed" and receipt["survivors"] == []
+            signals = {s["signal"]: s for s in receipt["signals"]}
+            assert set(signals) == {"SIGTERM", "SIGKILL"}, receipt
+            # Grace honoured: the SIGTERM-ignoring grandchild got its second before SIGKILL.
+            from datetime import datetime
+
+            at = {
+                k: datetime.fromisoformat(v["at"].replace("Z", "+00:00")).timestamp()
+                for k, v in signals.items()
+            }
+            assert at["SIGKILL"] - at["SIGTERM"] >= grace - 0.05, receipt
+            assert receipt["elapsedMs"] < (grace + 1) * 1000, receipt
+            assert marked_pids(process_id) == set(), "nothing of the tree may survive"
+            record = await record_of(api, process_id)
+            assert record["state"] == "killed" and record["lastSeq"] > 0
+            texts = [line["text"] for line in await read_log(api, process_id)]
+            assert any("SIGTERM sent" in t for t in texts) and any("SIGKILL" in t for t in texts), texts
+        # Nothing anywhere, on any node: every marked process of every record is gone.
+        for record_id in (hard["id"], orphan["id"], exiting["id"]):
+            assert marked_pids(record_id) == set()
+        again = (await api.post(f"/api/gateway/processes/{hard['id']}/kill")).json()
+        assert again["alreadyEnded"] is True and again["node"] == "n2"
+
+
+async def test_placement_spreads_over_up_nodes_and_unknown_nodes_are_refused(tmp_path: Path) -> None:
+    async with cluster(tmp_path) as c, c.gateway.client() as api:
+        placed = [await start(api, ["sleep", "600"], stopGrace=0.5) for _ in range(3)]
+        assert sorted(p["node"] for p in placed) == ["n1", "n2", "n3"]
+        r = await api.post("/api/gateway/processes", json={"argv": ["true"], "node": "nope"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "node_not_found"
+        r = await api.post("/api/gateway/processes", json={"argv": ["/no/such/binary"], "node": "n1"})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "spawn_failed", r.text
+        local = await start(api, ["true"], node="local")
+        assert local["node"] == "local"
+        r = await api.post("/api/gateway/nodes", json={"name": "n4", "url": "http://127.0.0.5:1"})
+        assert r.status_code == 400, r.text
+        r = await api.post("/api/gateway/nodes", json={"name": "n1", "url": "ws://127.0.0.5:1"})
+        assert r.status_code == 409, r.text
+        bad = c.gateway.client()
+        bad.headers.pop("X-Desktop-Gateway-Token")
+        async with bad:
+            assert (await bad.get("/api/gateway/nodes")).status_code == 401
+        for p in placed:
+            receipt = (await api.post(f"/api/gateway/processes/{p['id']}/kill")).json()
+            assert receipt["process"]["state"] == "killed"
