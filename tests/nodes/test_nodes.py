@@ -7,12 +7,13 @@ receipt), the log cursor across a gateway restart, and what node loss and gatewa
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from pathlib import Path
 
 import httpx
 import trio
-from nodes_support import EXITING_TREE, HARD_TREE, ORPHAN_TREE, cluster, record_of, wait_state
+from nodes_support import EXITING_TREE, HARD_TREE, ORPHAN_TREE, cluster, nodes_in, record_of, wait_state
 
 from support import marked_pids, wait_until
 
@@ -111,3 +112,124 @@ async def test_placement_spreads_over_up_nodes_and_unknown_nodes_are_refused(tmp
         for p in placed:
             receipt = (await api.post(f"/api/gateway/processes/{p['id']}/kill")).json()
             assert receipt["process"]["state"] == "killed"
+
+
+COUNTER = "i=0; while [ $i -lt {n} ]; do i=$((i+1)); echo line $i; sleep 0.01; done"
+
+
+async def follow_until(
+    api: httpx.AsyncClient, process_id: str, since: int, seen: list[dict], stop_at: float
+) -> bool:
+    """Follow from ``since`` appending log lines to ``seen``; True once the ``end`` line came."""
+    params = {"since": since, "follow": 1}
+    try:
+        async with api.stream("GET", f"/api/gateway/processes/{process_id}/logs", params=params) as r:
+            assert r.status_code == 200
+            async for raw in r.aiter_lines():
+                if not raw:
+                    continue
+                line = json.loads(raw)
+                if line["type"] == "end":
+                    return True
+                if line["type"] == "log":
+                    seen.append(line)
+                    if len(seen) >= stop_at:
+                        return False
+    except httpx.TransportError:
+        return False
+    return False
+
+
+async def test_a_follower_resuming_across_a_gateway_restart_misses_nothing(tmp_path: Path) -> None:
+    total = 500
+    async with cluster(tmp_path, lease=15) as c:
+        async with c.gateway.client() as api:
+            child = await start(api, ["sh", "-c", COUNTER.format(n=total)], node="n2")
+            seen: list[dict] = []
+            assert not await follow_until(api, child["id"], 0, seen, stop_at=40)
+        # The gateway dies mid-run; the child runs on under the agent's lease.
+        c.gateway.sigkill()
+        c.gateway.restart_argv()
+        c.gateway.start()
+        await c.gateway.ready()
+        async with c.gateway.client() as api:
+            assert (await record_of(api, child["id"]))["state"] == "running", "restarted mid-run"
+            ended = await follow_until(api, child["id"], seen[-1]["seq"], seen, stop_at=math.inf)
+            assert ended
+            record = await record_of(api, child["id"])
+        seqs = [line["seq"] for line in seen]
+        assert seqs == list(range(1, len(seqs) + 1)), "no line lost, none repeated"
+        texts = [line["text"] for line in seen if line["stream"] == "stdout"]
+        assert texts == [f"line {i}" for i in range(1, total + 1)]
+        assert record["state"] == "exited" and record["node"] == "n2" and record["lastSeq"] == seqs[-1]
+
+
+async def test_a_sigkilled_agent_makes_its_records_lost_and_its_restart_sweeps_with_a_receipt(
+    tmp_path: Path,
+) -> None:
+    async with cluster(tmp_path, lease=2) as c, c.gateway.client() as api:
+        tree = await start(api, ["sh", "-c", HARD_TREE], node="n2", stopGrace=0.5)
+        await wait_until(lambda: len(marked_pids(tree["id"])) >= 4, what="the tree on n2")
+        agent = c.agent("n2")
+        agent.sigkill()
+        lost = await wait_state(api, tree["id"], {"lost"}, timeout=20)
+        assert lost["stopReason"] == "lost" and "n2" in (lost["error"] or "")
+        nodes = {n["name"]: n for n in (await api.get("/api/gateway/nodes")).json()["nodes"]}
+        assert nodes["n2"]["state"] == "lost" and nodes["n1"]["state"] == "up"
+        left = marked_pids(tree["id"])
+        assert left, "the setsid'd grandchild outlives a SIGKILLed agent until its restart"
+        r = await api.post("/api/gateway/processes", json={"argv": ["true"], "node": "n2"})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "node_unavailable"
+        placed = await start(api, ["true"])
+        assert placed["node"] != "n2", "never placed on a lost node"
+
+        agent.start()
+        await agent.ready()
+        await nodes_in(api, "up", ("n2",))
+        assert marked_pids(tree["id"]) == set(), "the restarted agent's sweep kills the leftovers"
+        detail = (await api.get("/api/gateway/nodes/n2")).json()
+        mine = [r for r in detail["receipts"] if r["process"]["id"] == tree["id"]]
+        assert len(mine) == 1 and mine[0]["cause"] == "crash-sweep", detail["receipts"]
+        swept = {p for s in mine[0]["signals"] for p in s["pids"]}
+        assert swept >= left and mine[0]["survivors"] == []
+        texts = [line["text"] for line in await read_log(api, tree["id"])]
+        assert any("node n2 lost" in t for t in texts) and any("crash-sweep" in t for t in texts), texts
+        record = await record_of(api, tree["id"])
+        assert record["state"] == "lost", "a lost record stays lost"
+
+
+async def test_a_sigkilled_gateway_makes_every_agent_kill_its_trees_within_the_lease(tmp_path: Path) -> None:
+    lease, grace = 2.0, 0.5
+    async with cluster(tmp_path, lease=lease) as c:
+        async with c.gateway.client() as api:
+            trees = [
+                await start(api, ["sh", "-c", HARD_TREE], node=name, stopGrace=grace)
+                for name in ("n1", "n2", "n3")
+            ]
+        for tree in trees:
+            await wait_until(lambda t=tree: len(marked_pids(t["id"])) >= 4, what="a tree on each node")
+        c.gateway.sigkill()
+        began = trio.current_time()
+        await wait_until(
+            lambda: not any(marked_pids(t["id"]) for t in trees),
+            timeout=lease + grace + 10,
+            what="lease kills",
+        )
+        assert trio.current_time() - began <= lease + grace + 2.0
+        for tree, agent in zip(trees, c.agents, strict=True):
+            kept = [r for r in agent.receipts_file() if r["process"]["id"] == tree["id"]]
+            assert len(kept) == 1 and kept[0]["cause"] == "lease-expired", agent.receipts_file()
+            assert kept[0]["survivors"] == [] and kept[0]["signals"]
+
+        # The next gateway collects the receipts and the records' final states.
+        c.gateway.restart_argv()
+        c.gateway.start()
+        await c.gateway.ready()
+        async with c.gateway.client() as api:
+            await nodes_in(api, "up")
+            for tree, agent in zip(trees, c.agents, strict=True):
+                record = await wait_state(api, tree["id"], {"killed", "lost"})
+                assert record["stopReason"] == "lost"
+                detail = (await api.get(f"/api/gateway/nodes/{agent.name}")).json()
+                assert [r["cause"] for r in detail["receipts"]] == ["lease-expired"]
+                assert agent.receipts_file() == [], "collected receipts are acknowledged"
