@@ -321,9 +321,7 @@ class RemoteNode:
         # The receipt is the node's; the record is ours, once its log is complete here.
         with trio.move_on_after(_DRAIN_TIMEOUT):
             await self._finished_event(record_id).wait()
-        receipt = wire.receipt_from_wire(answer["receipt"], record)
-        receipt.already_ended = receipt.already_ended and not receipt.signals
-        return receipt
+        return wire.receipt_from_wire(answer["receipt"], record)
 
     async def wait(self, record_id: str) -> ProcessRecord:
         record = self.sup.table.get(record_id)

@@ -109,9 +109,25 @@ async def test_placement_spreads_over_up_nodes_and_unknown_nodes_are_refused(tmp
         bad.headers.pop("X-Desktop-Gateway-Token")
         async with bad:
             assert (await bad.get("/api/gateway/nodes")).status_code == 401
-        for p in placed:
+        # The status stream shows remote records like local ones, with their node.
+        async with api.stream("GET", "/api/gateway/processes/stream", params={"snapshot": 1}) as r:
+            seen: dict[str, str] = {}
+            async for raw in r.aiter_lines():
+                line = json.loads(raw)
+                if line["type"] == "status":
+                    seen[line["process"]["id"]] = line["process"]["node"]
+                if all(p["id"] in seen for p in placed):
+                    break
+        assert {seen[p["id"]] for p in placed} == {"n1", "n2", "n3"}
+        # Teardown of a remote child: killed on its node, hooks here, logs kept.
+        receipt = (await api.post(f"/api/gateway/processes/{placed[0]['id']}/teardown")).json()
+        assert receipt["process"]["tornDown"] is True and receipt["process"]["state"] == "killed"
+        texts = [line["text"] for line in await read_log(api, placed[0]["id"])]
+        assert texts[-1] == "[gateway] torn down" and any("SIGTERM" in t for t in texts)
+        for p in placed[1:]:
             receipt = (await api.post(f"/api/gateway/processes/{p['id']}/kill")).json()
             assert receipt["process"]["state"] == "killed"
+            assert marked_pids(p["id"]) == set()
 
 
 COUNTER = "i=0; while [ $i -lt {n} ]; do i=$((i+1)); echo line $i; sleep 0.01; done"
