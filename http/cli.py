@@ -66,6 +66,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _fail(str(exc))
     if args.node_token_file:
         opts.node_token_file = Path(args.node_token_file)
+    if args.ray_address:
+        if not args.ray_address.startswith(("http://", "https://")):
+            _fail(f"--ray-address {args.ray_address[:80]!r}: expected http://HOST:PORT (Ray's dashboard)")
+        opts.ray_address = args.ray_address
+        opts.ray_agent_port = args.ray_agent_port
+        opts.ray_agent_lease = args.ray_agent_lease
+        if args.ray_agent_state_dir:
+            opts.ray_agent_state_dir = Path(args.ray_agent_state_dir)
     if not is_loopback_host(args.host) and args.allow_remote:
         print(
             f"gateway: WARNING: listening on non-loopback host {args.host}; anyone who can reach "
@@ -383,6 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node", action="append", metavar="NAME=URL",
                    help="a node agent, e.g. gpu1=ws://10.0.0.5:19440 (repeatable; saved)")
     p.add_argument("--node-token-file", metavar="FILE", help="the token the node agents were given")
+    p.add_argument("--ray-address", metavar="URL", help="Ray's dashboard: run a node agent on every Ray node")
+    p.add_argument("--ray-agent-port", type=int, default=19440, help="port of those agents (default 19440)")
+    p.add_argument("--ray-agent-lease", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument("--ray-agent-state-dir", metavar="DIR",
+                   help="the agents' state dirs, one per node ip below it (default <state>/ray-nodes)")
 
     p = sub.add_parser("node-agent", parents=[common], help="run the engine for a gateway elsewhere")
     p.add_argument("--listen", required=True, metavar="HOST:PORT")

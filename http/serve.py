@@ -39,6 +39,7 @@ from gateway.http.routes_meta import VERSION
 from gateway.http.telemetry import Metrics
 from gateway.supervisor import StateDir, iso, open_supervisor
 from gateway.supervisor.nodes import NodeConfig, NodeManager, load_nodes, save_nodes
+from gateway.supervisor.nodes.ray import DEFAULT_AGENT_PORT, RayBackend, RayOptions
 
 DEFAULT_PORT = 19432
 FALLBACKS = 3
@@ -79,6 +80,11 @@ class ServeOptions:
     #: Node agents (``--node NAME=URL``), added to ``<state>/nodes.json``, and their token.
     nodes: list[NodeConfig] = field(default_factory=list)
     node_token_file: Path | None = None
+    #: Ray's dashboard (Jobs API) address: keep an agent on every Ray node (``nodes.ray``).
+    ray_address: str | None = None
+    ray_agent_port: int = DEFAULT_AGENT_PORT
+    ray_agent_lease: float = 30.0
+    ray_agent_state_dir: Path | None = None
 
     @classmethod
     def from_env(cls, state_dir: Path, **kw: object) -> ServeOptions:
@@ -236,6 +242,8 @@ async def _serve_fd(
     async with open_supervisor(state.root) as sup:
         manager = NodeManager(sup, state.root, token_text)
         await manager.open(nodes)
+        if opts.ray_address:
+            await sup.start_service(RayBackend(manager, _ray_options(opts, state.root)).run)
         policy = Policy(sup.store, clock=opts.clock)
         await policy.load()
         binaries = Binaries(sup.store)
@@ -310,13 +318,25 @@ def _node_configs(opts: ServeOptions, root: Path) -> list[NodeConfig]:
     return merged
 
 
+def _ray_options(opts: ServeOptions, root: Path) -> RayOptions:
+    token_file = opts.node_token_file if opts.node_token_file is not None else root / "node-token"
+    assert opts.ray_address is not None
+    return RayOptions(
+        address=opts.ray_address.rstrip("/"),
+        state_root=opts.ray_agent_state_dir or root / "ray-nodes",
+        token_file=Path(token_file).resolve(),
+        agent_port=opts.ray_agent_port,
+        lease=opts.ray_agent_lease,
+    )
+
+
 def _node_token(opts: ServeOptions, root: Path, nodes: list[NodeConfig]) -> str | None:
     """The agents' token: ``--node-token-file``, else ``<state>/node-token`` if there is one."""
     path = opts.node_token_file
     if path is None and (root / "node-token").is_file():
         path = root / "node-token"
     if path is None:
-        if nodes:
+        if nodes or opts.ray_address:
             raise ServeError("nodes are configured: give the agents' token with --node-token-file")
         return None
     try:

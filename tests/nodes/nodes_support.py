@@ -118,11 +118,13 @@ class Agent(Proc):
 
 
 class Gateway(Proc):
-    def __init__(self, root: Path, agents: list[Agent], token_file: Path) -> None:
+    def __init__(
+        self, root: Path, agents: list[Agent], token_file: Path, extra: tuple[str, ...] = ()
+    ) -> None:
         self.state = root / "gateway"
         self.port = free_port("127.0.0.1")
         argv = [GATEWAY, "serve", "--state-dir", str(self.state), "--port", str(self.port),
-                "--node-token-file", str(token_file)]  # fmt: skip
+                "--node-token-file", str(token_file), *extra]  # fmt: skip
         for agent in agents:
             argv += ["--node", f"{agent.name}={agent.url}"]
         super().__init__(argv, root / "gateway.log")
