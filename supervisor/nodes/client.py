@@ -128,6 +128,7 @@ class RemoteNode:
             "running": self.load,
             "capacity": self._capacity,
             "lease": self.lease,
+            "agentPid": self.agent_pid,
             "error": self.error,
         }
 
@@ -434,6 +435,10 @@ class RemoteNode:
         record.last_seq = mirror.last_seq
         self.sup.table.touch(record)
         self._finished_event(record.id).set()
+
+    def drop(self, why: str) -> None:
+        """The cluster says this node is gone: lost now, its running records with it."""
+        self._lose_all(why)
 
     def _lose_all(self, why: str) -> None:
         if self.state != "lost":
