@@ -23,10 +23,12 @@ agents:
 
 test: $(STAMP) agents
 	$(BIN)/ruff check .
+	bash scripts/typecheck.sh
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	bash scripts/typecheck.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

@@ -17,24 +17,24 @@ from quart_schema import QuartSchema, tag
 from quart_schema.extension import QUART_SCHEMA_TAG_ATTRIBUTE
 from quart_trio import QuartTrio
 
-from gateway.http import (
-    routes_admin,
-    routes_chat,
-    routes_codex,
-    routes_dashboard,
-    routes_deploy,
-    routes_files,
-    routes_git,
-    routes_learnings,
-    routes_meta,
-    routes_nodes,
-    routes_processes,
-    routes_symphony,
-)
 from gateway.http.context import GatewayContext
 from gateway.http.errors import error_response, register_error_handlers
 from gateway.http.guard import MAX_BODY, install_guard
 from gateway.http.operations import ROUTES, operation_for
+from gateway.http.routes import (
+    admin,
+    chat,
+    codex,
+    dashboard,
+    deploy,
+    files,
+    git,
+    learnings,
+    meta,
+    nodes,
+    processes,
+    symphony,
+)
 
 NOT_IMPLEMENTED_TAG = "not-implemented"
 
@@ -55,7 +55,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
     app.config.update(
         # The guard enforces each route's limit before Quart reads a byte; Quart's own cap
         # only has to admit the largest of them (uploads).
-        MAX_CONTENT_LENGTH=max(MAX_BODY, routes_files.UPLOAD_MAX_BODY),
+        MAX_CONTENT_LENGTH=max(MAX_BODY, files.UPLOAD_MAX_BODY),
         RESPONSE_TIMEOUT=None,  # NDJSON followers stream for as long as they read
         BODY_TIMEOUT=60,
         JSON_SORT_KEYS=False,
@@ -68,7 +68,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         redoc_ui_path=None,
         scalar_ui_path=None,
         swagger_ui_path=None,
-        info={"title": "desktop-gateway", "version": routes_meta.VERSION},
+        info={"title": "desktop-gateway", "version": meta.VERSION},
         security_schemes={
             "gatewayToken": {"type": "apiKey", "in_": "header", "name": "X-Desktop-Gateway-Token"},
             "sessionToken": {"type": "apiKey", "in_": "header", "name": "X-Desktop-Session-Token"},
@@ -80,21 +80,21 @@ def create_app(gw: GatewayContext) -> QuartTrio:
     _plain_json_skips_schema_dump(app)
     register_error_handlers(app)
     for blueprint in (
-        routes_meta.public,
-        routes_meta.bp,
-        routes_admin.public,
-        routes_admin.bp,
-        routes_processes.bp,
-        routes_nodes.bp,
-        routes_dashboard.bp,
-        routes_symphony.bp,
-        routes_symphony.settings_bp,
-        routes_git.bp,
-        routes_files.bp,
-        routes_deploy.bp,
-        routes_learnings.bp,
-        routes_chat.bp,
-        routes_codex.bp,
+        meta.public,
+        meta.bp,
+        admin.public,
+        admin.bp,
+        processes.bp,
+        nodes.bp,
+        dashboard.bp,
+        symphony.bp,
+        symphony.settings_bp,
+        git.bp,
+        files.bp,
+        deploy.bp,
+        learnings.bp,
+        chat.bp,
+        codex.bp,
     ):
         app.register_blueprint(blueprint)
 
@@ -116,8 +116,8 @@ def create_app(gw: GatewayContext) -> QuartTrio:
     install_guard(
         app,
         gw,
-        {"/health": routes_meta.health_bytes, "/api/gateway/processes": routes_processes.listing_bytes},
-        {routes_files.UPLOAD_RULE: routes_files.UPLOAD_MAX_BODY},
+        {"/health": meta.health_bytes, "/api/gateway/processes": processes.listing_bytes},
+        {files.UPLOAD_RULE: files.UPLOAD_MAX_BODY},
     )
     return app
 

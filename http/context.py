@@ -1,7 +1,8 @@
 """What every route needs, in one object attached to the app (``current_gateway()``).
 
 Routes take this context rather than module globals, so several gateways (tests, the
-benchmark) can live in one process.
+benchmark) can live in one process. ``services`` holds every domain service, built once at
+start by the composition root (``gateway.http.serve.open_services``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ from gateway.http.auth import Auth
 from gateway.http.policy import Approvals, Policy
 from gateway.http.telemetry import Metrics
 from gateway.supervisor import StateDir, Supervisor
+from gateway.supervisor.nodes import NodeManager
+from gateway.supervisor.services.deploys import Deploys
+from gateway.supervisor.services.files import Attachments, RunViewer
+from gateway.supervisor.services.git import GitOps
+from gateway.supervisor.services.repos import Repos
+from gateway.supervisor.symphony import Symphony
+from gateway.supervisor.symphony.workspace import Workspaces
 
 if TYPE_CHECKING:
     from gateway.http.binaries import Binaries
@@ -28,8 +36,24 @@ BODY_TIMEOUT = 60.0  # a request body must arrive whole within this, or the answ
 
 
 @dataclass
+class Services:
+    """Every domain service, built once per gateway; routes call one method of one of them."""
+
+    symphony: Symphony
+    workspaces: Workspaces
+    repos: Repos
+    git: GitOps
+    deploys: Deploys
+    attachments: Attachments
+    run_viewer: RunViewer
+    #: Node agents on other machines (``gateway serve`` sets it; None in apps built without).
+    nodes: NodeManager | None = None
+
+
+@dataclass
 class GatewayContext:
     sup: Supervisor
+    services: Services
     state: StateDir
     host: str
     port: int
@@ -46,7 +70,8 @@ class GatewayContext:
     pid: int = field(default_factory=os.getpid)
     shutting_down: trio.Event = field(default_factory=trio.Event)
     open_streams: int = 0  # NDJSON generators alive right now (a disconnect must drop it)
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: Serialized answers the fast paths reuse (health, listing, record JSON), keyed per use.
+    caches: dict[str, Any] = field(default_factory=dict)
 
     async def wait(self, event: trio.Event | None, timeout: float) -> str:
         """Wait for ``event`` (if any), the timeout or shutdown; say which came first.

@@ -1,8 +1,12 @@
 """JSON errors for every failure path, so a client never parses HTML or a traceback.
 
-Routes raise ``ApiError``; werkzeug's HTTP exceptions (404, 405, 413, 415, bad JSON) and
-quart-schema's validation errors are translated here, and anything else is a real bug: a 500
-with a generic message, logged with its traceback.
+This is the one place where failures become answers. The domain raises the transport-neutral
+family of ``gateway.supervisor.errors``; ``STATUS`` gives each class its HTTP status (the
+nearest class in its MRO wins, so a ``GitFailed`` answers as the ``Conflict`` it is). The front
+raises ``ApiError`` for what only HTTP knows (a bad query string, a missing header).
+werkzeug's HTTP exceptions (404, 405, 413, 415, bad JSON) and quart-schema's validation errors
+are translated here too, and anything else is a real bug: a 500 with a generic message, logged
+with its traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +21,17 @@ from quart_trio.wrappers import TrioRequest
 from werkzeug.exceptions import HTTPException
 
 from gateway.http.telemetry import current_operation
+from gateway.supervisor.errors import (
+    AgentFailed,
+    AgentReplyError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    GatewayError,
+    NotFound,
+    Timeout,
+    Unavailable,
+)
 
 log = logging.getLogger("gateway.http")
 
@@ -35,6 +50,28 @@ _CODES = {
     501: "not_implemented",
     503: "unavailable",
 }
+
+
+#: The HTTP status of each domain error class (looked up along the raised class's MRO).
+STATUS: dict[type[GatewayError], int] = {
+    BadRequest: 400,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    AgentFailed: 502,
+    AgentReplyError: 502,
+    Unavailable: 503,
+    Timeout: 504,
+    GatewayError: 500,
+}
+
+
+def status_of(exc: GatewayError) -> int:
+    """The status of the nearest mapped class of ``exc``."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
 
 
 class ApiError(Exception):
@@ -98,9 +135,14 @@ class GatewayRequest(TrioRequest):
 
 def register_error_handlers(app: Quart) -> None:
     app.request_class = GatewayRequest
+
     @app.errorhandler(ApiError)
     async def _api_error(exc: ApiError) -> Response:
         return error_response(exc.status, exc.code, exc.message, exc.extra)
+
+    @app.errorhandler(GatewayError)
+    async def _domain_error(exc: GatewayError) -> Response:
+        return error_response(status_of(exc), exc.code, exc.message, exc.details)
 
     @app.errorhandler(RequestSchemaValidationError)
     async def _schema_error(exc: RequestSchemaValidationError) -> Response:
@@ -113,13 +155,14 @@ def register_error_handlers(app: Quart) -> None:
         if status == 413:
             message = f"request body too large (limit {MAX_BODY_HINT})"
         if status == 405:
-            message = f"method not allowed; allowed: {', '.join(sorted(exc.valid_methods or []))}"
+            allowed = getattr(exc, "valid_methods", None) or []
+            message = f"method not allowed; allowed: {', '.join(sorted(allowed))}"
         response = error_response(status, _CODES.get(status, "http_error"), message)
         if status == 413:
             # The rest of the body was never read: this connection cannot carry another request.
             response.headers["Connection"] = "close"
         if status == 405 and getattr(exc, "valid_methods", None):
-            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+            response.headers["Allow"] = ", ".join(sorted(getattr(exc, "valid_methods", [])))
         return response
 
     @app.errorhandler(Exception)

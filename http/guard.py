@@ -82,7 +82,7 @@ class _Gone(Exception):
 
 def current_admission() -> Admission:
     """The guard's verdict on the request being served (for views that depend on who calls)."""
-    return cast(Admission, request.scope[SCOPE_KEY])
+    return cast(Admission, request.scope[SCOPE_KEY])  # type: ignore[literal-required]
 
 
 def install_guard(
@@ -92,7 +92,7 @@ def install_guard(
     body_limits: Mapping[str, int] | None = None,
 ) -> None:
     """Put the guard in front of everything Quart does (Quart's middleware slot)."""
-    app.asgi_app = Guard(app.asgi_app, app, gw, fast, body_limits)  # type: ignore[method-assign]
+    app.asgi_app = Guard(app.asgi_app, app, gw, fast, body_limits)  # type: ignore[method-assign,assignment,arg-type]
 
 
 def _is_protected(path: str) -> bool:

@@ -66,6 +66,23 @@ class Rule:
         }
 
 
+#: The ``policy_rules`` table (owner ``policy``): deny and expiring always-allow rules.
+POLICY_SCHEMA: list[str] = [
+    """
+    CREATE TABLE policy_rules (
+        id TEXT PRIMARY KEY,
+        effect TEXT NOT NULL,
+        principal TEXT,
+        operation TEXT,
+        method TEXT,
+        path_prefix TEXT,
+        created_at REAL NOT NULL,
+        expires_at REAL
+    );
+    """,
+]
+
+
 class Policy:
     def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
         self.store = store
@@ -74,6 +91,8 @@ class Policy:
         self.rules: list[Rule] = []
 
     async def load(self) -> None:
+        """Create or migrate the rules table, then read the thresholds and rules."""
+        await self.store.migrate("policy", POLICY_SCHEMA)
         row = await self.store.fetchone("SELECT value FROM settings WHERE key = ?", (_THRESHOLD_KEY,))
         if row is not None:
             for principal, tier in json.loads(row[0]).items():

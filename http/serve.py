@@ -7,7 +7,11 @@ descriptor. Only once it listens is ``gateway.json`` written, so the CLI never f
 that cannot answer yet.
 
 Shutdown order: stop accepting and end every NDJSON stream with its ``end`` line (one event
-does both), let Hypercorn drain, then leave ``open_supervisor``, which stops every child.
+does both), let Hypercorn drain, close the services, then leave ``open_supervisor``, which
+stops every child.
+
+This module is also the composition root: ``open_services`` builds every domain service once,
+and production (``run_gateway``) and tests build them through it the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import ipaddress
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -33,18 +38,27 @@ from quart_trio import QuartTrio
 from gateway.http.app import create_app
 from gateway.http.auth import Auth
 from gateway.http.binaries import Binaries
-from gateway.http.context import BODY_TIMEOUT, HEARTBEAT_INTERVAL, GatewayContext
+from gateway.http.context import BODY_TIMEOUT, HEARTBEAT_INTERVAL, GatewayContext, Services
 from gateway.http.policy import APPROVAL_TIMEOUT, Approvals, Policy
-from gateway.http.routes_meta import VERSION
+from gateway.http.routes.meta import VERSION
 from gateway.http.telemetry import Metrics
-from gateway.supervisor import StateDir, iso, open_supervisor
+from gateway.supervisor import StateDir, Supervisor, iso, open_supervisor
+from gateway.supervisor.agents.providers import ProviderRegistry
 from gateway.supervisor.nodes import NodeConfig, NodeManager, load_nodes, save_nodes
 from gateway.supervisor.nodes.ray import DEFAULT_AGENT_PORT, RayBackend, RayOptions
+from gateway.supervisor.services.deploys import Deploys
+from gateway.supervisor.services.files import Attachments, RunViewer
+from gateway.supervisor.services.git import GitOps
+from gateway.supervisor.services.repos import Repos
+from gateway.supervisor.services.worktrees import Git
+from gateway.supervisor.symphony import SymphonySettings, open_symphony
+from gateway.supervisor.symphony.workspace import Workspaces
 
 DEFAULT_PORT = 19432
 FALLBACKS = 3
 GRACEFUL_TIMEOUT = 5.0
 PROBE_TIMEOUT = 0.5  # a gateway answers /health in milliseconds
+REPO_GIT_TIMEOUT = 10.0  # registering a repo asks git two quick questions
 
 
 class ServeError(Exception):
@@ -55,8 +69,7 @@ class GatewayAlreadyRunning(ServeError):
     def __init__(self, port: int | None, pid: int | None) -> None:
         where = f"port {port}" if port else "an unknown port"
         super().__init__(
-            f"a gateway already runs for this state dir on {where}"
-            + (f" (pid {pid})" if pid else "")
+            f"a gateway already runs for this state dir on {where}" + (f" (pid {pid})" if pid else "")
         )
         self.port = port
         self.pid = pid
@@ -176,9 +189,7 @@ async def _holder_instance(port: int) -> str | None:
 
 async def choose_socket(opts: ServeOptions, instance: str) -> socket.socket:
     """Bind the first free candidate port; refuse if a holder is this state dir's gateway."""
-    ports = [opts.port] if opts.port is not None else [
-        opts.base_port + i for i in range(FALLBACKS + 1)
-    ]
+    ports = [opts.port] if opts.port is not None else [opts.base_port + i for i in range(FALLBACKS + 1)]
     for port in ports:
         try:
             return _bind(opts.host, port)
@@ -224,6 +235,40 @@ async def _serve_on(
             os.close(fd)
 
 
+@asynccontextmanager
+async def open_services(
+    sup: Supervisor,
+    state: StateDir,
+    which: Callable[[str], str | None],
+    *,
+    registry: ProviderRegistry | None = None,
+    settings: SymphonySettings | None = None,
+) -> AsyncIterator[Services]:
+    """Build every domain service once, for the body of the block.
+
+    ``which`` resolves a binary by name at each call (the binary-paths settings), so a
+    ``PATCH /settings/binary-paths`` applies to the next git or agent child. Symphony's
+    stored limits are loaded here; its background watchers end with the block (cancelled;
+    the children they watched belong to the supervisor, which stops them).
+    """
+    git = Git(sup, which=which)
+    registry = registry or ProviderRegistry(binary_path=which)
+    async with open_symphony(sup, registry=registry, settings=settings, git=git) as symphony:
+        await symphony.load_settings()
+        ops = GitOps(git)
+        repos = Repos(sup.store, Git(sup, timeout=REPO_GIT_TIMEOUT, which=which))
+        await repos.open()
+        yield Services(
+            symphony=symphony,
+            workspaces=Workspaces(symphony, ops),
+            repos=repos,
+            git=ops,
+            deploys=Deploys(sup),
+            attachments=Attachments(state.root / "attachments"),
+            run_viewer=RunViewer(sup),
+        )
+
+
 async def _serve_fd(
     opts: ServeOptions,
     state: StateDir,
@@ -248,59 +293,71 @@ async def _serve_fd(
         await policy.load()
         binaries = Binaries(sup.store)
         await binaries.load()
-        gw = GatewayContext(
-            sup=sup,
-            state=state,
-            host=opts.host,
-            port=port,
-            auth=Auth(token, port, opts.extra_origins, extra_hosts, clock=opts.clock),
-            policy=policy,
-            approvals=Approvals(policy, timeout=opts.approval_timeout),
-            metrics=Metrics(sup),
-            binaries=binaries,
-            instance=instance,
-            clock=opts.clock,
-            heartbeat=opts.heartbeat,
-            body_timeout=opts.body_timeout,
-        )
-        gw.extra["nodes"] = manager
-        gw.approvals.on_outcome = lambda a: gw.metrics.approvals.labels(
-            a.operation or "none", a.outcome
-        ).inc()
-        app = create_app(gw)
-        config = HypercornConfig()
-        config.bind = [f"fd://{fd}"]
-        config.accesslog = None
-        config.errorlog = "-"
-        config.graceful_timeout = GRACEFUL_TIMEOUT
-        config.keep_alive_timeout = 75  # > typical client pool idle times: no reuse-after-close race
-        config.include_server_header = False
-        stop = trio.Event()
-        handle = GatewayHandle(port, opts.host, app, gw, stop)
-        try:
-            async with trio.open_nursery() as nursery:
-                if opts.probe_binaries:
-                    nursery.start_soon(binaries.probe_all)
+        async with open_services(sup, state, binaries.path) as services:
+            services.nodes = manager
+            gw = GatewayContext(
+                sup=sup,
+                services=services,
+                state=state,
+                host=opts.host,
+                port=port,
+                auth=Auth(token, port, opts.extra_origins, extra_hosts, clock=opts.clock),
+                policy=policy,
+                approvals=Approvals(policy, timeout=opts.approval_timeout),
+                metrics=Metrics(sup),
+                binaries=binaries,
+                instance=instance,
+                clock=opts.clock,
+                heartbeat=opts.heartbeat,
+                body_timeout=opts.body_timeout,
+            )
+            await _serve_http(opts, gw, fd, handed_over, task_status)
 
-                async def serve_then_cancel(*, task_status: trio.TaskStatus[None]) -> None:
-                    handed_over.set()  # from here on Hypercorn owns (and closes) the fd
-                    await hypercorn_serve(
-                        app,  # type: ignore[arg-type]
-                        config,
-                        shutdown_trigger=stop.wait,
-                        task_status=task_status,
-                    )
-                    nursery.cancel_scope.cancel()
 
-                await nursery.start(serve_then_cancel)
-                state.write_info(
-                    {"port": port, "pid": os.getpid(), "version": VERSION,
-                     "startedAt": iso(gw.started_at), "host": opts.host, "instance": instance}
-                )  # fmt: skip
-                task_status.started(handle)
-        finally:
-            gw.shutting_down.set()
-            state.remove_info(os.getpid())
+async def _serve_http(
+    opts: ServeOptions,
+    gw: GatewayContext,
+    fd: int,
+    handed_over: trio.Event,
+    task_status: trio.TaskStatus[GatewayHandle],
+) -> None:
+    """Hypercorn on ``fd`` for ``gw`` until a shutdown is requested; ``gateway.json`` meanwhile."""
+    state, port, binaries = gw.state, gw.port, gw.binaries
+    gw.approvals.on_outcome = lambda a: gw.metrics.approvals.labels(a.operation or "none", a.outcome).inc()
+    app = create_app(gw)
+    config = HypercornConfig()
+    config.bind = [f"fd://{fd}"]
+    config.accesslog = None
+    config.errorlog = "-"
+    config.graceful_timeout = GRACEFUL_TIMEOUT
+    config.keep_alive_timeout = 75  # > typical client pool idle times: no reuse-after-close race
+    config.include_server_header = False
+    stop = trio.Event()
+    handle = GatewayHandle(port, opts.host, app, gw, stop)
+    try:
+        async with trio.open_nursery() as nursery:
+            if opts.probe_binaries:
+                nursery.start_soon(binaries.probe_all)
+
+            async def serve_then_cancel(*, task_status: trio.TaskStatus[None]) -> None:
+                handed_over.set()  # from here on Hypercorn owns (and closes) the fd
+                await hypercorn_serve(
+                    app,
+                    config,
+                    shutdown_trigger=stop.wait,
+                    task_status=task_status,  # type: ignore[arg-type]
+                )
+                nursery.cancel_scope.cancel()
+
+            await nursery.start(serve_then_cancel)
+            state.write_info(
+                {"port": port, "pid": os.getpid(), "version": VERSION,
+                 "startedAt": iso(gw.started_at), "host": opts.host, "instance": gw.instance}
+            )  # fmt: skip
+            task_status.started(handle)
+    finally:
+        gw.shutting_down.set()
+        state.remove_info(os.getpid())
 
 
 def _node_configs(opts: ServeOptions, root: Path) -> list[NodeConfig]:

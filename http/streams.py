@@ -10,7 +10,7 @@ a stream waits on (new data | heartbeat timeout | gateway shutdown); shutdown en
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -101,7 +101,7 @@ async def log_chunks(
     encode: Callable[[list[LogLine]], bytes],
     status_lines: bool = False,
     end_after_limit: bool = False,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The log loop behind every NDJSON log: batches of ``encode``d lines, heartbeats, ``end``.
 
     ``status_lines`` adds a ``status`` line whenever the record's state changes (Symphony logs);

@@ -422,7 +422,7 @@ class Supervisor:
                 stderr=err_w,
                 start_new_session=True,
                 close_fds=True,
-                preexec_fn=None if self._prefix else proctree.make_child_setup(os.getpid()),  # type: ignore[arg-type]
+                preexec_fn=None if self._prefix else proctree.make_child_setup(os.getpid()),  # type: ignore[call-overload]
             )
         except BaseException:
             for fd in (out_r, err_r):
@@ -532,6 +532,7 @@ class Supervisor:
         child.stall_scope = trio.CancelScope(deadline=began + spec.stall_timeout)
         child.result_scope = trio.CancelScope()
         watchdog: StopReason | None = None
+        assert child.out is not None and child.err is not None  # set by the spawn above
         async with trio.open_nursery() as pumps:
             pumps.start_soon(self._pump, child, child.out, "stdout")
             pumps.start_soon(self._pump, child, child.err, "stderr")

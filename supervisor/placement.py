@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
+from .errors import GatewayError, Unavailable
+
 if TYPE_CHECKING:
     from .engine import KillReceipt
     from .spec import ProcessRecord, ProcessSpec, StopReason
@@ -24,8 +26,14 @@ if TYPE_CHECKING:
 LOCAL = "local"
 
 
-class NodeUnavailable(Exception):
-    """The node is configured but not reachable now (or none can take a child)."""
+class NodeUnavailable(Unavailable):
+    """The node is configured but not reachable now (or none can take a child): 503."""
+
+    code = "node_unavailable"
+
+    def __init__(self, message: str, *, node: str | None = None) -> None:
+        GatewayError.__init__(self, message, details={"node": node} if node else None)
+        self.binary = ""
 
 
 class UnknownNode(LookupError):

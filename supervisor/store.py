@@ -1,8 +1,13 @@
 """SQLite persistence: versioned migrations, WAL, and every call off the event loop.
 
 One connection serialised by a trio lock and a one-thread limiter: SQLite serialises writers
-anyway, and a single connection keeps WAL checkpoints and transactions simple. Domain services
-add their own tables through ``MIGRATIONS`` so the whole state dir has one schema version.
+anyway, and a single connection keeps WAL checkpoints and transactions simple.
+
+Each owner registers its own tables: the engine's are applied when the store opens
+(``ENGINE_SCHEMA``); the repo registry, the approval policy and Symphony call ``migrate`` with
+their own ordered scripts when they are built. ``schema_versions`` records how far each owner
+got, so owners evolve independently, and a database from before per-owner registration (one
+global ``user_version``) is adopted without loss through ``LEGACY_VERSIONS``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from .spec import ProcessRecord, State, StopReason
 
 T = TypeVar("T")
 
-MIGRATIONS: list[str] = [
+#: The engine's own tables: the process table, then key/value settings.
+ENGINE_SCHEMA: list[str] = [
     # 1: the process table
     """
     CREATE TABLE processes (
@@ -47,190 +53,26 @@ MIGRATIONS: list[str] = [
     CREATE INDEX processes_ticket ON processes(ticket_id);
     CREATE INDEX processes_state ON processes(state);
     """,
-    # 2: key/value settings and managed repositories
+    # 2: key/value settings (binary paths, limits)
     """
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE repos (
-        id TEXT PRIMARY KEY,
-        path TEXT NOT NULL UNIQUE,
-        name TEXT NOT NULL,
-        default_branch TEXT,
-        created_at REAL NOT NULL
-    );
     """,
-    # 3: approval policy rules (gateway.http.policy): deny and expiring always-allow
-    """
-    CREATE TABLE policy_rules (
-        id TEXT PRIMARY KEY,
-        effect TEXT NOT NULL,
-        principal TEXT,
-        operation TEXT,
-        method TEXT,
-        path_prefix TEXT,
-        created_at REAL NOT NULL,
-        expires_at REAL
-    );
-    """,
-    # 4: symphony (gateway.supervisor.symphony): tickets, judge verdicts, plans, sessions, chat
-    """
-    CREATE TABLE symphony_tickets (
-        ticket_id TEXT PRIMARY KEY,
-        repo_id TEXT NOT NULL,
-        worktree TEXT NOT NULL,
-        branch TEXT NOT NULL,
-        base_ref TEXT,
-        provider TEXT,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE TABLE symphony_verdicts (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        ticket_id TEXT NOT NULL,
-        job_id TEXT,
-        process_id TEXT,
-        iteration INTEGER NOT NULL,
-        name TEXT NOT NULL,
-        passed INTEGER NOT NULL,
-        score REAL NOT NULL,
-        threshold REAL NOT NULL,
-        justification TEXT NOT NULL DEFAULT '',
-        duration_ms INTEGER NOT NULL,
-        created_at REAL NOT NULL
-    );
-    CREATE INDEX symphony_verdicts_ticket ON symphony_verdicts(ticket_id, id);
-    CREATE TABLE symphony_plans (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        ticket_id TEXT NOT NULL,
-        job_id TEXT,
-        process_id TEXT,
-        version INTEGER NOT NULL,
-        plan TEXT NOT NULL,
-        feedback TEXT,
-        status TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE INDEX symphony_plans_ticket ON symphony_plans(ticket_id, id);
-    CREATE TABLE symphony_sessions (
-        id TEXT PRIMARY KEY,
-        ticket_id TEXT NOT NULL,
-        provider TEXT NOT NULL,
-        provider_session_id TEXT,
-        title TEXT,
-        created_at REAL NOT NULL,
-        last_activity REAL NOT NULL,
-        unread INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE UNIQUE INDEX symphony_sessions_ticket ON symphony_sessions(ticket_id, provider);
-    CREATE TABLE symphony_chat (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        ticket_id TEXT NOT NULL,
-        session_id TEXT,
-        role TEXT NOT NULL,
-        content TEXT NOT NULL,
-        provider TEXT,
-        process_id TEXT,
-        created_at REAL NOT NULL
-    );
-    CREATE INDEX symphony_chat_ticket ON symphony_chat(ticket_id, id);
-    CREATE TABLE symphony_comment_chat (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        comment_id TEXT NOT NULL,
-        ticket_id TEXT,
-        role TEXT NOT NULL,
-        content TEXT NOT NULL,
-        provider TEXT,
-        provider_session_id TEXT,
-        process_id TEXT,
-        resolved INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE INDEX symphony_comment_chat_comment ON symphony_comment_chat(comment_id, id);
-    """,
-    # 5: learnings an agent extracted from finished runs, pending a person's decision
-    """
-    CREATE TABLE learnings (
-        id TEXT PRIMARY KEY,
-        ticket_id TEXT NOT NULL,
-        repo_id TEXT,
-        source_process_id TEXT NOT NULL,
-        extractor_process_id TEXT,
-        title TEXT NOT NULL,
-        body TEXT NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('pending', 'accepted', 'rejected')),
-        uses INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL,
-        decided_at REAL,
-        last_used_at REAL
-    );
-    CREATE INDEX learnings_status ON learnings(status, created_at);
-    CREATE INDEX learnings_ticket ON learnings(ticket_id);
-    """,
-    # 6: code review findings (codex review) and review verdicts
-    """
-    CREATE TABLE review_findings (
-        id TEXT PRIMARY KEY,
-        ticket_id TEXT NOT NULL,
-        review_process_id TEXT NOT NULL,
-        file TEXT,
-        line INTEGER,
-        severity TEXT NOT NULL,
-        title TEXT NOT NULL,
-        body TEXT NOT NULL,
-        status TEXT NOT NULL,
-        duplicate_of TEXT,
-        argument TEXT,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE INDEX review_findings_ticket ON review_findings(ticket_id, created_at);
-    CREATE TABLE review_verdicts (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        ticket_id TEXT NOT NULL,
-        verdict TEXT NOT NULL,
-        source TEXT NOT NULL,
-        reason TEXT,
-        created_at REAL NOT NULL
-    );
-    CREATE INDEX review_verdicts_ticket ON review_verdicts(ticket_id, id);
-    """,
-    # 7: chat sessions outside tickets (terminal-chat, run-viewer-chat)
-    """
-    CREATE TABLE chat_sessions (
-        id TEXT PRIMARY KEY,
-        scope TEXT NOT NULL,
-        scope_key TEXT NOT NULL,
-        provider TEXT NOT NULL,
-        provider_session_id TEXT,
-        cwd TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        last_activity REAL NOT NULL
-    );
-    CREATE INDEX chat_sessions_scope ON chat_sessions(scope, scope_key, last_activity);
-    CREATE TABLE chat_messages (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        session_id TEXT NOT NULL,
-        role TEXT NOT NULL,
-        content TEXT NOT NULL,
-        process_id TEXT,
-        created_at REAL NOT NULL
-    );
-    CREATE INDEX chat_messages_session ON chat_messages(session_id, id);
-    """,
-    # 8: where each child runs, and the receipts of trees that node agents killed on their own
+    # 3: where each child runs: "local" or a node's name
     """
     ALTER TABLE processes ADD COLUMN node TEXT NOT NULL DEFAULT 'local';
-    CREATE TABLE node_receipts (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        node TEXT NOT NULL,
-        process_id TEXT,
-        receipt TEXT NOT NULL,
-        created_at REAL NOT NULL
-    );
-    CREATE INDEX node_receipts_node ON node_receipts(node, id);
     """,
 ]
+
+#: What a database made before tables were registered per owner holds, by its old global
+#: ``user_version``: for each owner, how many of its migrations were already applied.
+LEGACY_VERSIONS: dict[str, tuple[int, ...]] = {
+    # owner: (version at legacy 1, at 2, ... at 7)
+    "engine": (1, 2, 2, 2, 2, 2, 2),
+    "repos": (0, 1, 1, 1, 1, 1, 1),
+    "policy": (0, 0, 1, 1, 1, 1, 1),
+    "symphony": (0, 0, 0, 1, 2, 3, 4),
+}
+
 
 _COLUMNS = (
     "id", "kind", "ticket_id", "state", "pid", "pid_start", "argv", "cwd", "started_at",
@@ -247,6 +89,7 @@ class Store:
         self._conn: sqlite3.Connection | None = None
         self._lock = trio.Lock()
         self._limiter = trio.CapacityLimiter(1)
+        self._versions: dict[str, int] = {}
 
     async def open(self) -> None:
         await trio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
@@ -258,23 +101,34 @@ class Store:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            conn.execute("BEGIN")
-            try:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_versions (owner TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+        )
+        legacy = conn.execute("PRAGMA user_version").fetchone()[0]
+        if legacy and conn.execute("SELECT COUNT(*) FROM schema_versions").fetchone()[0] == 0:
+            conn.executemany(
+                "INSERT INTO schema_versions (owner, version) VALUES (?, ?)",
+                [
+                    (owner, versions[min(legacy, len(versions)) - 1])
+                    for owner, versions in LEGACY_VERSIONS.items()
+                ],
+            )
+        _migrate(conn, "engine", ENGINE_SCHEMA)
+        self._versions = dict(conn.execute("SELECT owner, version FROM schema_versions").fetchall())
         self._conn = conn
+
+    async def migrate(self, owner: str, scripts: Sequence[str]) -> None:
+        """Apply ``owner``'s scripts it has not applied yet, each in its own transaction.
+
+        Owners call this when they are built (before serving); it is idempotent. Scripts are
+        append-only: a change to a table is a new script, never an edit of an old one.
+        """
+        self._versions[owner] = await self.run(lambda conn: _migrate(conn, owner, scripts))
 
     @property
     def schema_version(self) -> int:
-        return len(MIGRATIONS)
+        """The sum of every owner's applied migrations (grows with each one; for health)."""
+        return sum(self._versions.values())
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -337,6 +191,28 @@ class Store:
     async def ping(self) -> bool:
         row = await self.fetchone("SELECT 1")
         return row is not None and row[0] == 1
+
+
+def _migrate(conn: sqlite3.Connection, owner: str, scripts: Sequence[str]) -> int:
+    """Apply what ``owner`` lacks of ``scripts``; its version after."""
+    row = conn.execute("SELECT version FROM schema_versions WHERE owner = ?", (owner,)).fetchone()
+    version = row[0] if row else 0
+    for number, script in enumerate(scripts[version:], start=version + 1):
+        conn.execute("BEGIN")
+        try:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_versions (owner, version) VALUES (?, ?)"
+                " ON CONFLICT(owner) DO UPDATE SET version = excluded.version",
+                (owner, number),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return max(version, len(scripts))
 
 
 def _to_row(r: ProcessRecord) -> tuple[Any, ...]:

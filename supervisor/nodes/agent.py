@@ -197,7 +197,7 @@ class Session:
     async def dispatch(self, msg: dict[str, Any]) -> None:
         req_id = msg.get("id")
         op = msg.get("op")
-        handler: Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = {
+        handlers: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]] = {
             "hello": self.op_hello,
             "ping": self.op_ping,
             "start": self.op_start,
@@ -207,7 +207,8 @@ class Session:
             "receipts": self.op_receipts,
             "ack": self.op_ack,
             "follow": partial(self.op_follow, req_id),
-        }.get(str(op))
+        }
+        handler = handlers.get(str(op))
         try:
             if handler is None:
                 raise _Refused("unknown_op", f"unknown op {str(op)[:50]!r}")

@@ -35,6 +35,7 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
 from ..engine import KillReceipt, Supervisor
+from ..errors import AgentFailed
 from ..logs import LogLine
 from ..placement import LOCAL, NodeUnavailable
 from ..spec import ProcessRecord, ProcessSpec, State, StopReason
@@ -56,12 +57,15 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-class RemoteError(Exception):
-    """The agent refused a request; ``code`` is its error code."""
+class RemoteError(AgentFailed):
+    """The node agent refused a request (502 ``node_error``); ``remote_code`` is its reason."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+    code = "node_error"
+
+    def __init__(self, remote_code: str, remote_message: str, *, node: str | None = None) -> None:
+        super().__init__(f"node {node}: {remote_message}", details={"node": node, "nodeCode": remote_code})
+        self.remote_code = remote_code
+        self.remote_message = remote_message
 
 
 class RemoteStartError(OSError):
@@ -231,12 +235,13 @@ class RemoteNode:
                     msg = json.loads(raw)
                 except ValueError:
                     continue
-                channel = self._pending.get(msg.get("id")) if isinstance(msg, dict) else None
+                req_id = msg.get("id") if isinstance(msg, dict) else None
+                channel = self._pending.get(req_id) if isinstance(req_id, int) else None
                 if channel is not None:
                     try:
                         channel.send_nowait(msg)
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        self._pending.pop(msg.get("id"), None)
+                        self._pending.pop(req_id, None)  # type: ignore[arg-type]
         except ConnectionClosed:
             pass
         finally:
@@ -256,7 +261,7 @@ class RemoteNode:
     async def _send(self, obj: dict[str, Any]) -> None:
         ws = self._ws
         if ws is None:
-            raise NodeUnavailable(f"node {self.name} is {self.state}")
+            raise NodeUnavailable(f"node {self.name} is {self.state}", node=self.name)
         async with self._send_lock:
             await ws.send_message(wire.dumps(obj))
 
@@ -273,15 +278,15 @@ class RemoteNode:
             try:
                 await self._send({"id": req_id, "op": op, **fields})
             except ConnectionClosed:
-                raise NodeUnavailable(f"node {self.name} disconnected") from None
+                raise NodeUnavailable(f"node {self.name} disconnected", node=self.name) from None
             try:
                 answer = await receive.receive()
             except trio.EndOfChannel:
-                raise NodeUnavailable(f"node {self.name} disconnected") from None
+                raise NodeUnavailable(f"node {self.name} disconnected", node=self.name) from None
         finally:
             self._pending.pop(req_id, None)
         if answer.get("ok") is False:
-            raise RemoteError(str(answer.get("code")), str(answer.get("error")))
+            raise RemoteError(str(answer.get("code")), str(answer.get("error")), node=self.name)
         return answer
 
     # ---- NodeBackend -------------------------------------------------------------------------
@@ -289,7 +294,7 @@ class RemoteNode:
     def _require_up(self) -> trio.Nursery:
         nursery = self._nursery
         if self.state != "up" or nursery is None:
-            raise NodeUnavailable(f"node {self.name} is {self.state}")
+            raise NodeUnavailable(f"node {self.name} is {self.state}", node=self.name)
         return nursery
 
     async def start(self, spec: ProcessSpec, *, job_id: str | None = None) -> ProcessRecord:
@@ -297,9 +302,9 @@ class RemoteNode:
         try:
             answer = await self.request("start", spec=wire.spec_to_wire(spec))
         except RemoteError as exc:
-            if exc.code == "spawn_failed":
+            if exc.remote_code == "spawn_failed":
                 # "cannot start PROGRAM: REASON": the route says the first half itself.
-                raise RemoteStartError(0, str(exc).split(": ", 1)[-1]) from None
+                raise RemoteStartError(0, exc.remote_message.split(": ", 1)[-1]) from None
             raise
         record = wire.record_from_wire(answer["record"], self.name)
         record.last_seq = 0
@@ -476,6 +481,21 @@ _LINK_ERRORS = (
 )  # fmt: skip
 
 
+#: The receipts of trees node agents killed on their own (crash sweep, lease), per node.
+NODES_SCHEMA = [
+    """
+    CREATE TABLE node_receipts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        node TEXT NOT NULL,
+        process_id TEXT,
+        receipt TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX node_receipts_node ON node_receipts(node, id);
+    """,
+]
+
+
 class NodeManager:
     """The gateway's nodes: each a ``RemoteNode`` registered with placement and running as a
     supervisor service; the list is saved in ``<state>/nodes.json``."""
@@ -496,6 +516,7 @@ class NodeManager:
 
     async def open(self, configs: list[NodeConfig]) -> None:
         """Start the configured nodes; records of nodes no longer configured become lost."""
+        await self.sup.store.migrate("nodes", NODES_SCHEMA)
         names = {c.name for c in configs}
         for record in list(self.sup.table.records.values()):
             if record.node != LOCAL and record.node not in names and not record.state.ended:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +15,10 @@ from dashboard_harness import (
     Gateway,
     PageErrors,
     free_port,
-    gateway_command,
     new_page,
     sign_in,
 )
+from gwtest import launch_serve, wait_serving
 from playwright.sync_api import Browser, Page, sync_playwright
 
 HERE = Path(__file__).resolve().parent
@@ -40,37 +38,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A ``gateway serve`` child for the module's browser (the shared subprocess launcher)."""
     state = tmp_path_factory.mktemp("gw") / "state"
-    port = free_port()
-    log = (state.parent / "gateway.log").open("wb")
-    proc = subprocess.Popen(
-        [*gateway_command(), "serve", "--state-dir", str(state), "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    info = state / "gateway.json"
-    deadline = time.monotonic() + 20
-    # Polling for a file another process writes: the gateway offers no other ready signal.
-    while not info.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.close()
-            pytest.fail(f"gateway did not start:\n{(state.parent / 'gateway.log').read_text()[-3000:]}")
-        time.sleep(0.05)
-    port = json.loads(info.read_text())["port"]
-    gw = Gateway(state, proc, port)
+    sp = launch_serve(state, state.parent / "gateway.log", "--port", str(free_port()))
+    try:
+        wait_serving(sp, timeout=20)
+    except AssertionError:
+        sp.stop(signal.SIGKILL)
+        raise
+    gw = Gateway(state, sp.proc, sp.port)
     try:
         yield gw
     finally:
         gw.client.close()
-        proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            sp.stop(timeout=20)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+            sp.stop(signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")

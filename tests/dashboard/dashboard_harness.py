@@ -36,13 +36,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def gateway_command() -> list[str]:
-    exe = Path(sys.executable).with_name("gateway")
-    if exe.exists():
-        return [str(exe)]
-    return [sys.executable, "-c", "import sys; from gateway.http.cli import main; sys.exit(main())"]
-
-
 class Gateway:
     """A running ``gateway serve`` and a gateway-token client for it."""
 

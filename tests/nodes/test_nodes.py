@@ -233,6 +233,8 @@ async def test_a_sigkilled_gateway_makes_every_agent_kill_its_trees_within_the_l
         )
         assert trio.current_time() - began <= lease + grace + 2.0
         for tree, agent in zip(trees, c.agents, strict=True):
+            # The receipt is written once the kill completed (reaped), a moment after the deaths.
+            await wait_until(lambda a=agent: a.receipts_file() != [], what=f"{agent.name}'s receipt")
             kept = [r for r in agent.receipts_file() if r["process"]["id"] == tree["id"]]
             assert len(kept) == 1 and kept[0]["cause"] == "lease-expired", agent.receipts_file()
             assert kept[0]["survivors"] == [] and kept[0]["signals"]

@@ -9,14 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trio
 from symphony_support import Harness, cli_paths, make_settings, register_repo
 
-from gateway.http.routes_symphony import SERVICE_KEY
-from gateway.http.serve import GatewayHandle, ServeOptions, run_gateway
-from gateway.supervisor import open_supervisor
-from gateway.supervisor.providers import ClaudeProvider, CodexProvider, ProviderRegistry
-from gateway.supervisor.symphony import Symphony, open_symphony
+from gateway.http.serve import GatewayHandle, open_services
+from gateway.supervisor import StateDir, open_supervisor
+from gateway.supervisor.agents.providers import ClaudeProvider, CodexProvider, ProviderRegistry
 
 from agents.model_double import ModelDouble
 from support import GIT_ENV, gateway_client
@@ -57,25 +54,21 @@ async def harness(tmp_path: Path, md: ModelDouble, repo: Path, binaries: dict) -
     )
     async with open_supervisor(tmp_path / "state") as sup:
         await register_repo(sup, repo)
-        async with open_symphony(sup, registry=registry, settings=settings) as sym:
-            yield Harness(sup, sym, md, repo)
+        state = StateDir(tmp_path / "state")
+        async with open_services(sup, state, binaries.get, registry=registry, settings=settings) as services:
+            yield Harness(sup, services.symphony, md, repo)
 
 
 @pytest.fixture
 async def gw(
-    tmp_path: Path, md: ModelDouble, repo: Path, binaries: dict, nursery: trio.Nursery
-) -> AsyncIterator[GatewayHandle]:
-    """A gateway on an ephemeral port whose Symphony runs the real CLIs against ``md``."""
-    opts = ServeOptions(state_dir=tmp_path / "state", port=0, probe_binaries=False)
-    handle: GatewayHandle = await nursery.start(run_gateway, opts)
-    ctx = handle.context
-    svc = ctx.extra[SERVICE_KEY]
-    assert isinstance(svc, Symphony)
-    svc.settings = make_settings(md, tmp_path)
+    gateway: GatewayHandle, tmp_path: Path, md: ModelDouble, repo: Path, binaries: dict
+) -> GatewayHandle:
+    """The shared ``gateway``, its Symphony running the real CLIs against ``md``."""
+    ctx = gateway.context
+    ctx.services.symphony.settings = make_settings(md, tmp_path)
     ctx.binaries.overrides.update({k: v for k, v in binaries.items() if v})
     await register_repo(ctx.sup, repo)
-    yield handle
-    handle.request_shutdown()
+    return gateway
 
 
 @pytest.fixture

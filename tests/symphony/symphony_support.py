@@ -14,6 +14,7 @@ import httpx
 import trio
 
 from gateway.supervisor import Supervisor
+from gateway.supervisor.services.repos import REPOS_SCHEMA
 from gateway.supervisor.symphony import Limits, Symphony, SymphonySettings
 
 from agents import clis
@@ -56,6 +57,8 @@ def make_settings(md: ModelDouble, tmp_path: Path, **kw: object) -> SymphonySett
 
 
 async def register_repo(sup: Supervisor, repo: Path, repo_id: str = "r1") -> None:
+    """A repo row as ``POST /repos`` would make it (the table is created if not yet)."""
+    await sup.store.migrate("repos", REPOS_SCHEMA)
     await sup.store.execute(
         "INSERT INTO repos (id, path, name, default_branch, created_at) VALUES (?, ?, ?, ?, ?)",
         (repo_id, str(repo), repo.name, "main", time.time()),

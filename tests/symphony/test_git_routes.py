@@ -13,7 +13,6 @@ import pytest
 import trio
 from symphony_support import API, register_repo
 
-from gateway.http.routes_symphony import SERVICE_KEY
 from gateway.http.serve import GatewayHandle, ServeOptions, run_gateway
 
 from agents.model_double import Hang, ModelDouble
@@ -211,7 +210,7 @@ async def test_the_worktree_lock_refuses_a_commit_while_an_agent_works(
     assert killed.status_code == 200, killed.text
     done = await api.post(GIT, json=body)
     assert done.status_code == 200, done.text
-    svc = gw.context.extra[SERVICE_KEY]
+    svc = gw.context.services.symphony
     assert done.json()["commit"] == (await svc.git.run(["rev-parse", "HEAD"], wt)).stdout.strip()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.supervisor.providers import (
+from gateway.supervisor.agents.providers import (
     ClaudeProvider,
     CodexProvider,
     MissingBinary,

@@ -13,9 +13,10 @@ import trio
 from symphony_support import Harness, register_repo, wait_until
 
 from gateway.supervisor import State, StopReason, open_supervisor
-from gateway.supervisor.providers import ProviderRegistry
-from gateway.supervisor.symphony import BadRequest, Conflict, NotFound, Unavailable, open_symphony
-from gateway.supervisor.worktrees import Git
+from gateway.supervisor.agents.providers import ProviderRegistry
+from gateway.supervisor.errors import BadRequest, Conflict, NotFound, Unavailable
+from gateway.supervisor.services.worktrees import Git
+from gateway.supervisor.symphony import open_symphony
 
 from agents.model_double import Bash, Text
 from support import marked_pids
@@ -40,7 +41,7 @@ async def test_launch_runs_claude_in_the_ticket_worktree(harness: Harness) -> No
     h = harness
     h.md.claude.bash("echo made-by-claude > made.txt && echo wrote", text="Writing the file.")
     h.md.claude.reply("File written.")
-    record = await h.sym.launch("T-1", "r1", "make a file")
+    record = await h.sym.runs.launch("T-1", "r1", "make a file")
     assert record.kind == "symphony" and record.ticket_id == "T-1"
     wt = Path(record.cwd or "")
     assert wt == h.sup.state_dir / "worktrees" / "r1" / "T-1"
@@ -48,7 +49,7 @@ async def test_launch_runs_claude_in_the_ticket_worktree(harness: Harness) -> No
     final = h.sup.table.get(record.id)
     assert final is not None and final.state is State.EXITED, final.error
     assert (wt / "made.txt").read_text() == "made-by-claude\n"
-    assert await h.sym.worktrees.current_branch(wt) == "symphony/T-1"
+    assert await h.sym.runner.worktrees.current_branch(wt) == "symphony/T-1"
     events = events_of(h, record.id)
     assert {"type": "text", "text": "Writing the file."} in events
     result = [e for e in events if e["type"] == "result"][-1]
@@ -56,52 +57,52 @@ async def test_launch_runs_claude_in_the_ticket_worktree(harness: Harness) -> No
     # Every git call was a supervised child of kind git.
     assert h.sup.table.query(kind="git", ticket_id="T-1")
     # The run left the ticket's session behind (for chat) with one unread reply.
-    (session,) = await h.sym.sessions("T-1")
+    (session,) = await h.sym.chat.sessions("T-1")
     assert session["providerSessionId"] and session["unreadCount"] == 1
-    assert (await h.sym.unread_count())["unreadCount"] == 1
+    assert (await h.sym.chat.unread_count())["unreadCount"] == 1
 
     # A second run reuses the worktree and the branch; the file is still there.
     h.md.claude.reply("Again.")
-    again = await h.sym.launch("T-1", "r1", "again")
+    again = await h.sym.runs.launch("T-1", "r1", "again")
     await h.sym.settled(again.id)
     assert again.cwd == record.cwd and (wt / "made.txt").exists()
 
     # Chat resumes the latest run's session: the double sees its turns.
     h.md.claude.when(lambda r: "what did you write" in r.last_user_text, "I wrote made.txt.")
-    chat = await h.sym.chat("T-1", "what did you write?")
+    chat = await h.sym.chat.turn("T-1", "what did you write?")
     await h.sym.settled(chat.id)
     last = h.md.requests_for("claude")[-1]
     assert '"again"' in json.dumps(last.messages) and "Again." in json.dumps(last.messages)
-    history = await h.sym.chat_history("T-1", mark_read=False)
+    history = await h.sym.chat.history("T-1", mark_read=False)
     assert [(m["role"], m["content"]) for m in history["messages"]] == [
         ("user", "what did you write?"),
         ("assistant", "I wrote made.txt."),
     ]
-    assert (await h.sym.unread_count())["unreadCount"] == 3
-    await h.sym.chat_history("T-1")
-    assert (await h.sym.unread_count())["unreadCount"] == 0
+    assert (await h.sym.chat.unread_count())["unreadCount"] == 3
+    await h.sym.chat.history("T-1")
+    assert (await h.sym.chat.unread_count())["unreadCount"] == 0
 
 
 async def test_second_launch_conflicts_and_errors(harness: Harness) -> None:
     h = harness
     h.md.claude.add_turn(Bash("echo started && sleep 600", timeout_ms=600_000))
-    record = await h.sym.launch("T-2", "r1", "wait")
+    record = await h.sym.runs.launch("T-2", "r1", "wait")
     with pytest.raises(Conflict):
-        await h.sym.launch("T-2", "r1", "again")
+        await h.sym.runs.launch("T-2", "r1", "again")
     with pytest.raises(Conflict):
-        await h.sym.chat("T-2", "hello?")
+        await h.sym.chat.turn("T-2", "hello?")
     with pytest.raises(NotFound):
-        await h.sym.launch("T-3", "nope", "x")
+        await h.sym.runs.launch("T-3", "nope", "x")
     with pytest.raises(BadRequest, match="ticketId"):
-        await h.sym.launch("../x", "r1", "x")
+        await h.sym.runs.launch("../x", "r1", "x")
     with pytest.raises(BadRequest, match="provider"):
-        await h.sym.launch("T-3", "r1", "x", provider="gemini")
+        await h.sym.runs.launch("T-3", "r1", "x", provider="gemini")
     with pytest.raises(BadRequest, match=r"limits\.maxRuntime"):
-        await h.sym.launch("T-3", "r1", "x", limits={"maxRuntime": 10**9})
+        await h.sym.runs.launch("T-3", "r1", "x", limits={"maxRuntime": 10**9})
     with pytest.raises(NotFound, match="baseRef"):
-        await h.sym.launch("T-3", "r1", "x", base_ref="no-such-branch")
+        await h.sym.runs.launch("T-3", "r1", "x", base_ref="no-such-branch")
     with pytest.raises(BadRequest, match=r"judges\.0\.command"):
-        await h.sym.loop("T-3", "r1", "x", [{"name": "j", "command": "rm -rf /"}])
+        await h.sym.loops.start("T-3", "r1", "x", [{"name": "j", "command": "rm -rf /"}])
     receipt = await h.sym.kill("T-2")
     assert receipt.process.id == record.id and receipt.process.state is State.KILLED
     assert not marked_pids(record.id)
@@ -113,7 +114,7 @@ async def test_missing_binary_is_unavailable(tmp_path: Path, repo: Path) -> None
         await register_repo(sup, repo)
         async with open_symphony(sup, registry=registry) as sym:
             with pytest.raises(Unavailable) as err:
-                await sym.launch("T-1", "r1", "x")
+                await sym.runs.launch("T-1", "r1", "x")
             assert err.value.binary == "claude" and "nowhere" in err.value.message
 
 
@@ -135,12 +136,12 @@ async def test_loop_with_pytest_judge_fails_then_passes(harness: Harness) -> Non
         ["git", "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "tests"], cwd=h.repo
     )
     judges = [{"name": "tests", "command": [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]}]
-    job = await h.sym.loop("T-4", "r1", "make value 2", judges, max_iterations=3)
+    job = await h.sym.loops.start("T-4", "r1", "make value 2", judges, max_iterations=3)
     assert job.kind == "symphony_loop"
     final = await h.sup.wait(job.id)
     assert final.state is State.EXITED, final.error
     assert final.labels["outcome"] == "passed" and final.labels["iteration"] == "2"
-    verdicts = (await h.sym.judges("T-4"))["verdicts"]
+    verdicts = (await h.sym.loops.judges("T-4"))["verdicts"]
     assert [(v["iteration"], v["name"], v["passed"], v["score"]) for v in verdicts] == [
         (1, "tests", False, 0.0),
         (2, "tests", True, 1.0),
@@ -167,7 +168,7 @@ async def test_loop_kill_during_a_long_tool_kills_the_tree(harness: Harness) -> 
     h = harness
     h.md.claude.add_turn(Bash("echo started && sleep 600", timeout_ms=600_000))
     judges = [{"name": "never", "command": ["false"]}]
-    job = await h.sym.loop("T-5", "r1", "wait", judges, max_iterations=3)
+    job = await h.sym.loops.start("T-5", "r1", "wait", judges, max_iterations=3)
 
     def sleeper() -> psutil.Process | None:
         child = h.sup.job(job.id)
@@ -201,7 +202,7 @@ async def test_loop_kill_during_a_long_tool_kills_the_tree(harness: Harness) -> 
     await trio.lowlevel.checkpoint()  # nothing more may start
     assert [r.labels.get("role") for r in h.sup.table.query(job_id=job.id)] == ["agent"]
     assert len(h.md.requests_for("claude")) == turns
-    assert (await h.sym.judges("T-5"))["verdicts"] == []
+    assert (await h.sym.loops.judges("T-5"))["verdicts"] == []
 
 
 async def test_result_idle_watchdog_counts_as_success(harness: Harness) -> None:
@@ -209,7 +210,7 @@ async def test_result_idle_watchdog_counts_as_success(harness: Harness) -> None:
     # A background task keeps claude -p alive after it printed its result.
     h.md.claude.add_turn(Bash("sleep 60", background=True))
     h.md.claude.reply("done, waiting for the background task")
-    record = await h.sym.launch("T-6", "r1", "bg", limits={"resultIdleTimeout": 1.0})
+    record = await h.sym.runs.launch("T-6", "r1", "bg", limits={"resultIdleTimeout": 1.0})
     await h.sym.settled(record.id)
     final = h.sup.table.get(record.id)
     assert final is not None
@@ -221,22 +222,22 @@ async def test_plan_loop_feedback_and_approve(harness: Harness) -> None:
     h = harness
     h.md.claude.reply("PLAN v1: do A")
     h.md.claude.when(lambda r: "Feedback on it" in r.last_user_text, "PLAN v2: do A then B")
-    job = await h.sym.plan_start("T-7", "r1", "add a feature")
+    job = await h.sym.plans.start("T-7", "r1", "add a feature")
     await wait_until(lambda: job.labels.get("planStatus") == "awaiting-feedback", 30, "plan v1")
-    assert (await h.sym.plan("T-7"))["plan"]["plan"] == "PLAN v1: do A"
+    assert (await h.sym.plans.get("T-7"))["plan"]["plan"] == "PLAN v1: do A"
     with pytest.raises(NotFound):
-        await h.sym.plan_feedback("T-x", "nope")
-    await h.sym.plan_feedback("T-7", "also do B")
+        await h.sym.plans.feedback("T-x", "nope")
+    await h.sym.plans.feedback("T-7", "also do B")
     await wait_until(
         lambda: job.labels.get("planVersion") == "2" and job.labels.get("planStatus") == "awaiting-feedback",
         30,
         "plan v2",
     )
-    out = await h.sym.plan_approve("T-7")
+    out = await h.sym.plans.approve("T-7")
     assert out["plan"]["plan"] == "PLAN v2: do A then B" and out["plan"]["status"] == "approved"
     final = h.sup.table.get(job.id)
     assert final is not None and final.state is State.EXITED and final.labels["outcome"] == "approved"
-    plan = await h.sym.plan("T-7")
+    plan = await h.sym.plans.get("T-7")
     assert [p["status"] for p in plan["history"]] == ["revised", "approved"]
     assert plan["history"][0]["feedback"] == "also do B"
     # plan mode: the CLI was started in plan permission mode
@@ -248,10 +249,10 @@ async def test_commit_message_drafts_from_the_diff(harness: Harness) -> None:
     h = harness
     h.md.claude.bash("echo hello > hello.txt")
     h.md.claude.reply("done")
-    record = await h.sym.launch("T-8", "r1", "add hello")
+    record = await h.sym.runs.launch("T-8", "r1", "add hello")
     await h.sym.settled(record.id)
     h.md.claude.when(lambda r: "hello.txt" in r.last_user_text, "```\nAdd hello.txt\n\nSays hello.\n```")
-    out = await h.sym.commit_message("T-8")
+    out = await h.sym.chat.commit_message("T-8")
     assert out["message"] == "Add hello.txt\n\nSays hello." and out["files"] == ["hello.txt"]
 
 
@@ -261,7 +262,7 @@ async def test_codex_launch(harness: Harness, binaries: dict) -> None:
     h = harness
     h.md.codex.bash("echo made-by-codex > made.txt && echo wrote")
     h.md.codex.reply("File written.")
-    record = await h.sym.launch("T-9", "r1", "make a file", provider="codex")
+    record = await h.sym.runs.launch("T-9", "r1", "make a file", provider="codex")
     await h.sym.settled(record.id)
     final = h.sup.table.get(record.id)
     assert final is not None and final.state is State.EXITED, final.error
@@ -269,7 +270,7 @@ async def test_codex_launch(harness: Harness, binaries: dict) -> None:
     events = events_of(h, record.id)
     assert {"type": "text", "text": "File written."} in events
     assert [e for e in events if e["type"] == "result"][-1]["ok"] is True
-    (session,) = await h.sym.sessions("T-9")
+    (session,) = await h.sym.chat.sessions("T-9")
     assert session["provider"] == "codex" and session["providerSessionId"]
 
 

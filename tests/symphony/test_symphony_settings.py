@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from gateway.http.routes_symphony import SERVICE_KEY
 from gateway.http.serve import GatewayHandle, ServeOptions, run_gateway
 from gateway.supervisor import open_supervisor
-from gateway.supervisor.symphony import BadRequest, Limits, Symphony, open_symphony
-from gateway.supervisor.symphony_settings import LIMITS_KEY
+from gateway.supervisor.errors import BadRequest
+from gateway.supervisor.symphony import Limits, Symphony, open_symphony
+from gateway.supervisor.symphony.settings import LIMITS_KEY
 
 from support import gateway_client
 
@@ -65,7 +65,7 @@ async def test_the_gateway_reads_stored_limits_at_start(tmp_path: Path, nursery:
     opts = ServeOptions(state_dir=state, port=0, probe_binaries=False)
     handle: GatewayHandle = await nursery.start(run_gateway, opts)
     try:
-        svc = handle.context.extra[SERVICE_KEY]
+        svc = handle.context.services.symphony
         assert isinstance(svc, Symphony)
         assert svc.settings.defaults.stall_timeout == 120.0 and svc.settings.maximum.stall_timeout == 600.0
     finally:

@@ -1,0 +1,341 @@
+"""The Symphony family over HTTP: runs, loops, plan loops, status, logs, sessions and chat.
+
+Routes take the ``Symphony`` service (``gateway.supervisor.symphony``) from the gateway's
+services, built once at start by ``gateway.http.serve``. Bodies are pydantic models
+(``gateway.http.schemas.symphony``: validated, and in the OpenAPI document); what needs the
+service's knowledge is checked by the service. Both name the field in their 400s; the service's
+errors become answers in ``gateway.http.errors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from quart import Blueprint, Response, request
+from quart_schema import document_request, document_response, validate_request
+
+from gateway.http.context import GatewayContext, current_gateway
+from gateway.http.errors import ApiError
+from gateway.http.query import flag, log_window
+from gateway.http.routes.common import optional_body, query_str, required, symphony
+from gateway.http.schemas.core import ReceiptOut
+from gateway.http.schemas.symphony import (
+    ChatHistoryOut,
+    ChatIn,
+    ChatMessageIn,
+    CommentChatIn,
+    CommentPatchIn,
+    CommentThreadOut,
+    CommitMessageOut,
+    JudgesOut,
+    KillIn,
+    KillOut,
+    LoopIn,
+    PlanLoopIn,
+    RunIn,
+    SessionDeleteIn,
+    SessionIn,
+    SessionListOut,
+    StartedOut,
+    SymphonyLimitsIn,
+    SymphonyLimitsOut,
+    TicketIn,
+    UnreadOut,
+)
+from gateway.http.streams import counted, dumps, end_line, log_chunks, ndjson_response
+from gateway.supervisor import ProcessRecord
+from gateway.supervisor.symphony import log_line_json
+
+bp = Blueprint("symphony", __name__, url_prefix="/api/gateway/symphony")
+#: ``/api/gateway/settings/symphony`` (extension operation ``symphony_settings``).
+settings_bp = Blueprint("symphony_settings", __name__, url_prefix="/api/gateway/settings")
+
+# ---- settings --------------------------------------------------------------------------------
+
+
+@settings_bp.get("/symphony")
+@document_response(SymphonyLimitsOut)
+async def get_limits() -> dict[str, Any]:
+    """The watchdog limits of agent runs: the defaults a run gets, and the most it may ask for."""
+    return symphony().settings.limits_json()
+
+
+@settings_bp.patch("/symphony")
+@validate_request(SymphonyLimitsIn)
+@document_response(SymphonyLimitsOut)
+async def patch_limits(data: SymphonyLimitsIn) -> dict[str, Any]:
+    """Change some limits (all or nothing), store them and apply them to the next runs.
+
+    Runs already started keep the limits they started with.
+    """
+    return await symphony().save_limits(data.as_request())
+
+
+# ---- runs and loops -------------------------------------------------------------------------
+
+
+@bp.post("/launch")
+@validate_request(RunIn)
+@document_response(StartedOut, 201)
+async def launch(data: RunIn) -> tuple[dict[str, Any], int]:
+    """Create or reuse the ticket's worktree and start one agent run (kind ``symphony``)."""
+    args = data.run_args()
+    svc = symphony()
+    record = await svc.runs.launch(**args)
+    ticket = await svc.ticket(args["ticket_id"])
+    return {"process": record.to_json(), "ticket": ticket.to_json()}, 201
+
+
+@bp.post("/loop")
+@validate_request(LoopIn)
+@document_response(StartedOut, 201)
+async def loop(data: LoopIn) -> tuple[dict[str, Any], int]:
+    """Start a loop job: agent run, judges, feedback, until all pass or ``maxIterations``."""
+    args = data.run_args()
+    svc = symphony()
+    record = await svc.loops.start(judges=data.judge_dicts(), max_iterations=data.max_iterations, **args)
+    ticket = await svc.ticket(args["ticket_id"])
+    return {"process": record.to_json(), "ticket": ticket.to_json()}, 201
+
+
+@bp.post("/loop/kill")
+@validate_request(TicketIn)
+@document_response(ReceiptOut)
+async def loop_kill(data: TicketIn) -> dict[str, Any]:
+    """Stop the ticket's loop (the current agent or judge tree included); the kill receipt."""
+    receipt = await symphony().kill_loop(data.ticket_id)
+    return receipt.to_json()
+
+
+@bp.post("/kill")
+@validate_request(KillIn)
+@document_response(KillOut)
+async def kill(data: KillIn) -> dict[str, Any]:
+    """Kill the ticket's active loop, plan loop, run or chat turn; answers the kill receipt.
+
+    ``removeWorktree: true`` tears it down instead and removes the ticket's worktree (its
+    branch stays); the answer's ``worktree`` says whether it was removed. Nothing else ever
+    removes a worktree.
+    """
+    svc = symphony()
+    if data.remove_worktree:
+        return await svc.teardown(data.ticket_id, remove_worktree=True)
+    receipt = await svc.kill(data.ticket_id)
+    return receipt.to_json()
+
+
+@bp.post("/plan-loop/<action>")
+@validate_request(PlanLoopIn)
+async def plan_loop(action: str, data: PlanLoopIn) -> tuple[dict[str, Any], int] | dict[str, Any]:
+    """``start`` (like launch, in plan mode), ``feedback`` {ticketId, feedback}, ``approve``
+    {ticketId, launch?}, ``kill`` {ticketId}.
+
+    One route, not four: the operation table maps ``plan-loop/*`` as one rule, and policy
+    looks requests up by rule.
+    """
+    svc = symphony()
+    if action == "start":
+        run = RunIn(
+            ticketId=data.ticket_id,
+            repoId=required(data.repo_id, "repoId"),
+            prompt=required(data.prompt, "prompt"),
+            provider=data.provider,
+            model=data.model,
+            baseRef=data.base_ref,
+            limits=data.limits,
+        )
+        record = await svc.plans.start(**run.run_args())
+        return {"process": record.to_json()}, 201
+    if action == "feedback":
+        return await svc.plans.feedback(data.ticket_id, required(data.feedback, "feedback"))
+    if action == "approve":
+        return await svc.plans.approve(data.ticket_id, launch=data.launch)
+    if action == "kill":
+        return (await svc.plans.kill(data.ticket_id)).to_json()
+    raise ApiError(404, "not_found", f"plan-loop/{action[:50]}: use start, feedback, approve or kill")
+
+
+# ---- reading --------------------------------------------------------------------------------
+
+
+@bp.get("/status")
+async def status() -> dict[str, Any]:
+    return symphony().status()
+
+
+@bp.get("/status/<ticketId>")
+async def ticket_status(ticketId: str) -> dict[str, Any]:
+    return await symphony().ticket_status(ticketId)
+
+
+@bp.get("/plan/<ticketId>")
+async def plan(ticketId: str) -> dict[str, Any]:
+    return await symphony().plans.get(ticketId)
+
+
+@bp.get("/judges/<ticketId>")
+@document_response(JudgesOut)
+async def judges(ticketId: str) -> dict[str, Any]:
+    return await symphony().loops.judges(ticketId, request.args.get("jobId") or None)
+
+
+@bp.get("/logs/<ticketId>")
+async def logs(ticketId: str) -> Response:
+    """NDJSON log of the ticket's latest run or loop (or ``processId``), parsed events included."""
+    gw = current_gateway()
+    record = symphony().log_target(ticketId, request.args.get("processId") or None)
+    window = log_window(gw.sup.log(record.id))
+    return ndjson_response(counted(gw, _symphony_log(gw, record, window.since, window.limit, window.follow)))
+
+
+def _symphony_log(
+    gw: GatewayContext, record: ProcessRecord, since: int, limit: int | None, follow: bool
+) -> AsyncGenerator[bytes, None]:
+    """Like the process log stream, plus ``event`` per line and ``status`` lines on changes."""
+    return log_chunks(
+        gw,
+        record.id,
+        since,
+        limit,
+        follow,
+        encode=lambda lines: b"".join(dumps(log_line_json(record, line)) for line in lines),
+        status_lines=True,
+        end_after_limit=True,
+    )
+
+
+# ---- sessions and chat ----------------------------------------------------------------------
+
+
+@bp.get("/sessions")
+@document_response(SessionListOut)
+async def sessions() -> dict[str, Any]:
+    return {"sessions": await symphony().chat.sessions(request.args.get("ticketId") or None)}
+
+
+@bp.post("/sessions")
+@validate_request(SessionIn)
+async def create_session(data: SessionIn) -> tuple[dict[str, Any], int]:
+    """Open (or return) the ticket's session; ``markRead: true`` clears its unread count."""
+    svc = symphony()
+    session = await svc.chat.create_session(data.ticket_id, data.provider, data.title)
+    if data.mark_read:
+        await svc.chat.mark_read(data.ticket_id)
+        session["unreadCount"] = 0
+    return {"session": session}, 201
+
+
+@bp.delete("/sessions")
+@document_request(SessionDeleteIn)
+async def delete_sessions() -> dict[str, Any]:
+    """Forget a session (``sessionId``) or a ticket's (``ticketId``), killing its chat turn.
+
+    The body is optional (DELETE bodies are often dropped by clients): query arguments work too.
+    """
+    return await end_sessions()
+
+
+async def end_sessions() -> dict[str, Any]:
+    """Delete the sessions a body or the query names (``sessions`` and ``ticket-chat``)."""
+    data = await optional_body(SessionDeleteIn)
+    session_id = data.session_id or request.args.get("sessionId") or None
+    ticket_id = data.ticket_id or request.args.get("ticketId") or None
+    return await symphony().chat.delete_sessions(session_id=session_id, ticket_id=ticket_id)
+
+
+@bp.get("/sessions/unread-count")
+@document_response(UnreadOut)
+async def unread_count() -> dict[str, Any]:
+    return await symphony().chat.unread_count()
+
+
+@bp.post("/chat/<ticketId>")
+@validate_request(ChatIn)
+async def chat(ticketId: str, data: ChatIn) -> Response:
+    """Send a message into the ticket's session (resumed); the reply streams as NDJSON."""
+    return await chat_turn(ticketId, data)
+
+
+async def chat_turn(ticket_id: str, data: ChatIn) -> Response:
+    """Start a chat turn and stream its log as NDJSON (``symphony/chat`` and ``ticket-chat``)."""
+    record = await symphony().chat.turn(ticket_id, data.message, data.provider, data.model)
+    return stream_turn(record)
+
+
+def stream_turn(record: ProcessRecord, head: bytes = b"") -> Response:
+    """A chat turn's log as NDJSON; its ``end`` line comes once the reply is stored."""
+    gw = current_gateway()
+    svc = symphony()
+
+    async def body() -> AsyncIterator[bytes]:
+        if head:
+            yield head
+        async with aclosing(_symphony_log(gw, record, 0, None, True)) as chunks:
+            async for chunk in chunks:
+                if chunk.startswith(b'{"type":"end"'):
+                    # The reply is stored once the turn ended: answer ``end`` after that.
+                    await svc.settled(record.id)
+                    chunk = end_line(gw.sup.table.get(record.id))
+                yield chunk
+
+    return ndjson_response(counted(gw, body()))
+
+
+@bp.get("/chat-history/<ticketId>")
+@document_response(ChatHistoryOut)
+async def chat_history(ticketId: str) -> dict[str, Any]:
+    """The ticket's chat; reading it marks its sessions read (``markRead=0`` to peek)."""
+    return await symphony().chat.history(ticketId, mark_read=flag("markRead", "1"))
+
+
+@bp.post("/chat-history/<ticketId>")
+@validate_request(ChatMessageIn)
+async def add_chat_history(ticketId: str, data: ChatMessageIn) -> tuple[dict[str, Any], int]:
+    """Append one message (e.g. a note the UI shows in the conversation)."""
+    message = await symphony().chat.add_history(ticketId, data.role, data.content)
+    return {"message": message}, 201
+
+
+@bp.delete("/chat-history/<ticketId>")
+async def clear_chat_history(ticketId: str) -> dict[str, Any]:
+    return await symphony().chat.clear_history(ticketId)
+
+
+@bp.get("/comment-chat/<commentId>")
+@document_response(CommentThreadOut)
+async def comment_thread(commentId: str) -> dict[str, Any]:
+    return await symphony().chat.comment_thread(commentId)
+
+
+@bp.post("/comment-chat/<commentId>")
+@validate_request(CommentChatIn)
+@document_response(CommentThreadOut)
+async def comment_chat(commentId: str, data: CommentChatIn) -> dict[str, Any]:
+    """One turn on a review comment's thread (read-only agent, resumed per thread)."""
+    return await symphony().chat.comment_chat(
+        commentId, data.ticket_id, data.message, data.provider, data.context, data.model
+    )
+
+
+@bp.patch("/comment-chat/<commentId>")
+@validate_request(CommentPatchIn)
+@document_response(CommentThreadOut)
+async def update_comment_thread(commentId: str, data: CommentPatchIn) -> dict[str, Any]:
+    """Resolve or reopen the thread, and/or edit one message (``messageId`` + ``content``)."""
+    return await symphony().chat.update_comment_thread(
+        commentId, data.resolved, data.message_id, data.content
+    )
+
+
+@bp.delete("/comment-chat/<commentId>")
+async def delete_comment_thread(commentId: str) -> dict[str, Any]:
+    return await symphony().chat.delete_comment_thread(commentId)
+
+
+@bp.get("/commit-message/<ticketId>")
+@document_response(CommitMessageOut)
+async def commit_message(ticketId: str) -> dict[str, Any]:
+    """Draft a commit message from the worktree's diff (``provider``, ``model`` query args)."""
+    return await symphony().chat.commit_message(ticketId, query_str("provider"), query_str("model"))

@@ -1,0 +1,169 @@
+"""Dev-server deploys of a work tree: detect how it runs, start it supervised on a free
+port, probe it, read its URL and errors from its log, kill it or tear it down.
+
+A deploy is a record of kind ``deploy`` (restart on failure, ``PORT`` set). The process table
+is the registry: a ticket's deploy is its newest ``deploy`` record unless torn down, so a
+restarted gateway knows its deploys and nothing has to be kept in step with the table.
+
+What runs comes from the work tree (``package.json`` scripts, a ``Procfile``'s ``web`` line,
+``manage.py``) or from the request as an argv list. A Procfile line is a shell command by
+definition (Heroku runs it with ``sh -c``); it comes from the repository, never from a
+request. Probes only ever reach a deploy's own loopback URL: a request cannot aim them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..engine import KillReceipt, Supervisor
+from ..errors import BadRequest, Conflict, NotFound
+from ..spec import ACTIVE_STATES, ProcessRecord, ProcessSpec, RestartPolicy, StopReason
+
+KIND = "deploy"
+#: package.json scripts, most to least likely to be "the dev server".
+SCRIPT_ORDER = ("dev", "start", "serve", "preview")
+_URL = re.compile(r"https?://(?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1?\])(?::(\d{2,5}))?[^\s\"'<>]*")
+_ERROR = re.compile(r"\b(error|exception|traceback|failed|eaddrinuse|cannot find module)\b", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One way to run the work tree; ``argv`` may hold ``{port}``, filled in at start."""
+
+    source: str
+    name: str
+    argv: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "name": self.name, "argv": list(self.argv)}
+
+
+def detect(root: Path) -> list[Candidate]:
+    """Every way found to run ``root``, best first (blocking: run it in a thread)."""
+    found: list[Candidate] = []
+    pkg = root / "package.json"
+    if pkg.is_file():
+        try:
+            scripts = json.loads(pkg.read_text(encoding="utf-8")).get("scripts") or {}
+        except (ValueError, OSError, AttributeError):
+            scripts = {}
+        if isinstance(scripts, dict):
+            names = [s for s in SCRIPT_ORDER if isinstance(scripts.get(s), str)]
+            found += [Candidate("package.json", s, ("npm", "run", s)) for s in names]
+    procfile = root / "Procfile"
+    if procfile.is_file():
+        for line in procfile.read_text(encoding="utf-8", errors="replace").splitlines():
+            name, sep, command = line.partition(":")
+            if sep and name.strip() == "web" and command.strip():
+                found.append(Candidate("Procfile", "web", ("sh", "-c", command.strip())))
+                break
+    if (root / "manage.py").is_file():
+        found.append(
+            Candidate("manage.py", "runserver", ("python3", "manage.py", "runserver", "127.0.0.1:{port}"))
+        )
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def extract_info(lines: list[str], port: int | None) -> dict[str, Any]:
+    """The URL a dev server announced (else its own port's), and its recent error lines."""
+    url = None
+    for text in lines:
+        for match in _URL.finditer(text):
+            url = match.group(0).rstrip(".,;)")
+            if match.group(1):
+                port = int(match.group(1))
+    if url is None and port is not None:
+        url = f"http://127.0.0.1:{port}"
+    errors = [t for t in lines if _ERROR.search(t) and not t.startswith("[gateway]")][-20:]
+    return {"url": url, "port": port, "errors": errors}
+
+
+class Deploys:
+    """The deploy family's operations on the supervisor's table."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+
+    def current(self, ticket_id: str) -> ProcessRecord | None:
+        """The ticket's deploy: its newest ``deploy`` record, unless that one was torn down
+        (a teardown forgets the deploy; older records are history, not deploys)."""
+        recs = [r for r in self.sup.table.records.values() if r.kind == KIND and r.ticket_id == ticket_id]
+        newest = max(recs, key=lambda r: (r.started_at or 0.0, r.id), default=None)
+        return None if newest is None or newest.torn_down else newest
+
+    def active(self, ticket_id: str) -> ProcessRecord | None:
+        record = self.current(ticket_id)
+        return record if record is not None and record.state in ACTIVE_STATES else None
+
+    async def start(
+        self,
+        ticket_id: str,
+        root: Path,
+        candidate: Candidate,
+        port: int | None,
+        *,
+        max_restarts: int = 3,
+    ) -> ProcessRecord:
+        existing = self.active(ticket_id)
+        if existing is not None:
+            raise Conflict(f"ticket {ticket_id} already has a running deploy ({existing.id})")
+        if port is None:
+            port = free_port()
+        elif not port_free(port):
+            raise Conflict(f"port: {port} is in use")
+        argv = [a.replace("{port}", str(port)) for a in candidate.argv]
+        url = f"http://127.0.0.1:{port}"
+        spec = ProcessSpec(
+            argv=argv,
+            kind=KIND,
+            cwd=str(root),
+            ticket_id=ticket_id,
+            env={"PORT": str(port), "HOST": "127.0.0.1", "BROWSER": "none"},
+            labels={"port": str(port), "url": url, "source": f"{candidate.source}:{candidate.name}"},
+            restart=RestartPolicy("on-failure", max_restarts=max_restarts, backoff=1.0, max_backoff=10.0),
+            stop_grace=5.0,
+        )
+        try:
+            return await self.sup.start(spec)
+        except OSError as exc:
+            raise BadRequest(f"command: cannot start {argv[0]}: {exc.strerror or exc}") from None
+
+    def _current_or_404(self, ticket_id: str) -> ProcessRecord:
+        record = self.current(ticket_id)
+        if record is None:
+            raise NotFound(f"ticketId: no deploy for {ticket_id!r}")
+        return record
+
+    async def kill(self, ticket_id: str) -> KillReceipt:
+        return await self.sup.kill(self._current_or_404(ticket_id).id, StopReason.KILL)
+
+    async def teardown(self, ticket_id: str) -> KillReceipt:
+        """Kill, free the port, forget the deploy; its record and log stay readable by id."""
+        return await self.sup.teardown(self._current_or_404(ticket_id).id)
+
+    def info(self, ticket_id: str) -> tuple[ProcessRecord, dict[str, Any]]:
+        record = self._current_or_404(ticket_id)
+        log = self.sup.log(record.id)
+        lines = [line.text for line in log.read(max(log.last_seq - 2000, 0))]
+        port = int(record.labels["port"]) if record.labels.get("port", "").isdigit() else None
+        return record, extract_info(lines, port)
