@@ -54,16 +54,7 @@ async def add_node(data: NodeIn) -> tuple[dict[str, Any], int]:
     manager = _manager()
     if current_gateway().shutting_down.is_set():
         raise ApiError(503, "shutting_down", "the gateway is shutting down")
-    try:
-        config = NodeConfig(data.name, data.url)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_request", str(exc)) from None
-    if data.name in manager.nodes:
-        raise ApiError(409, "node_exists", f"node {data.name} already exists")
-    try:
-        node = await manager.add(config)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_request", str(exc)) from None
+    node = await manager.add(NodeConfig(data.name, data.url))  # BadNode 400, Conflict 409
     return node.describe(), 201
 
 

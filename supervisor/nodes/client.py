@@ -35,7 +35,7 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
 from ..engine import KillReceipt, Supervisor
-from ..errors import AgentFailed
+from ..errors import AgentFailed, BadRequest, Conflict
 from ..logs import LogLine
 from ..placement import LOCAL, NodeUnavailable
 from ..spec import ProcessRecord, ProcessSpec, State, StopReason
@@ -532,9 +532,9 @@ class NodeManager:
         from .config import save_nodes
 
         if config.name in self.nodes:
-            raise ValueError(f"node {config.name} already exists")
+            raise Conflict(f"node {config.name} already exists", code="node_exists")
         if not self.token:
-            raise ValueError("no node token: start the gateway with --node-token-file")
+            raise BadRequest("no node token: start the gateway with --node-token-file", code="no_node_token")
         node = RemoteNode(self.sup, config, self.token, ssl_context=self.ssl_context)
         self.nodes[config.name] = node
         self.sup.placement.add(node)

@@ -9,10 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..errors import BadRequest
 from ..placement import LOCAL
 
 NODES_FILE = "nodes.json"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+class BadNode(BadRequest, ValueError):
+    """A node name or URL that cannot be (400 ``invalid_node``; a ValueError for the CLI)."""
+
+    code = "invalid_node"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,16 +35,16 @@ class NodeConfig:
 
 
 def check_node(name: str, url: str) -> None:
-    """Raise ValueError with a message for the user if ``name``/``url`` cannot be a node."""
+    """Raise ``BadNode`` with a message for the user if ``name``/``url`` cannot be a node."""
     if not _NAME.match(name):
-        raise ValueError(f"node name {name[:80]!r}: lower-case letters, digits, '.', '_' or '-'")
+        raise BadNode(f"node name {name[:80]!r}: lower-case letters, digits, '.', '_' or '-'")
     if name == LOCAL:
-        raise ValueError(f"{LOCAL!r} is this machine, not a node name")
+        raise BadNode(f"{LOCAL!r} is this machine, not a node name")
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname or parts.port is None:
-        raise ValueError(f"node url {url[:200]!r}: expected ws://HOST:PORT or wss://HOST:PORT")
+        raise BadNode(f"node url {url[:200]!r}: expected ws://HOST:PORT or wss://HOST:PORT")
     if parts.username or parts.password or parts.query or parts.fragment:
-        raise ValueError("node url: no credentials, query or fragment (the token comes from a file)")
+        raise BadNode("node url: no credentials, query or fragment (the token comes from a file)")
 
 
 def parse_node_arg(text: str) -> NodeConfig:

@@ -102,9 +102,13 @@ async def test_placement_spreads_over_up_nodes_and_unknown_nodes_are_refused(tmp
         local = await start(api, ["true"], node="local")
         assert local["node"] == "local"
         r = await api.post("/api/gateway/nodes", json={"name": "n4", "url": "http://127.0.0.5:1"})
-        assert r.status_code == 400, r.text
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_node", r.text
+        r = await api.post("/api/gateway/nodes", json={"name": "local", "url": "ws://127.0.0.5:1"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_node", r.text
         r = await api.post("/api/gateway/nodes", json={"name": "n1", "url": "ws://127.0.0.5:1"})
-        assert r.status_code == 409, r.text
+        assert r.status_code == 409 and r.json()["error"]["code"] == "node_exists", r.text
+        r = await api.get("/api/gateway/nodes/nope")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "node_not_found", r.text
         bad = c.gateway.client()
         bad.headers.pop("X-Desktop-Gateway-Token")
         async with bad:
