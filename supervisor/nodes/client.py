@@ -36,7 +36,7 @@ from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from ..engine import KillReceipt, Supervisor
 from ..errors import AgentFailed, BadRequest, Conflict
-from ..logs import LogLine
+from ..logs import LogLine, ProcessLog
 from ..placement import LOCAL, NodeUnavailable
 from ..spec import ProcessRecord, ProcessSpec, State, StopReason
 from . import wire
@@ -96,7 +96,8 @@ class RemoteNode:
         self._pending: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
         self._send_lock = trio.Lock()
         self._finished: dict[str, trio.Event] = {}
-        self._mirrored: set[str] = set()
+        #: The running mirror of each record (cancelled when the record is declared lost).
+        self._mirrors: dict[str, trio.CancelScope] = {}
         self._down_since = trio.current_time()
         self._changed = trio.Event()
         self._stopped = False
@@ -223,7 +224,7 @@ class RemoteNode:
                 continue
             if records.get(record_id) is None:
                 self._lose(record, "the node no longer knows this process")
-            elif record_id not in self._mirrored:
+            elif record_id not in self._mirrors:
                 nursery.start_soon(self._mirror, record)
 
     async def _reader(self, ws: WebSocketConnection, scope: trio.CancelScope) -> None:
@@ -250,7 +251,7 @@ class RemoteNode:
     def _disconnected(self) -> None:
         self._ws = None
         self._nursery = None
-        self._mirrored.clear()
+        self._mirrors.clear()  # their tasks ended with the session
         for channel in self._pending.values():
             channel.close()
         self._pending.clear()
@@ -366,46 +367,53 @@ class RemoteNode:
 
     async def _mirror(self, record: ProcessRecord) -> None:
         """Copy the agent's log lines and record changes here until the record ends."""
-        self._mirrored.add(record.id)
+        scope = self._mirrors[record.id] = trio.CancelScope()
+        req_id, receive = self._open()
+        try:
+            with scope:
+                await self._follow(record, req_id, receive)
+        except ConnectionClosed:
+            return
+        finally:
+            self._pending.pop(req_id, None)
+            if self._mirrors.get(record.id) is scope:
+                del self._mirrors[record.id]
+
+    async def _follow(
+        self, record: ProcessRecord, req_id: int, receive: trio.MemoryReceiveChannel[dict[str, Any]]
+    ) -> None:
         mirror = self.sup.log(record.id)
         if mirror.ended:
             mirror.reopen()
         # Reads what an earlier gateway wrote, so ``last_seq`` is the resume point.
         await trio.to_thread.run_sync(mirror.prepare)
-        req_id, receive = self._open()
-        try:
-            await self._send({"id": req_id, "op": "follow", "process": record.id, "since": mirror.last_seq})
-            async for msg in receive:
-                kind = msg.get("type")
-                if msg.get("ok") is False:
-                    self._lose(record, f"the node cannot follow it: {msg.get('error')}")
-                    return
-                if kind == "lines":
-                    self._append(record, mirror, msg["lines"])
-                elif kind == "status" and msg.get("process"):
-                    data = msg["process"]
-                    if not State(data["state"]).ended:
-                        wire.apply_record(record, data, keep=_OURS)
-                        self.sup.table.touch(record)
-                elif kind == "end":
-                    if msg.get("process"):
-                        wire.apply_record(record, msg["process"], keep=_OURS)
-                    else:
-                        record.state = State.LOST
-                        record.stop_reason = StopReason.LOST
-                        record.ended_at = time.time()
-                    mirror.close()
-                    record.last_seq = mirror.last_seq
+        await self._send({"id": req_id, "op": "follow", "process": record.id, "since": mirror.last_seq})
+        async for msg in receive:
+            kind = msg.get("type")
+            if msg.get("ok") is False:
+                self._lose(record, f"the node cannot follow it: {msg.get('error')}")
+                return
+            if kind == "lines":
+                self._append(record, mirror, msg["lines"])
+            elif kind == "status" and msg.get("process"):
+                data = msg["process"]
+                if not State(data["state"]).ended:
+                    wire.apply_record(record, data, keep=_OURS)
                     self.sup.table.touch(record)
-                    self._finished_event(record.id).set()
-                    return
-        except ConnectionClosed:
-            return
-        finally:
-            self._pending.pop(req_id, None)
-            self._mirrored.discard(record.id)
+            elif kind == "end":
+                if msg.get("process"):
+                    wire.apply_record(record, msg["process"], keep=_OURS)
+                else:
+                    record.state = State.LOST
+                    record.stop_reason = StopReason.LOST
+                    record.ended_at = time.time()
+                mirror.close()
+                record.last_seq = mirror.last_seq
+                self.sup.table.touch(record)
+                self._finished_event(record.id).set()
+                return
 
-    def _append(self, record: ProcessRecord, mirror: Any, lines: list[list[Any]]) -> None:
+    def _append(self, record: ProcessRecord, mirror: ProcessLog, lines: list[list[Any]]) -> None:
         """Append the agent's lines, skipping any already here, grouped by stream."""
         group: list[LogLine] = []
         for seq, ts, stream, text in lines:
@@ -419,7 +427,7 @@ class RemoteNode:
         record.last_seq = mirror.last_seq
 
     @staticmethod
-    def _flush(mirror: Any, group: list[LogLine]) -> None:
+    def _flush(mirror: ProcessLog, group: list[LogLine]) -> None:
         if group:
             data = b"\n".join(line.raw.replace(b"\n", b" ") for line in group) + b"\n"
             mirror.append(group[0].stream, data, len(group), group[0].ts)
@@ -429,6 +437,9 @@ class RemoteNode:
     def _lose(self, record: ProcessRecord, why: str) -> None:
         if record.state.ended:
             return
+        scope = self._mirrors.pop(record.id, None)
+        if scope is not None:
+            scope.cancel()  # no agent line may follow the gateway's note
         record.state = State.LOST
         record.stop_reason = StopReason.LOST
         record.ended_at = time.time()
@@ -519,7 +530,13 @@ class NodeManager:
         await self.sup.store.migrate("nodes", NODES_SCHEMA)
         names = {c.name for c in configs}
         for record in list(self.sup.table.records.values()):
-            if record.node != LOCAL and record.node not in names and not record.state.ended:
+            if record.node == LOCAL or record.state.ended:
+                continue
+            if record.node in names:
+                # Still running there as far as we know: a follower must wait for the mirror,
+                # not find the log of an earlier gateway run ended.
+                self.sup.log(record.id).reopen()
+            else:
                 record.state = State.LOST
                 record.stop_reason = StopReason.LOST
                 record.ended_at = time.time()
