@@ -40,6 +40,7 @@ from ..spec import StopReason
 from . import wire
 
 RECEIPTS_FILE = "node-receipts.json"
+OWNER_FILE = "node-owner"
 
 
 class AgentError(Exception):
@@ -71,6 +72,11 @@ class NodeAgent:
         self.last_contact = trio.current_time()
         self._contact = trio.Event()
         self._receipts_path = opts.state_dir / RECEIPTS_FILE
+        self._owner_path = opts.state_dir / OWNER_FILE
+        try:
+            self.owner: str | None = self._owner_path.read_text().strip() or None
+        except OSError:
+            self.owner = None
         self.receipts: list[dict[str, Any]] = self._load_receipts()
         for receipt in sup.recovered:
             self._keep(receipt, "crash-sweep")
@@ -101,6 +107,19 @@ class NodeAgent:
         self.receipts = [r for r in self.receipts if r.get("key") not in gone]
         self._save_receipts()
         return before - len(self.receipts)
+
+    def claim(self, owner: str) -> bool:
+        """One gateway per agent: another one would sweep (and lease-kill) the first's trees.
+
+        The first gateway to say hello owns the agent; a different one is refused while any of
+        the owner's trees runs, and takes over once none does.
+        """
+        if owner != self.owner:
+            if self.owner is not None and self.sup.table.active():
+                return False
+            self.owner = owner
+            self._owner_path.write_text(owner + "\n")
+        return True
 
     # ---- the lease -----------------------------------------------------------------------
 
@@ -164,6 +183,9 @@ class Session:
         self.ws = ws
         self._send_lock = trio.Lock()
         self._follows: dict[Any, trio.CancelScope] = {}
+        #: Set by an accepted ``hello``; until then no other request is served and the
+        #: connection does not count as the gateway's presence for the lease.
+        self.hello_done = False
 
     async def send(self, obj: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -176,7 +198,8 @@ class Session:
                     raw = await self.ws.get_message()
                 except ConnectionClosed:
                     break
-                self.agent.touch()
+                if self.hello_done:
+                    self.agent.touch()
                 try:
                     msg = json.loads(raw)
                     if not isinstance(msg, dict):
@@ -186,6 +209,9 @@ class Session:
                                                    "error": "messages are JSON objects"})  # fmt: skip
                     continue
                 op = msg.get("op")
+                if op == "hello" or not self.hello_done:
+                    await self.dispatch(msg)  # in order: nothing runs before the hello
+                    continue
                 if op == "unfollow":
                     scope = self._follows.pop(msg.get("target"), None)
                     if scope is not None:
@@ -212,6 +238,8 @@ class Session:
         try:
             if handler is None:
                 raise _Refused("unknown_op", f"unknown op {str(op)[:50]!r}")
+            if not self.hello_done and op != "hello":
+                raise _Refused("hello_first", "say hello first")
             answer = await handler(msg)
         except _Refused as exc:
             answer = {"ok": False, "code": exc.code, "error": str(exc)}
@@ -223,6 +251,13 @@ class Session:
             await self.send({"id": req_id, **answer})
 
     async def op_hello(self, msg: dict[str, Any]) -> dict[str, Any]:
+        owner = str(msg.get("owner") or "")
+        if not owner:
+            raise _Refused("invalid_request", "hello needs the gateway's owner id")
+        if not self.agent.claim(owner):
+            raise _Refused("owned_by_another_gateway", "another gateway's trees run on this node")
+        self.hello_done = True
+        self.agent.touch()
         lease = self.agent.opts.lease
         return {"ok": True, "protocol": wire.PROTOCOL, "boot": self.agent.boot, "lease": lease,
                 "heartbeat": max(lease / 4, 0.05), "capacity": self.agent.opts.capacity,

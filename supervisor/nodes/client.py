@@ -20,6 +20,7 @@ the records as they are (the next gateway resumes them, or the agent's lease end
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -76,9 +77,16 @@ class RemoteNode:
     """One node agent, as seen from the gateway."""
 
     def __init__(
-        self, sup: Supervisor, config: NodeConfig, token: str, *, ssl_context: ssl.SSLContext | None = None
+        self,
+        sup: Supervisor,
+        config: NodeConfig,
+        token: str,
+        *,
+        owner: str,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.sup = sup
+        self.owner = owner
         self.name = config.name
         self.url = config.url
         self._token = token
@@ -186,7 +194,7 @@ class RemoteNode:
             self._ws = ws
             self._nursery = nursery
             nursery.start_soon(self._reader, ws, nursery.cancel_scope)
-            hello = await self.request("hello")
+            hello = await self.request("hello", owner=self.owner)
             self.lease = float(hello.get("lease", DEFAULT_LEASE))
             self.heartbeat = float(hello.get("heartbeat", self.lease / 4))
             self._capacity = int(hello.get("capacity", 1))
@@ -521,6 +529,8 @@ class NodeManager:
     ) -> None:
         self.sup = sup
         self.state_dir = state_dir
+        #: Who this gateway is to its agents: its state dir's fingerprint.
+        self.owner = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:16]
         self.token = token
         self.ssl_context = ssl_context
         self.nodes: dict[str, RemoteNode] = {}
@@ -552,7 +562,7 @@ class NodeManager:
             raise Conflict(f"node {config.name} already exists", code="node_exists")
         if not self.token:
             raise BadRequest("no node token: start the gateway with --node-token-file", code="no_node_token")
-        node = RemoteNode(self.sup, config, self.token, ssl_context=self.ssl_context)
+        node = RemoteNode(self.sup, config, self.token, owner=self.owner, ssl_context=self.ssl_context)
         self.nodes[config.name] = node
         self.sup.placement.add(node)
         if save:

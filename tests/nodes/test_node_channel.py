@@ -85,3 +85,26 @@ async def test_wss_with_the_agents_certificate_runs_a_child_and_mirrors_its_log(
             saved = json.loads((tmp_path / "gw" / "nodes.json").read_text())
             assert saved == {"nodes": [{"name": "n1", "url": f"wss://{HOST}:{port}"}]}
         nursery.cancel_scope.cancel()
+
+
+async def test_a_second_gateway_is_refused_while_the_first_ones_trees_run(tmp_path: Path) -> None:
+    opts = AgentOptions(state_dir=tmp_path / "agent", host=HOST, port=0, token="t", lease=30)
+    async with trio.open_nursery() as nursery:
+        _agent, port = await nursery.start(run_agent, opts)
+        url = f"ws://{HOST}:{port}"
+        async with open_supervisor(tmp_path / "gw1") as first, open_supervisor(tmp_path / "gw2") as second:
+            one = await NodeManager(first, tmp_path / "gw1", "t").add(NodeConfig("n1", url), save=False)
+            with trio.fail_after(10):
+                await one.wait_state("up")
+            record = await first.start(ProcessSpec(["sleep", "600"], stop_grace=0.5), node="n1")
+            two = await NodeManager(second, tmp_path / "gw2", "t").add(NodeConfig("n1", url), save=False)
+            with trio.fail_after(10):
+                while "another gateway" not in (two.error or ""):
+                    await trio.sleep(0.02)
+            assert two.state == "down"
+            assert first.table.get(record.id).state.value == "running", "its sweep never ran"
+            receipt = await first.kill(record.id)
+            assert receipt.process.state.value == "killed"
+            with trio.fail_after(10):  # nothing of the first runs any more: the second takes over
+                await two.wait_state("up")
+        nursery.cancel_scope.cancel()

@@ -77,7 +77,10 @@ async def test_hard_trees_on_node_two_leave_nothing_alive_and_honour_the_grace(t
                 k: datetime.fromisoformat(v["at"].replace("Z", "+00:00")).timestamp()
                 for k, v in signals.items()
             }
-            assert at["SIGKILL"] - at["SIGTERM"] >= grace - 0.05, receipt
+            # The grace runs from the kill request; the SIGTERM follows a /proc scan of the tree.
+            assert at["SIGKILL"] - at["SIGTERM"] >= grace - 0.25 and receipt["elapsedMs"] >= grace * 1000, (
+                receipt
+            )
             assert receipt["elapsedMs"] < (grace + 1) * 1000, receipt
             assert marked_pids(process_id) == set(), "nothing of the tree may survive"
             record = await record_of(api, process_id)

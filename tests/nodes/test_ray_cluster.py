@@ -71,7 +71,8 @@ async def test_ray_places_an_agent_per_node_and_a_hard_tree_on_node_two_dies_who
             receipt = (await api.post(f"/api/gateway/processes/{tree['id']}/kill")).json()
             assert receipt["node"] == node and receipt["survivors"] == []
             at = {s["signal"]: stamp(s["at"]) for s in receipt["signals"]}
-            assert at["SIGKILL"] - at["SIGTERM"] >= grace - 0.05
+            # The grace runs from the kill request; the SIGTERM follows a /proc scan of the tree.
+            assert at["SIGKILL"] - at["SIGTERM"] >= grace - 0.25 and receipt["elapsedMs"] >= grace * 1000
             assert marked_pids(tree["id"]) == set()
             texts = [line["text"] for line in await read_log(api, tree["id"])]
             assert any("SIGTERM sent" in t for t in texts)
