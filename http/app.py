@@ -32,6 +32,7 @@ from gateway.http.routes import (
     learnings,
     meta,
     nodes,
+    pr,
     processes,
     symphony,
 )
@@ -90,6 +91,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         symphony.bp,
         symphony.settings_bp,
         git.bp,
+        pr.bp,
         files.bp,
         deploy.bp,
         learnings.bp,

@@ -35,6 +35,7 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
+from ..cgroups import CgroupError
 from ..engine import KillReceipt, Supervisor, SupervisorConfig, open_supervisor
 from ..spec import StopReason
 from . import wire
@@ -273,6 +274,8 @@ class Session:
             raise _Refused("invalid_spec", f"invalid spec: {exc}") from None
         try:
             record = await self.sup.start(spec)
+        except CgroupError as exc:
+            raise _Refused("limits_unavailable", str(exc)) from None
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise _Refused("spawn_failed", f"cannot start {spec.argv[0][:200]}: {reason}") from None

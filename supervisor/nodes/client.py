@@ -35,7 +35,8 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
-from ..engine import KillReceipt, Supervisor
+from ..cgroups import CgroupError
+from ..engine import KillReceipt, Supervisor, spawn_labels
 from ..errors import AgentFailed, BadRequest, Conflict
 from ..logs import LogLine, ProcessLog
 from ..placement import LOCAL, NodeUnavailable
@@ -314,10 +315,13 @@ class RemoteNode:
             if exc.remote_code == "spawn_failed":
                 # "cannot start PROGRAM: REASON": the route says the first half itself.
                 raise RemoteStartError(0, exc.remote_message.split(": ", 1)[-1]) from None
+            if exc.remote_code == "limits_unavailable":
+                raise CgroupError(f"node {self.name}: {exc.remote_message}") from None
             raise
         record = wire.record_from_wire(answer["record"], self.name)
         record.last_seq = 0
         record.job_id = job_id
+        record.labels = {**record.labels, **dict(spawn_labels.get())}
         self.sup.table.touch(record)
         await self.sup.table.persisted(record)
         mirror_log = self.sup.log(record.id)

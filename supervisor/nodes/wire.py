@@ -58,6 +58,9 @@ def spec_to_wire(spec: ProcessSpec) -> dict[str, Any]:
         "resultIdleTimeout": _num(spec.result_idle_timeout),
         "eventParser": spec.event_parser,
         "inheritEnv": spec.inherit_env,
+        "memoryMax": spec.memory_max,
+        "cpuMax": spec.cpu_max,
+        "pidsMax": spec.pids_max,
     }  # fmt: skip
 
 
@@ -90,7 +93,14 @@ def spec_from_wire(data: dict[str, Any]) -> ProcessSpec:
         result_idle_timeout=_inf(data.get("resultIdleTimeout")),
         event_parser=data.get("eventParser"),
         inherit_env=bool(data.get("inheritEnv", True)),
+        memory_max=_opt(int, data.get("memoryMax")),
+        cpu_max=_opt(float, data.get("cpuMax")),
+        pids_max=_opt(int, data.get("pidsMax")),
     )
+
+
+def _opt(kind: type[int] | type[float], value: Any) -> Any:
+    return None if value is None else kind(value)
 
 
 def record_to_wire(record: ProcessRecord) -> dict[str, Any]:
@@ -135,6 +145,7 @@ def receipt_to_wire(receipt: KillReceipt) -> dict[str, Any]:
         "survivors": list(receipt.survivors),
         "elapsedMs": receipt.elapsed_ms,
         "alreadyEnded": receipt.already_ended,
+        "method": receipt.method,
     }
 
 
@@ -145,4 +156,5 @@ def receipt_from_wire(data: dict[str, Any], process: ProcessRecord) -> KillRecei
         survivors=list(data.get("survivors", [])),
         elapsed_ms=int(data.get("elapsedMs", 0)),
         already_ended=bool(data.get("alreadyEnded", False)),
+        method=data.get("method"),
     )
