@@ -31,6 +31,7 @@ import trio
 from . import proctree
 from .cgroups import Cgroup, CgroupError, Cgroups
 from .logs import LogLimits, ProcessLog
+from .placement import LOCAL, Placement
 from .spec import ProcessRecord, ProcessSpec, State, StopReason, TeardownHook
 from .store import Store
 from .table import ProcessTable
@@ -93,6 +94,7 @@ class KillReceipt:
             "elapsedMs": self.elapsed_ms,
             "alreadyEnded": self.already_ended,
             "method": self.method,
+            "node": self.process.node,
         }
 
 
@@ -239,6 +241,9 @@ class Supervisor:
         self.lines_ingested = 0
         self.bytes_ingested = 0
         self.recovered: list[KillReceipt] = []
+        #: Remote nodes: records whose ``node`` is not ``local`` are started, killed and
+        #: waited for through their node's backend.
+        self.placement = Placement()
 
     # ---- public API ---------------------------------------------------------------------
 
@@ -260,10 +265,25 @@ class Supervisor:
     def job(self, record_id: str) -> Job | None:
         return self._jobs.get(record_id)
 
-    async def start(self, spec: ProcessSpec, *, job_id: str | None = None) -> ProcessRecord:
-        """Start ``spec``; returns the record once the child runs (or raises if it cannot)."""
+    async def start_service(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run ``fn`` in the supervisor's nursery (``nursery.start`` protocol) until shutdown.
+
+        For helpers that must outlive the HTTP front and still serve ``shutdown`` (a node's
+        connection): they are cancelled only after every child was stopped.
+        """
+        return await self._nursery.start(fn, *args)
+
+    async def start(
+        self, spec: ProcessSpec, *, job_id: str | None = None, node: str | None = None
+    ) -> ProcessRecord:
+        """Start ``spec``; returns the record once the child runs (or raises if it cannot).
+
+        ``node`` places it on a remote node (``placement``); None or ``local`` runs it here.
+        """
         if self._closing:
             raise RuntimeError("supervisor is shutting down")
+        if node is not None and node != LOCAL:
+            return await self.placement.get(node).start(spec, job_id=job_id)
         limits = (spec.memory_max, spec.cpu_max, spec.pids_max)
         if any(v is not None for v in limits):
             if self.cgroups is None:
@@ -334,6 +354,9 @@ class Supervisor:
         record = self.table.get(record_id)
         if record is None:
             raise KeyError(record_id)
+        remote = self.placement.remote(record)
+        if remote is not None:
+            return await remote.wait(record_id)
         return record
 
     async def kill(
@@ -348,6 +371,9 @@ class Supervisor:
         job = self._jobs.get(record_id)
         if job is not None:
             return await self._kill_job(job, reason, began)
+        remote = self.placement.remote(self.table.get(record_id))
+        if remote is not None:
+            return await remote.kill(record_id, reason, grace=grace)
         child = self._children.get(record_id)
         if child is None or child.finished.is_set():
             record = self.table.get(record_id) if child is None else child.record
@@ -913,7 +939,8 @@ class Supervisor:
         time still matches (a reused pid never does). Records left active are marked lost.
         """
         marked = proctree.find_marked(self._key)
-        stale = {r.id: r for r in self.table.records.values() if not r.state.ended}
+        # A remote record's tree is its node's to sweep: the node client settles it.
+        stale = {r.id: r for r in self.table.records.values() if not r.state.ended and r.node == LOCAL}
         # A leftover's cgroup holds all of its tree, also what left the marker behind
         # (``env -i``) or its session (``setsid``).
         cgroups = self.cgroups.leftovers() if self.cgroups is not None else {}
@@ -944,6 +971,7 @@ class Supervisor:
         """Stop every child and job (reason ``shutdown``) and wait for all of them."""
         self._closing = True
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.placement.shutdown)
             for job in list(self._jobs.values()):
                 if not job.finished.is_set():
                     nursery.start_soon(self.kill, job.id, StopReason.SHUTDOWN)
