@@ -29,7 +29,7 @@ from typing import Any
 import trio
 
 from . import proctree
-from .cgroups import Cgroup, CgroupError, Cgroups
+from .cgroups import Cgroup, CgroupError, Cgroups, EventsWatch
 from .logs import LogLimits, ProcessLog
 from .placement import LOCAL, Placement
 from .spec import ProcessRecord, ProcessSpec, State, StopReason, TeardownHook
@@ -40,6 +40,8 @@ _READ_SIZE = 256 * 1024
 _PIPE_SIZE = 256 * 1024
 _POLL = 0.02
 _KILL_RETRY = 0.002
+#: While a cgroup kill waits for ``populated 0``, how often it looks for members forked since.
+_RECHECK = 0.05
 _KILL_HARD_LIMIT = 10.0
 
 
@@ -236,6 +238,12 @@ class Supervisor:
         self._prefix = proctree.pdeathsig_prefix()
         self._key = proctree.state_key(str(config.state_dir))
         self.cgroups = Cgroups.open(self._key) if config.cgroups else None
+        self.cgroup_events: EventsWatch | None = None
+        if self.cgroups is not None:
+            try:
+                self.cgroup_events = EventsWatch()
+            except OSError:
+                self.cgroup_events = None  # kills then watch each member's pidfd
         self._found_executables: set[tuple[str, str | None, str | None]] = set()
         self._closing = False
         self.lines_ingested = 0
@@ -803,8 +811,7 @@ class Supervisor:
         log.system(f"[gateway] SIGTERM sent to {len(sent)} process(es) of its cgroup")
         signalled = set(members)
         while members and trio.current_time() < grace_end:
-            with trio.move_on_at(grace_end):
-                await _wait_gone(members)
+            await self._wait_cgroup(cgroup, members, min(grace_end, trio.current_time() + _RECHECK))
             self._known.update(members - {root})
             members = current()
             fresh = members - signalled  # forked after the first SIGTERM: the same courtesy
@@ -820,8 +827,7 @@ class Supervisor:
             while (cgroup.populated() or current()) and trio.current_time() < hard_end:
                 left = current()
                 self._known.update(left - {root})
-                with trio.move_on_at(hard_end):
-                    await _wait_gone(left)
+                await self._wait_cgroup(cgroup, left, min(hard_end, trio.current_time() + _RECHECK))
                 if cgroup.populated() or current():
                     cgroup.kill()  # a fork that raced the first write
                     cgroup.signal(current(), _signal.SIGKILL)
@@ -834,6 +840,22 @@ class Supervisor:
         receipt.elapsed_ms = int((trio.current_time() - began) * 1000)
         return receipt
 
+    async def _wait_cgroup(self, cgroup: Cgroup, members: set[int], until: float) -> None:
+        """Until ``cgroup`` is empty (its ``cgroup.events`` changed) or ``until``.
+
+        One inotify descriptor serves every kill; a root that has not joined its cgroup yet
+        (or a machine without inotify) is watched through pidfds instead.
+        """
+        watch = self.cgroup_events
+        if watch is not None:
+            changed = watch.changed(cgroup)
+            if cgroup.populated():
+                with trio.move_on_at(until):
+                    await changed.wait()
+                return
+        with trio.move_on_at(until):
+            await _wait_gone(members)
+
     def _retire_cgroup(self, child: _Child) -> None:
         """Record what the child's cgroup accounted, then remove it (kept while populated)."""
         cgroup = child.cgroup
@@ -844,6 +866,8 @@ class Supervisor:
             removed = cgroup.remove()
         except OSError:
             removed = False
+        if self.cgroup_events is not None:
+            self.cgroup_events.forget(cgroup)
         if not removed:
             child.log.system(f"[gateway] cgroup {cgroup.name} still populated; kept for the next sweep")
 
@@ -1005,6 +1029,8 @@ async def open_supervisor(
             await sup.table.load()
             await nursery.start(sup.table.flusher)
             await nursery.start(sup._reaper)
+            if sup.cgroup_events is not None:
+                await nursery.start(sup.cgroup_events.run)
             await sup._recover()
             await sup._retain(config.keep_ended)
             try:
