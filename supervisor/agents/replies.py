@@ -59,9 +59,10 @@ _UNPORTABLE = frozenset(
 
 
 class AgentReply(BaseModel):
-    """Base of every reply kind: closed objects (an unknown key breaks the schema)."""
+    """Base of every reply kind: closed objects (an unknown key breaks the schema) and strict
+    types (``"yes"`` is not a boolean, ``"0.9"`` not a number), as the schema says."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 R = TypeVar("R", bound=AgentReply)
