@@ -31,6 +31,7 @@ from gateway.http.routes import (
     git,
     learnings,
     meta,
+    pr,
     processes,
     symphony,
 )
@@ -88,6 +89,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         symphony.bp,
         symphony.settings_bp,
         git.bp,
+        pr.bp,
         files.bp,
         deploy.bp,
         learnings.bp,

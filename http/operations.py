@@ -190,6 +190,8 @@ ROUTES: tuple[Route, ...] = (
     # ---- extensions: the process table
     _r("/api/gateway/processes", "GET", "process_table", extension=True),
     _r("/api/gateway/processes", "POST", "process_control", extension=True),
+    _r("/api/gateway/processes/kill", "POST", "process_control", extension=True),
+    _r("/api/gateway/processes/teardown", "POST", "process_control", extension=True),
     _r("/api/gateway/processes/stream", "GET", "process_table", extension=True),
     _r("/api/gateway/processes/:processId", "GET", "process_table", extension=True),
     _r("/api/gateway/processes/:processId/logs", "GET", "process_table", extension=True),
@@ -200,6 +202,7 @@ ROUTES: tuple[Route, ...] = (
     # ---- extensions: administration
     _r("/api/gateway/auth/challenge", "POST", "gateway_admin", extension=True),
     _r("/api/gateway/approvals", "GET", "gateway_admin", extension=True),
+    _r("/api/gateway/approvals/stream", "GET", "gateway_admin", extension=True),
     _r("/api/gateway/approvals/:approvalId", "POST", "gateway_admin", extension=True),
     _r("/api/gateway/policy", "GET PUT", "gateway_admin", extension=True),
     _r("/api/gateway/policy/rules", "POST", "gateway_admin", extension=True),

@@ -20,6 +20,7 @@ import errno
 import fcntl
 import hashlib
 import ipaddress
+import logging
 import os
 import socket
 import time
@@ -40,13 +41,16 @@ from gateway.http.auth import Auth
 from gateway.http.binaries import Binaries
 from gateway.http.context import BODY_TIMEOUT, HEARTBEAT_INTERVAL, GatewayContext, Services
 from gateway.http.policy import APPROVAL_TIMEOUT, Approvals, Policy
+from gateway.http.relay import run_relay
 from gateway.http.routes.meta import VERSION
-from gateway.http.telemetry import Metrics
+from gateway.http.telemetry import HYPERCORN_LOGGER, Metrics
 from gateway.supervisor import StateDir, Supervisor, iso, open_supervisor
 from gateway.supervisor.agents.providers import ProviderRegistry
 from gateway.supervisor.services.deploys import Deploys
 from gateway.supervisor.services.files import Attachments, RunViewer
+from gateway.supervisor.services.gh import Gh
 from gateway.supervisor.services.git import GitOps
+from gateway.supervisor.services.github import PullRequests
 from gateway.supervisor.services.repos import Repos
 from gateway.supervisor.services.worktrees import Git
 from gateway.supervisor.symphony import SymphonySettings, open_symphony
@@ -256,6 +260,9 @@ async def open_services(
             deploys=Deploys(sup),
             attachments=Attachments(state.root / "attachments"),
             run_viewer=RunViewer(sup),
+            pulls=PullRequests(
+                sup, git, Gh(sup, which=which), repos, worktree_root=symphony.runner.worktrees.root
+            ),
         )
 
 
@@ -287,7 +294,7 @@ async def _serve_fd(
                 auth=Auth(token, port, opts.extra_origins, extra_hosts, clock=opts.clock),
                 policy=policy,
                 approvals=Approvals(policy, timeout=opts.approval_timeout),
-                metrics=Metrics(sup),
+                metrics=Metrics(sup, VERSION),
                 binaries=binaries,
                 instance=instance,
                 clock=opts.clock,
@@ -311,7 +318,7 @@ async def _serve_http(
     config = HypercornConfig()
     config.bind = [f"fd://{fd}"]
     config.accesslog = None
-    config.errorlog = "-"
+    config.errorlog = logging.getLogger(HYPERCORN_LOGGER)  # through the gateway's handler
     config.graceful_timeout = GRACEFUL_TIMEOUT
     config.keep_alive_timeout = 75  # > typical client pool idle times: no reuse-after-close race
     config.include_server_header = False
@@ -333,6 +340,7 @@ async def _serve_http(
                 nursery.cancel_scope.cancel()
 
             await nursery.start(serve_then_cancel)
+            nursery.start_soon(run_relay, gw)  # the cloud relay, when one is configured
             state.write_info(
                 {"port": port, "pid": os.getpid(), "version": VERSION,
                  "startedAt": iso(gw.started_at), "host": opts.host, "instance": gw.instance}

@@ -57,6 +57,12 @@ ENGINE_SCHEMA: list[str] = [
     """
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 3: how a process's tree was killed (cgroup or /proc) and what its cgroup accounted
+    """
+    ALTER TABLE processes ADD COLUMN kill_method TEXT;
+    ALTER TABLE processes ADD COLUMN cpu_usec INTEGER;
+    ALTER TABLE processes ADD COLUMN memory_peak INTEGER;
+    """,
 ]
 
 #: What a database made before tables were registered per owner holds, by its old global
@@ -73,7 +79,7 @@ LEGACY_VERSIONS: dict[str, tuple[int, ...]] = {
 _COLUMNS = (
     "id", "kind", "ticket_id", "state", "pid", "pid_start", "argv", "cwd", "started_at",
     "ended_at", "exit_code", "signal", "restarts", "last_seq", "torn_down", "stop_reason",
-    "labels", "job_id", "event_parser", "error",
+    "labels", "job_id", "event_parser", "error", "kill_method", "cpu_usec", "memory_peak",
 )  # fmt: skip
 
 
@@ -216,7 +222,7 @@ def _to_row(r: ProcessRecord) -> tuple[Any, ...]:
         r.id, r.kind, r.ticket_id, r.state.value, r.pid, r.pid_start, json.dumps(r.argv), r.cwd,
         r.started_at, r.ended_at, r.exit_code, r.signal, r.restarts, r.last_seq, int(r.torn_down),
         r.stop_reason.value if r.stop_reason else None, json.dumps(r.labels), r.job_id,
-        r.event_parser, r.error,
+        r.event_parser, r.error, r.kill_method, r.cpu_usec, r.memory_peak,
     )  # fmt: skip
 
 
@@ -242,4 +248,7 @@ def _from_row(row: sqlite3.Row) -> ProcessRecord:
         job_id=row["job_id"],
         event_parser=row["event_parser"],
         error=row["error"],
+        kill_method=row["kill_method"],
+        cpu_usec=row["cpu_usec"],
+        memory_peak=row["memory_peak"],
     )

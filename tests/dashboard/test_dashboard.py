@@ -429,6 +429,7 @@ def test_tickets_and_system_views(signed_in: Page, gateway: Gateway, artifacts: 
     page.click("#tab-system")
     expect(page.locator("#sys-gateway")).to_contain_text("0.1.0")
     expect(page.locator("#sys-checks")).to_contain_text("database")
+    expect(page.locator('#sys-relay dd[data-relay-state="off"]')).to_contain_text("off")
     binaries = page.locator("#sys-binaries tr")
     expect(binaries).to_have_count(5)
     for name in ("claude", "codex", "gh", "git", "python3"):
