@@ -18,7 +18,7 @@ from typing import Any
 from ..agents.providers import RunSummary, summarize
 from ..agents.replies import SEVERITIES, ArgueOutcome, ReviewReply
 from ..engine import KillReceipt
-from ..errors import BadRequest, Conflict, NotFound
+from ..errors import AgentReplyError, BadRequest, Conflict, NotFound
 from ..services.worktrees import check_ref
 from ..spec import ACTIVE_STATES, ProcessRecord, StopReason, iso
 from .model import Ticket
@@ -178,11 +178,20 @@ class Reviews:
         lines = (line.raw for line in self.runner.sup.log(record.id).read() if line.stream == "stdout")
         return summarize(self.runner.provider(PROVIDER), lines)
 
+    def _summary(self, record: ProcessRecord) -> str | None:
+        """The finished review's summary: its reply's ``summary`` when the reply fits the
+        schema, else whatever it said (``review-extract`` is where a bad reply is an error)."""
+        said = self._said(record)
+        try:
+            return self.runner.structured_reply(self.runner.provider(PROVIDER), said, ReviewReply, "").summary
+        except AgentReplyError:
+            return said.final_text or None
+
     async def status(self, ticket_id: str) -> dict[str, Any]:
         record = self._latest_review(ticket_id)
         out: dict[str, Any] = {"ticketId": ticket_id, "process": record.to_json(), "summary": None}
         if record.state not in ACTIVE_STATES:
-            out["summary"] = self._said(record).final_text or None
+            out["summary"] = self._summary(record)
         rows = await self.runner.store.fetchall(
             "SELECT COUNT(*) FROM review_findings WHERE review_process_id = ?", (record.id,)
         )

@@ -66,7 +66,7 @@ async def test_review_findings_argue_and_verdicts(
     schema_path = trio.Path(argv[argv.index("--output-schema") + 1])
     assert review_req.output_schema == json.loads(await schema_path.read_text())
     assert review_req.body["text"]["format"]["strict"] is True
-    assert st["process"]["state"] == "exited" and "Two issues." in st["summary"]
+    assert st["process"]["state"] == "exited" and st["summary"] == "Two issues."
 
     filed = (await api.post(f"{C}/review-extract/R-1")).json()
     assert filed["summary"] == "Two issues."
@@ -138,7 +138,7 @@ async def test_a_review_that_is_not_json_files_nothing(
     (Path(made.json()["ticket"]["worktree"]) / "README").write_text("changed\n")
     md.codex.when(_asks("You are reviewing"), "Looks fine to me!", times=1)
     assert (await api.post(f"{C}/review/R-2")).status_code == 201
-    await finished(api, "R-2")
+    assert (await finished(api, "R-2"))["summary"] == "Looks fine to me!"  # status shows what it said
     bad = await api.post(f"{C}/review-extract/R-2")
     assert bad.status_code == 502 and bad.json()["error"]["code"] == "bad_agent_reply"
     assert "ReviewReply schema" in bad.json()["error"]["message"]
