@@ -142,6 +142,7 @@ async def test_a_review_that_is_not_json_files_nothing(
     bad = await api.post(f"{C}/review-extract/R-2")
     assert bad.status_code == 502 and bad.json()["error"]["code"] == "bad_agent_reply"
     assert "ReviewReply schema" in bad.json()["error"]["message"]
+    assert bad.json()["error"]["reply"] == "Looks fine to me!"  # what it said, for the person
     assert (await api.get(f"{C}/review-findings/R-2")).json()["findings"] == []
     # A finding without a title breaks the schema too: the review files nothing, not a guess.
     broken = {"summary": "s", "findings": [{"severity": "low", "body": "no title"}]}
