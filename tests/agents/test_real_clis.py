@@ -91,6 +91,37 @@ def test_model_double_speaks_both_wire_formats() -> None:
         assert len(md.requests_for("codex")) == 2
 
 
+def test_model_double_answers_structured_steps() -> None:
+    """No CLI needed: a Structured step is a StructuredOutput call when the turn offers that
+    tool, JSON text when it does not, and codex's JSON message; output_schema reads the ask."""
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    with ModelDouble() as md:
+        md.claude.structured({"ok": True}).structured({"ok": False})
+        md.codex.structured({"ok": True})
+
+        def post(path: str, body: dict) -> str:
+            conn = http.client.HTTPConnection("127.0.0.1", md.port, timeout=10)
+            conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+            return conn.getresponse().read().decode()
+
+        tools = [{"name": "Bash"}, {"name": "StructuredOutput", "input_schema": schema}]
+        body = post("/v1/messages?beta=true", {"stream": True, "tools": tools, "messages": []})
+        data = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
+        starts = [d for d in data if d["type"] == "content_block_start"]
+        assert [s["content_block"]["name"] for s in starts] == ["StructuredOutput"]
+        assert '"stop_reason": "tool_use"' in body and "partial_json" in body
+        plain = post("/v1/messages?beta=true", {"stream": True, "tools": [{"name": "Bash"}], "messages": []})
+        assert '"type": "text_delta"' in plain and "tool_use" not in plain
+        fmt = {"format": {"type": "json_schema", "strict": True, "schema": schema, "name": "x"}}
+        answer = post("/v1/responses", {"input": [], "text": fmt})
+        data = [json.loads(line[6:]) for line in answer.splitlines() if line.startswith("data: ")]
+        done = [d for d in data if d["type"] == "response.output_text.done"]
+        assert [json.loads(d["text"]) for d in done] == [{"ok": True}]
+        claude_turn, plain_turn = md.requests_for("claude")
+        assert claude_turn.output_schema == schema and plain_turn.output_schema is None
+        assert md.requests_for("codex")[0].output_schema == schema
+
+
 # --------------------------------------------------------------------------- claude
 
 
