@@ -11,7 +11,9 @@ Normalized events (``type`` plus camelCase fields):
 - ``text``         ``{"text"}``: assistant text
 - ``tool_use``     ``{"id", "name", "input"}``
 - ``tool_result``  ``{"toolUseId", "output", "isError"}``
-- ``result``       ``{"ok", "costUsd", "turns", "durationMs", "text", "sessionId", "usage"}``
+- ``result``       ``{"ok", "costUsd", "turns", "durationMs", "text", "sessionId", "usage"}``;
+                   claude's also ``structured`` (``--json-schema``'s ``structured_output``)
+                   and ``replyRejected`` when it gave up on the schema
 - ``error``        ``{"message"}``
 
 Unknown event types and non-JSON lines parse to nothing: they stay in the log, and never fail
