@@ -165,8 +165,29 @@ def status_text(health: dict[str, Any], base: str, state_dir: str) -> str:
         f"  processes  {sup.get('active', 0)} active ({summary})",
         f"  database   {'ok' if db.get('ok') else 'FAILED'}",
         f"  disk free  {free // (1024 * 1024) if isinstance(free, int) else '?'} MiB",
+        *relay_lines(health.get("relay") or {"state": "off"}),
     ]
     return "\n".join(lines)
+
+
+def relay_lines(relay: dict[str, Any]) -> list[str]:
+    """The cloud relay: its state, where, the last error and each command in flight."""
+    state = str(relay.get("state", "off"))
+    if state == "off":
+        return ["  relay      off (GATEWAY_CLOSEDLOOP_RELAY_URL not set)"]
+    parts = [state]
+    if relay.get("url"):
+        parts.append(f"to {relay['url']}")
+    parts.append(f"{relay.get('activeCommands', 0)} running, {relay.get('queueDepth', 0)} queued")
+    lines = [f"  relay      {'; '.join(parts)}"]
+    if relay.get("lastError"):
+        lines.append(f"             last error: {relay['lastError']}")
+    for command in relay.get("inFlight") or []:
+        lines.append(
+            f"             {str(command.get('commandId', ''))[:8]}  {command.get('method', '')}"
+            f" {command.get('path', '')} ({command.get('operationId', '')})"
+        )
+    return lines
 
 
 # ---- agent logs as a conversation ---------------------------------------------------------------

@@ -8,6 +8,7 @@ commands in flight.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import trio
@@ -17,6 +18,12 @@ from gateway.http.relay.client import RelayClient
 from gateway.http.relay.config import RelayConfig, load_config
 
 __all__ = ["RelayClient", "RelayConfig", "load_config", "relay_status", "run_relay"]
+
+log = logging.getLogger("gateway.relay")
+
+#: After an unexpected failure of the client, a fresh one (state reloaded from the database:
+#: commands that were running are closed as ``gateway_restarted``) starts after this delay.
+RESTART_DELAY = 5.0
 
 
 async def run_relay(
@@ -28,6 +35,8 @@ async def run_relay(
 ) -> None:
     """Run the relay client until cancelled; ``config`` defaults to env + state dir settings.
 
+    Link failures are the client's own business (it reconnects). Anything else that escapes it
+    is logged and the client is built again, so the HTTP server never stops for the relay.
     ``knobs`` are :class:`RelayClient`'s keyword options (tests shorten the backoff).
     """
     config = config if config is not None else load_config(gw.state.root)
@@ -35,11 +44,21 @@ async def run_relay(
         gw.relay = None
         task_status.started(None)
         return
-    client = RelayClient(gw, config, **knobs)
-    gw.relay = client
-    async with trio.open_nursery() as nursery:
-        await nursery.start(client.run)
-        task_status.started(client)
+    started = False
+    while True:
+        client = RelayClient(gw, config, **knobs)
+        gw.relay = client
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(client.run)
+                if not started:
+                    started = True
+                    task_status.started(client)
+            return
+        except Exception:  # a bug or a broken disk must never take the gateway down
+            log.exception("relay: the client failed; starting it again in %g s", RESTART_DELAY)
+            client.state, client.last_error = "degraded", "the relay client failed; restarting"
+            await trio.sleep(RESTART_DELAY)
 
 
 def relay_status(gw: GatewayContext, *, public: bool = False) -> dict[str, Any]:

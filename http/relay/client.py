@@ -43,7 +43,7 @@ from gateway.http.relay.protocol import (
     now_iso,
     parse_hello_ack,
 )
-from gateway.http.relay.sio import Refused, SocketIO, connect_socketio
+from gateway.http.relay.sio import Disconnected, Refused, SocketIO, connect_socketio
 from gateway.http.relay.store import RelayStore
 
 log = logging.getLogger("gateway.relay")
@@ -254,7 +254,7 @@ class RelayClient:
                 if event.ack_id is not None:
                     await sio.ack(event.ack_id)
             nursery.cancel_scope.cancel()
-        raise ConnectionError("the relay closed the connection")
+        raise Disconnected(sio.closed_reason or "the relay closed the connection")
 
     async def _hello(self, sio: SocketIO, acked: trio.Event) -> None:
         """Send hello; resend once after a silent wait; recycle the socket after two."""
@@ -299,7 +299,8 @@ class RelayClient:
         self.session_id = ack.session_id
         self._online = True
         self.executor.replay_from(ack.resume_from_sequence)
-        if first:
+        if first:  # a later ack (after a sequence gap) lists only the command it is about
+            self.executor.drop_unlisted(set(ack.resume_from_sequence))
             previous_error = self.last_error
             self.state = "connected"
             self.last_error = None

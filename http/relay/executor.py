@@ -279,6 +279,24 @@ class Executor:
             await self.store.acknowledge(batch)
             await trio.sleep(ACK_FLUSH_INTERVAL)
 
+    def drop_unlisted(self, listed: set[str]) -> None:
+        """After a hello: queued commands the relay no longer lists are ended unrun.
+
+        The hello's ``resumeFromSequence`` names every command the relay still considers
+        unfinished. One queued here but missing there was ended in the cloud while this
+        gateway was away (cancelled, expired): running it now would be a side effect nobody
+        wants. It is closed as cancelled instead (no checkpoint: before any dispatch).
+        """
+        for command_id in [cid for cid in self.queue if cid not in listed]:
+            self.queue.remove(command_id)
+            tracked = self.tracked[command_id]
+            tracked.cancel_reason = "no longer listed by the relay"
+            log.warning("relay: queued command %s is no longer listed by the relay; not run", command_id)
+            if self._nursery is not None:
+                done = {"type": "done", "cancelled": True, "reason": tracked.cancel_reason}
+                self._nursery.start_soon(self._emit, tracked, "done", done)
+        self._stats_changed()
+
     def replay_from(self, resume: dict[str, int]) -> None:
         """Resend buffered events after the relay's ``resumeFromSequence`` (no checkpoint)."""
         for command_id, sequence in resume.items():

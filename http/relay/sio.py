@@ -175,34 +175,41 @@ class SocketIO:
         return self._events_out
 
     async def _read(self) -> None:
-        """The reader: pongs, acks and events until the link ends (then ``Disconnected``)."""
+        """The reader: pongs, acks and events until the link ends.
+
+        The end of the link closes the event channel after the events that came before it,
+        so a consumer handles everything the server said (a ``desktop.hello.nack`` and the
+        disconnect right behind it) before it learns why the link ended (``closed_reason``).
+        """
         silence = self.ping_interval + self.ping_timeout
         try:
-            while True:
+            while self.closed_reason is None:
                 with trio.move_on_after(silence) as scope:
                     message = await self.ws.get_message()
                 if scope.cancelled_caught:
-                    raise Disconnected(f"no ping from the server for {silence:g} s")
-                if not isinstance(message, str) or not message:
-                    continue  # binary frames: attachments we never asked for
-                kind = message[0]
-                if kind == EIO_PING:
-                    await self._send(EIO_PONG + message[1:])
-                elif kind == EIO_CLOSE:
-                    raise Disconnected("server closed the Engine.IO session")
-                elif kind == EIO_MESSAGE:
-                    await self._dispatch(decode(message[1:]))
+                    self.closed_reason = f"no ping from the server for {silence:g} s"
+                elif isinstance(message, str) and message:  # binary: attachments never asked for
+                    await self._handle(message)
         except ConnectionClosed as exc:
-            raise Disconnected(f"socket closed: {exc.reason}") from None
+            self.closed_reason = f"socket closed: {exc.reason}"
         finally:
             self._events_in.close()
+
+    async def _handle(self, message: str) -> None:
+        kind = message[0]
+        if kind == EIO_PING:
+            await self._send(EIO_PONG + message[1:])
+        elif kind == EIO_CLOSE:
+            self.closed_reason = "server closed the Engine.IO session"
+        elif kind == EIO_MESSAGE:
+            await self._dispatch(decode(message[1:]))
 
     async def _dispatch(self, packet: Packet) -> None:
         if packet.namespace != self.namespace:
             return
         if packet.type == SIO_DISCONNECT:
-            raise Disconnected("server disconnected the namespace")
-        if packet.type == SIO_EVENT and isinstance(packet.data, list) and packet.data:
+            self.closed_reason = "server disconnected the namespace"
+        elif packet.type == SIO_EVENT and isinstance(packet.data, list) and packet.data:
             name = packet.data[0]
             if isinstance(name, str):
                 await self._events_in.send(Event(name, packet.data[1:], packet.ack_id))
@@ -257,8 +264,9 @@ async def connect_socketio(
     """Connect to ``namespace`` at ``origin``; yields once the namespace accepted us.
 
     Raises :class:`Refused` for a ``44`` and :class:`SocketIOError` for anything else that
-    stops the connect. Inside the block, a dead link shows as :class:`Disconnected` from
-    the reader (it cancels the block) and as the end of :meth:`SocketIO.events`.
+    stops the connect. Inside the block, the end of the link is the end of
+    :meth:`SocketIO.events` (after every event that came before it), with the reason in
+    ``closed_reason``; a send on a dead link raises :class:`Disconnected`.
     """
     url = engine_url(origin)
     try:

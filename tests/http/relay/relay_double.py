@@ -288,6 +288,11 @@ class RelayDouble:
         payload = _env({"commandId": command_id, "reason": reason})
         self._call(self.sio.emit("desktop.cancel", payload, to=sid, namespace=NS))
 
+    def end_in_cloud(self, command_id: str) -> None:
+        """The cloud ends a command on its own (a user's cancel while the desktop is away)."""
+        with self.lock:
+            self.commands[command_id].terminal = True
+
     def drop(self) -> None:
         """The relay ends the desktop's socket (a server-side disconnect)."""
         with self.lock:

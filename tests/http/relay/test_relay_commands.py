@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -70,11 +71,11 @@ async def test_a_held_approval_outlives_the_command_timeout(
     relay: RelayClient, double: RelayDouble, gateway: GatewayHandle, api: httpx.AsyncClient
 ) -> None:
     # the timeout counts from the command's start: it must cover the request reaching the hold
-    cid = await dispatch(double, **HELD, approvalReason="relayed from the web app", timeoutMs=700)
+    cid = await dispatch(double, **HELD, approvalReason="relayed from the web app", timeoutMs=1500)
     await wait_until(lambda: cid in pending(gateway), 10, "the approval")
     approval = gateway.context.approvals.pending[pending(gateway)[cid]]
     assert approval.reason == "relayed from the web app" and approval.principal == "relay"
-    await trio.sleep(2.1)  # three times the command's timeout pass while a person decides
+    await trio.sleep(3.5)  # more than twice the command's timeout passes while a person decides
     assert kinds(double, cid) == ["status"]
     await decide(api, approval.id)
     await wait_until(lambda: double.terminal(cid), 10, "the command to end")
@@ -275,6 +276,26 @@ async def test_a_buffer_the_relay_never_acks_fails_the_command_instead_of_growin
     assert len(double.events(cid)) <= 10  # status, at most 8 lines, the error
 
 
+async def test_a_queued_command_the_cloud_ended_meanwhile_is_not_run(
+    relay: RelayClient, double: RelayDouble, gateway: GatewayHandle, api: httpx.AsyncClient
+) -> None:
+    running = await dispatch(double, **HELD, lockKey="k")
+    queued = await dispatch(double, operationId="health_check", path="/api/gateway/version", lockKey="k")
+    await wait_until(lambda: running in pending(gateway) and double.stored(queued).acks, 10, "both accepted")
+    double.keys.clear()
+    await trio.to_thread.run_sync(double.drop)
+    await wait_until(lambda: not relay.online, 10, "offline")
+    double.end_in_cloud(queued)  # cancelled in the web app while this gateway was away
+    await decide(api, pending(gateway)[running])  # the running one finishes offline
+    await wait_until(lambda: relay.executor.tracked[running].state == "terminal", 10, "finished offline")
+    double.keys.add(KEY)
+    await wait_until(lambda: double.terminal(running), 15, "the running one reported")
+    tracked = relay.executor.tracked[queued]
+    await wait_until(lambda: tracked.state == "terminal", 10, "the queued one closed")
+    assert tracked.outcome == "cancelled" and tracked.started_at is None
+    assert relay.executor.executions == 1
+
+
 async def test_a_duplicate_command_id_is_never_run_twice(
     relay: RelayClient, double: RelayDouble, gateway: GatewayHandle
 ) -> None:
@@ -299,3 +320,19 @@ async def test_a_duplicate_command_id_is_never_run_twice(
     await trio.to_thread.run_sync(double.redispatch, held)  # while it runs: re-acked only
     await wait_until(lambda: len(double.stored(held).acks) == 2, 10, "the re-ack")
     assert len(pending(gateway)) == 1 and relay.executor.executions == 2
+
+
+async def test_only_the_gateway_token_with_the_cloud_source_is_the_relay(
+    gateway: GatewayHandle, api: httpx.AsyncClient
+) -> None:
+    cid = str(uuid.uuid4())
+    relayed = {"x-desktop-source": "cloud-socket", "x-desktop-command-id": cid}
+    cases = [
+        (relayed, cid),  # the executor's own headers: labelled
+        ({"x-desktop-command-id": cid}, None),  # no cloud source: a local caller
+        ({**relayed, "x-desktop-command-id": "not-a-uuid"}, None),
+    ]
+    for headers, label in cases:
+        response = await api.post("/api/gateway/processes", json={"argv": ["true"]}, headers=headers)
+        assert response.status_code == 201, response.text
+        assert response.json()["labels"].get(COMMAND_LABEL) == label

@@ -60,7 +60,7 @@ async def test_a_refused_key_is_degraded_and_retried_with_backoff(
     gaps = [b - a for a, b in zip(double.connect_attempts, double.connect_attempts[1:], strict=False)]
     # base 0.05 s doubling: the waits grow (jitter takes at most half of each one away)
     assert gaps[0] >= 0.025 and gaps[2] >= 0.1, gaps
-    assert all(gap < 1.5 for gap in gaps), gaps  # capped (0.4 s here), never a long stall
+    assert all(gap < 5 for gap in gaps), gaps  # capped (0.4 s here, plus the connect), no stall
 
     double.keys.add("wrong-key")  # the key is accepted now: the next retry connects
     await wait_until(lambda: client.state == "connected", 10, "the client to connect")

@@ -67,7 +67,8 @@ async def test_a_restart_with_commands_in_flight_runs_nothing_twice(tmp_path: Pa
         try:
             await trio.to_thread.run_sync(wait_serving, sp)
             await wait_until(lambda: double.online, 15, "the gateway to come online")
-            assert "relay: connected" in await trio.to_thread.run_sync(_status_cli, state)
+            status = await trio.to_thread.run_sync(_status_cli, state)
+            assert f"relay      connected; to {double.url}; 0 running, 0 queued" in status
             token = sp.token
 
             async def dispatch(**command: Any) -> str:
@@ -93,6 +94,9 @@ async def test_a_restart_with_commands_in_flight_runs_nothing_twice(tmp_path: Pa
                     while not await approvals():
                         await trio.sleep(0.02)
             await wait_until(lambda: double.stored(queued).acks and double.events(held), 10, "acks")
+            status = await trio.to_thread.run_sync(_status_cli, state)
+            assert "1 running, 1 queued" in status
+            assert f"{held[:8]}  GET /api/gateway/version (health_check)" in status
         finally:
             sp.stop(signal.SIGKILL)  # a crash: nothing gets to say goodbye
 
