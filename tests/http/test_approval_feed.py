@@ -55,7 +55,9 @@ async def test_the_approval_stream_shows_a_held_start_with_its_command(
     assert held["operation"] == "process_control" and held["principal"] == "gateway" and held["tier"]
     assert "s3cret-value" not in json.dumps(frames)  # env values never leave the request
     assert started[0].status_code == 201
-    await api.post(f"/api/gateway/processes/{started[0].json()['id']}/kill")
+    await api.put("/api/gateway/policy", json={"thresholds": {"gateway": "high"}})  # else the kill asks too
+    killed = await api.post(f"/api/gateway/processes/{started[0].json()['id']}/kill")
+    assert killed.status_code == 200
 
 
 def test_detail_reads_only_json_objects() -> None:
