@@ -20,6 +20,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from gateway.http.cli_client import EXIT_ERROR, EXIT_NOT_RUNNING, CliError, path_of, state_root
+from gateway.http.cli_nodes import (
+    add_node_agent_parser,
+    add_serve_options,
+    apply_serve_options,
+    cmd_node_agent,
+)
 from gateway.supervisor import __version__
 
 if TYPE_CHECKING:
@@ -118,6 +124,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allow_remote=args.allow_remote,
     )
     opts.extra_origins += args.allow_origin or []
+    apply_serve_options(args, opts)
     if not is_loopback_host(args.host) and args.allow_remote:
         log.warning(
             "listening on non-loopback host %s; anyone who can reach it and holds a token can run "
@@ -517,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format", choices=("auto", "human", "json"), default="auto",
         help="human lines or JSON lines (default: human on a terminal, JSON otherwise)",
     )  # fmt: skip
+    add_serve_options(p)
+    add_node_agent_parser(command)
 
     command("status", "health of the running gateway (exit 1 when degraded)")
 
@@ -662,6 +671,7 @@ CLIENT_COMMANDS: dict[str, Callable[[argparse.Namespace, Client], int]] = {
 }
 LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve,
+    "node-agent": cmd_node_agent,
     "token": cmd_token,
     "env": cmd_env,
     "completion": cmd_completion,

@@ -20,6 +20,7 @@ from gateway.http.auth import Auth
 from gateway.http.policy import Approvals, Policy
 from gateway.http.telemetry import Metrics
 from gateway.supervisor import StateDir, Supervisor
+from gateway.supervisor.nodes import NodeManager
 from gateway.supervisor.services.deploys import Deploys
 from gateway.supervisor.services.files import Attachments, RunViewer
 from gateway.supervisor.services.git import GitOps
@@ -48,6 +49,8 @@ class Services:
     attachments: Attachments
     run_viewer: RunViewer
     pulls: PullRequests
+    #: Node agents on other machines (``gateway serve`` sets it; None in apps built without).
+    nodes: NodeManager | None = None
 
 
 @dataclass

@@ -197,6 +197,10 @@ ROUTES: tuple[Route, ...] = (
     _r("/api/gateway/processes/:processId/logs", "GET", "process_table", extension=True),
     _r("/api/gateway/processes/:processId/kill", "POST", "process_control", extension=True),
     _r("/api/gateway/processes/:processId/teardown", "POST", "process_control", extension=True),
+    # ---- extensions: node agents on other machines
+    _r("/api/gateway/nodes", "GET", "process_table", extension=True),
+    _r("/api/gateway/nodes", "POST", "process_control", extension=True),
+    _r("/api/gateway/nodes/:name", "GET", "process_table", extension=True),
     # ---- extensions: settings
     _r("/api/gateway/settings/symphony", "GET PATCH", "symphony_settings", extension=True),
     # ---- extensions: administration

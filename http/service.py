@@ -7,8 +7,8 @@ The unit runs ``gateway serve`` in the foreground, the way systemd wants it. Wha
   only what is left after ``TimeoutStopSec`` gets SIGKILL from systemd.
 - ``TimeoutStopSec`` is above the children's stop grace plus Hypercorn's drain, with a margin,
   so systemd never cuts the gateway's teardown short.
-- ``Delegate=yes``: the gateway may manage its own cgroup subtree (it tracks trees by cgroup
-  where it can).
+- ``Delegate=yes``: systemd hands the service its own cgroup subtree and leaves what the
+  gateway starts inside it alone.
 - ``PATH`` is the installing shell's, plus the agent CLIs ``make agents`` installed into this
   checkout's ``.tools/``: a user unit otherwise starts with systemd's bare PATH and would not
   find ``claude``, ``codex`` or ``git``.

@@ -16,24 +16,36 @@ v2 is writable (as root, or in a systemd unit with ``Delegate=yes``) each child 
 
 The v2 hierarchy is found from ``/proc/self/mountinfo`` (it may be mounted anywhere; hybrid
 systems mount it at ``/sys/fs/cgroup/unified`` beside the v1 controllers). Everything here is
-blocking file-system work on cgroupfs (microseconds); nothing here waits.
+blocking file-system work on cgroupfs (microseconds), except ``EventsWatch``, the one task
+that learns of emptied cgroups for every waiting kill.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import os
 import re
 import signal
+import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import trio
 
 #: Joins the cgroup whose ``cgroup.procs`` is ``$1``, then becomes the real program. ``$$`` is
 #: the shell's own pid, which ``exec`` keeps; failing to join is fatal (exit 125), because the
 #: kill would not see the child otherwise.
 JOIN_SCRIPT = 'echo $$ > "$1" || { echo "gateway: cannot join cgroup $1" >&2; exit 125; }; shift; exec "$@"'
+
+_IN_MODIFY = 0x2
+_EVENT = struct.Struct("iIII")
+_libc: ctypes.CDLL | None = None
+if sys.platform.startswith("linux"):
+    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 LIMIT_FILES = {"memory_max": "memory.max", "cpu_max": "cpu.max", "pids_max": "pids.max"}
 _CONTROLLERS = ("memory", "cpu", "pids")
@@ -106,7 +118,7 @@ class Cgroup:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._procs = str(path / "cgroup.procs")
-        self._events = str(path / "cgroup.events")
+        self.events_path = str(path / "cgroup.events")
 
     @property
     def name(self) -> str:
@@ -125,7 +137,7 @@ class Cgroup:
 
     def populated(self) -> bool:
         try:
-            text = _read(self._events)
+            text = _read(self.events_path)
         except FileNotFoundError:
             return False
         return "populated 1" in text
@@ -199,6 +211,67 @@ class Cgroup:
             if exc.errno in (errno.EBUSY, errno.ENOTEMPTY):
                 return False
             raise
+
+
+class EventsWatch:
+    """Wakes waiters when a cgroup's ``cgroup.events`` changes (``populated`` going to 0).
+
+    The kernel reports every change of that file as an inotify modification, so one
+    descriptor serves every cgroup: a kill waits on it instead of opening a pidfd per member.
+    ``run`` reads the descriptor until cancelled; ``changed`` gives the event the next change
+    of a cgroup sets (grab it, then re-check the file, then wait: nothing is missed).
+    """
+
+    def __init__(self) -> None:
+        if _libc is None:
+            raise OSError(errno.ENOSYS, "inotify needs Linux")
+        fd = _libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        self.fd = fd
+        self._by_wd: dict[int, trio.Event] = {}
+        self._wd: dict[str, int] = {}
+
+    def changed(self, cgroup: Cgroup) -> trio.Event:
+        """The event the next change of ``cgroup``'s events file sets (watched from now on)."""
+        wd = self._wd.get(cgroup.events_path)
+        if wd is None:
+            assert _libc is not None
+            wd = _libc.inotify_add_watch(self.fd, os.fsencode(cgroup.events_path), _IN_MODIFY)
+            if wd < 0:
+                raise OSError(ctypes.get_errno(), "inotify_add_watch failed", cgroup.events_path)
+            self._wd[cgroup.events_path] = wd
+        event = self._by_wd.get(wd)
+        if event is None:
+            event = self._by_wd[wd] = trio.Event()
+        return event
+
+    def forget(self, cgroup: Cgroup) -> None:
+        """Stop watching (the cgroup was removed; the kernel dropped the watch with it)."""
+        wd = self._wd.pop(cgroup.events_path, None)
+        if wd is not None:
+            event = self._by_wd.pop(wd, None)
+            if event is not None:
+                event.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(self.fd)
+                try:
+                    data = os.read(self.fd, 65536)
+                except BlockingIOError:
+                    continue
+                offset = 0
+                while offset + _EVENT.size <= len(data):
+                    wd, _mask, _cookie, length = _EVENT.unpack_from(data, offset)
+                    offset += _EVENT.size + length
+                    event = self._by_wd.pop(wd, None)
+                    if event is not None:
+                        event.set()
+        finally:
+            os.close(self.fd)
 
 
 class Cgroups:

@@ -29,8 +29,9 @@ from typing import Any
 import trio
 
 from . import proctree
-from .cgroups import Cgroup, CgroupError, Cgroups
+from .cgroups import Cgroup, CgroupError, Cgroups, EventsWatch
 from .logs import LogLimits, ProcessLog
+from .placement import LOCAL, Placement
 from .spec import ProcessRecord, ProcessSpec, State, StopReason, TeardownHook
 from .store import Store
 from .table import ProcessTable
@@ -39,6 +40,8 @@ _READ_SIZE = 256 * 1024
 _PIPE_SIZE = 256 * 1024
 _POLL = 0.02
 _KILL_RETRY = 0.002
+#: While a cgroup kill waits for ``populated 0``, how often it looks for members forked since.
+_RECHECK = 0.05
 _KILL_HARD_LIMIT = 10.0
 
 
@@ -93,6 +96,7 @@ class KillReceipt:
             "elapsedMs": self.elapsed_ms,
             "alreadyEnded": self.already_ended,
             "method": self.method,
+            "node": self.process.node,
         }
 
 
@@ -234,11 +238,20 @@ class Supervisor:
         self._prefix = proctree.pdeathsig_prefix()
         self._key = proctree.state_key(str(config.state_dir))
         self.cgroups = Cgroups.open(self._key) if config.cgroups else None
+        self.cgroup_events: EventsWatch | None = None
+        if self.cgroups is not None:
+            try:
+                self.cgroup_events = EventsWatch()
+            except OSError:
+                self.cgroup_events = None  # kills then watch each member's pidfd
         self._found_executables: set[tuple[str, str | None, str | None]] = set()
         self._closing = False
         self.lines_ingested = 0
         self.bytes_ingested = 0
         self.recovered: list[KillReceipt] = []
+        #: Remote nodes: records whose ``node`` is not ``local`` are started, killed and
+        #: waited for through their node's backend.
+        self.placement = Placement()
 
     # ---- public API ---------------------------------------------------------------------
 
@@ -260,10 +273,25 @@ class Supervisor:
     def job(self, record_id: str) -> Job | None:
         return self._jobs.get(record_id)
 
-    async def start(self, spec: ProcessSpec, *, job_id: str | None = None) -> ProcessRecord:
-        """Start ``spec``; returns the record once the child runs (or raises if it cannot)."""
+    async def start_service(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run ``fn`` in the supervisor's nursery (``nursery.start`` protocol) until shutdown.
+
+        For helpers that must outlive the HTTP front and still serve ``shutdown`` (a node's
+        connection): they are cancelled only after every child was stopped.
+        """
+        return await self._nursery.start(fn, *args)
+
+    async def start(
+        self, spec: ProcessSpec, *, job_id: str | None = None, node: str | None = None
+    ) -> ProcessRecord:
+        """Start ``spec``; returns the record once the child runs (or raises if it cannot).
+
+        ``node`` places it on a remote node (``placement``); None or ``local`` runs it here.
+        """
         if self._closing:
             raise RuntimeError("supervisor is shutting down")
+        if node is not None and node != LOCAL:
+            return await self.placement.get(node).start(spec, job_id=job_id)
         limits = (spec.memory_max, spec.cpu_max, spec.pids_max)
         if any(v is not None for v in limits):
             if self.cgroups is None:
@@ -334,6 +362,9 @@ class Supervisor:
         record = self.table.get(record_id)
         if record is None:
             raise KeyError(record_id)
+        remote = self.placement.remote(record)
+        if remote is not None:
+            return await remote.wait(record_id)
         return record
 
     async def kill(
@@ -348,6 +379,9 @@ class Supervisor:
         job = self._jobs.get(record_id)
         if job is not None:
             return await self._kill_job(job, reason, began)
+        remote = self.placement.remote(self.table.get(record_id))
+        if remote is not None:
+            return await remote.kill(record_id, reason, grace=grace)
         child = self._children.get(record_id)
         if child is None or child.finished.is_set():
             record = self.table.get(record_id) if child is None else child.record
@@ -777,8 +811,7 @@ class Supervisor:
         log.system(f"[gateway] SIGTERM sent to {len(sent)} process(es) of its cgroup")
         signalled = set(members)
         while members and trio.current_time() < grace_end:
-            with trio.move_on_at(grace_end):
-                await _wait_gone(members)
+            await self._wait_cgroup(cgroup, members, min(grace_end, trio.current_time() + _RECHECK))
             self._known.update(members - {root})
             members = current()
             fresh = members - signalled  # forked after the first SIGTERM: the same courtesy
@@ -794,8 +827,7 @@ class Supervisor:
             while (cgroup.populated() or current()) and trio.current_time() < hard_end:
                 left = current()
                 self._known.update(left - {root})
-                with trio.move_on_at(hard_end):
-                    await _wait_gone(left)
+                await self._wait_cgroup(cgroup, left, min(hard_end, trio.current_time() + _RECHECK))
                 if cgroup.populated() or current():
                     cgroup.kill()  # a fork that raced the first write
                     cgroup.signal(current(), _signal.SIGKILL)
@@ -808,6 +840,22 @@ class Supervisor:
         receipt.elapsed_ms = int((trio.current_time() - began) * 1000)
         return receipt
 
+    async def _wait_cgroup(self, cgroup: Cgroup, members: set[int], until: float) -> None:
+        """Until ``cgroup`` is empty (its ``cgroup.events`` changed) or ``until``.
+
+        One inotify descriptor serves every kill; a root that has not joined its cgroup yet
+        (or a machine without inotify) is watched through pidfds instead.
+        """
+        watch = self.cgroup_events
+        if watch is not None:
+            changed = watch.changed(cgroup)
+            if cgroup.populated():
+                with trio.move_on_at(until):
+                    await changed.wait()
+                return
+        with trio.move_on_at(until):
+            await _wait_gone(members)
+
     def _retire_cgroup(self, child: _Child) -> None:
         """Record what the child's cgroup accounted, then remove it (kept while populated)."""
         cgroup = child.cgroup
@@ -818,6 +866,8 @@ class Supervisor:
             removed = cgroup.remove()
         except OSError:
             removed = False
+        if self.cgroup_events is not None:
+            self.cgroup_events.forget(cgroup)
         if not removed:
             child.log.system(f"[gateway] cgroup {cgroup.name} still populated; kept for the next sweep")
 
@@ -913,7 +963,8 @@ class Supervisor:
         time still matches (a reused pid never does). Records left active are marked lost.
         """
         marked = proctree.find_marked(self._key)
-        stale = {r.id: r for r in self.table.records.values() if not r.state.ended}
+        # A remote record's tree is its node's to sweep: the node client settles it.
+        stale = {r.id: r for r in self.table.records.values() if not r.state.ended and r.node == LOCAL}
         # A leftover's cgroup holds all of its tree, also what left the marker behind
         # (``env -i``) or its session (``setsid``).
         cgroups = self.cgroups.leftovers() if self.cgroups is not None else {}
@@ -944,6 +995,7 @@ class Supervisor:
         """Stop every child and job (reason ``shutdown``) and wait for all of them."""
         self._closing = True
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.placement.shutdown)
             for job in list(self._jobs.values()):
                 if not job.finished.is_set():
                     nursery.start_soon(self.kill, job.id, StopReason.SHUTDOWN)
@@ -977,6 +1029,8 @@ async def open_supervisor(
             await sup.table.load()
             await nursery.start(sup.table.flusher)
             await nursery.start(sup._reaper)
+            if sup.cgroup_events is not None:
+                await nursery.start(sup.cgroup_events.run)
             await sup._recover()
             await sup._retain(config.keep_ended)
             try:

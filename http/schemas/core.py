@@ -74,6 +74,8 @@ class StartProcessIn(Strict):
     pids_max: int | None = Field(None, alias="pidsMax", ge=1, le=1 << 22)
     # An agent CLI's stream format: its log lines then carry parsed ``event``s (a conversation).
     event_parser: Literal["claude", "codex"] | None = Field(None, alias="eventParser")
+    #: A node name (``local`` = this machine); omitted: placement picks one.
+    node: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")] | None = None
 
     @field_validator("argv")
     @classmethod
@@ -134,6 +136,7 @@ class ProcessOut(BaseModel):
     killMethod: str | None = Field(None, description="cgroup or proc: how its tree is found and killed")
     cpuUsec: int | None = Field(None, description="CPU time of its cgroup, once ended")
     memoryPeak: int | None = Field(None, description="peak memory of its cgroup (memory controller)")
+    node: str = "local"
 
 
 class ProcessListOut(BaseModel):
@@ -174,6 +177,7 @@ class ReceiptOut(BaseModel):
     survivors: list[int]
     elapsedMs: int
     alreadyEnded: bool
+    node: str = "local"
     method: str | None = None
 
 
