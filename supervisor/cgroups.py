@@ -232,14 +232,17 @@ class EventsWatch:
         self._by_wd: dict[int, trio.Event] = {}
         self._wd: dict[str, int] = {}
 
-    def changed(self, cgroup: Cgroup) -> trio.Event:
-        """The event the next change of ``cgroup``'s events file sets (watched from now on)."""
+    def changed(self, cgroup: Cgroup) -> trio.Event | None:
+        """The event the next change of ``cgroup``'s events file sets (watched from now on);
+        None once the watch stopped (``run`` ended: the supervisor is being torn down) or the
+        file cannot be watched: the caller then waits another way."""
+        if self.fd < 0 or _libc is None:
+            return None
         wd = self._wd.get(cgroup.events_path)
         if wd is None:
-            assert _libc is not None
             wd = _libc.inotify_add_watch(self.fd, os.fsencode(cgroup.events_path), _IN_MODIFY)
             if wd < 0:
-                raise OSError(ctypes.get_errno(), "inotify_add_watch failed", cgroup.events_path)
+                return None
             self._wd[cgroup.events_path] = wd
         event = self._by_wd.get(wd)
         if event is None:
@@ -271,7 +274,11 @@ class EventsWatch:
                     if event is not None:
                         event.set()
         finally:
-            os.close(self.fd)
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+            for event in self._by_wd.values():
+                event.set()  # waiters re-check, then wait another way
+            self._by_wd.clear()
 
 
 class Cgroups:

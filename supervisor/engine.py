@@ -516,27 +516,31 @@ class Supervisor:
                 log.reopen()
         finally:
             with trio.CancelScope(shield=True):
-                if child.popen is not None and child.popen.poll() is None:
-                    # Cancelled from outside (a crashed sibling task cancelled the
-                    # supervisor's nursery): never leave the tree running behind the record.
-                    child.stop_reason = child.stop_reason or StopReason.SHUTDOWN
-                    with trio.move_on_after(spec.stop_grace + _KILL_HARD_LIMIT + 1):
-                        async with trio.open_nursery() as nursery:
-                            nursery.start_soon(self._wait_exit, child)
-                            child.receipt = await self._kill_tree(child, began=trio.current_time())
-                if record.state in (State.STARTING, State.RUNNING, State.STOPPING):
-                    record.state = State.KILLED
-                    record.stop_reason = record.stop_reason or StopReason.SHUTDOWN
-                record.ended_at = record.ended_at or time.time()
-                record.last_seq = log.last_seq
-                if child.cgroup is not None:
-                    self._retire_cgroup(child)
-                log.close()
-                self.table.touch(record)
-                if record.kind in self.config.keep_ended:
-                    # Before ``finished``: whoever waits on this child sees the cap applied.
-                    await self._retain((record.kind,))
-                child.finished.set()
+                # ``finished`` is set whatever happens here: a kill waits on it, and an error
+                # of this task surfaces only once the supervisor's body is done waiting.
+                try:
+                    if child.popen is not None and child.popen.poll() is None:
+                        # Cancelled from outside (a crashed sibling task cancelled the
+                        # supervisor's nursery): never leave the tree running behind the record.
+                        child.stop_reason = child.stop_reason or StopReason.SHUTDOWN
+                        with trio.move_on_after(spec.stop_grace + _KILL_HARD_LIMIT + 1):
+                            async with trio.open_nursery() as nursery:
+                                nursery.start_soon(self._wait_exit, child)
+                                child.receipt = await self._kill_tree(child, began=trio.current_time())
+                    if record.state in (State.STARTING, State.RUNNING, State.STOPPING):
+                        record.state = State.KILLED
+                        record.stop_reason = record.stop_reason or StopReason.SHUTDOWN
+                    record.ended_at = record.ended_at or time.time()
+                    record.last_seq = log.last_seq
+                    if child.cgroup is not None:
+                        self._retire_cgroup(child)
+                    log.close()
+                    self.table.touch(record)
+                    if record.kind in self.config.keep_ended:
+                        # Before ``finished``: whoever waits on this child sees the cap applied.
+                        await self._retain((record.kind,))
+                finally:
+                    child.finished.set()
 
     def _should_restart(self, child: _Child) -> bool:
         record, policy = child.record, child.spec.restart
@@ -814,12 +818,11 @@ class Supervisor:
         (or a machine without inotify) is watched through pidfds instead.
         """
         watch = self.cgroup_events
-        if watch is not None:
-            changed = watch.changed(cgroup)
-            if cgroup.populated():
-                with trio.move_on_at(until):
-                    await changed.wait()
-                return
+        changed = watch.changed(cgroup) if watch is not None else None
+        if changed is not None and cgroup.populated():
+            with trio.move_on_at(until):
+                await changed.wait()
+            return
         with trio.move_on_at(until):
             await _wait_gone(members)
 
