@@ -322,6 +322,9 @@ class Cgroups:
     def close(self) -> None:
         """Remove the subtree if it is empty (a clean shutdown); leftovers keep it for the
         next start's sweep."""
+        for cgroup in self.leftovers().values():
+            with contextlib.suppress(OSError):
+                cgroup.remove()
         with contextlib.suppress(OSError):
             os.rmdir(self.base)
 

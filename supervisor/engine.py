@@ -230,6 +230,8 @@ class Supervisor:
         self._key = proctree.state_key(str(config.state_dir))
         self.cgroups = Cgroups.open(self._key) if config.cgroups else None
         self.cgroup_events: EventsWatch | None = None
+        #: Emptied cgroups whose removal waits for an adopted zombie to be reaped.
+        self._busy_cgroups: set[Cgroup] = set()
         if self.cgroups is not None:
             try:
                 self.cgroup_events = EventsWatch()
@@ -834,6 +836,14 @@ class Supervisor:
         child.record.cpu_usec, child.record.memory_peak = usage.cpu_usec, usage.memory_peak
         try:
             removed = cgroup.remove()
+            if not removed and not cgroup.populated():
+                # Empty but busy: an adopted member's zombie; reap what is known and retry,
+                # else the reaper retries every second.
+                proctree.reap_adopted(self._known)
+                removed = cgroup.remove()
+                if not removed:
+                    self._busy_cgroups.add(cgroup)
+                    removed = True  # nothing of it runs: not worth a line in the log
         except OSError:
             removed = False
         if self.cgroup_events is not None:
@@ -868,6 +878,10 @@ class Supervisor:
     def _reap(self) -> None:
         if self._known:
             proctree.reap_adopted(self._known)
+        for cgroup in list(self._busy_cgroups):
+            with contextlib.suppress(OSError):
+                if cgroup.remove():
+                    self._busy_cgroups.discard(cgroup)
 
     async def _reaper(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Reap adopted orphans that died outside a kill (the subreaper's side of the deal)."""
@@ -991,9 +1005,10 @@ async def open_supervisor(
     proctree.become_subreaper()
     store = Store(config.state_dir / "gateway.db")
     await store.open()
+    opened: Supervisor | None = None
     try:
         async with trio.open_nursery() as nursery:
-            sup = Supervisor(config, store, nursery)
+            sup = opened = Supervisor(config, store, nursery)
             await sup.table.load()
             await nursery.start(sup.table.flusher)
             await nursery.start(sup._reaper)
@@ -1007,10 +1022,11 @@ async def open_supervisor(
                 with trio.CancelScope(shield=True):
                     await sup.shutdown()
                     await sup.table.flush()
-                if sup.cgroups is not None:
-                    sup.cgroups.close()
                 nursery.cancel_scope.cancel()
     finally:
+        if opened is not None and opened.cgroups is not None:
+            opened._reap()  # adopted zombies would keep their emptied cgroups busy
+            opened.cgroups.close()  # once every child task removed its own cgroup
         with trio.CancelScope(shield=True):
             await store.close()
 
@@ -1109,6 +1125,9 @@ async def _kill_foreign(pids: set[int], cgroup: Cgroup | None = None) -> KillRec
                 await trio.sleep(_KILL_RETRY)
                 cgroup.kill()
         receipt.survivors = sorted(cgroup.procs())
+        # Members whose parent died were adopted by this subreaper: their zombies keep the
+        # cgroup busy (rmdir says EBUSY) until reaped.
+        proctree.reap_adopted(set(pids))
         with contextlib.suppress(OSError):
             cgroup.remove()
         return receipt

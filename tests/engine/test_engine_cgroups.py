@@ -204,3 +204,4 @@ async def test_a_supervisor_cancelled_from_outside_still_kills_and_ends(state_di
         assert record.pid is not None
         assert not psutil.pid_exists(record.pid) or psutil.Process(record.pid).status() == "zombie"
         assert record.state is State.KILLED
+    assert sup.cgroups is not None and not sup.cgroups.base.exists(), "nothing left in cgroupfs"
