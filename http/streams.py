@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
+from functools import partial
 from typing import Any
 
 from quart import Response
 
 from gateway.http.context import GatewayContext
 from gateway.supervisor import LogLine, ProcessLog, ProcessRecord, iso
+from gateway.supervisor.agents.providers import parse_event
 from gateway.supervisor.logs import FOLLOW_BYTES
 
 NDJSON = "application/x-ndjson"
@@ -43,6 +45,23 @@ def log_line(line: LogLine, process_id: str) -> dict[str, Any]:
 def encode_lines(lines: list[LogLine], process_id: str) -> bytes:
     """One chunk for a batch: ``b"".join`` keeps the per-line cost to a dict and a dumps."""
     return b"".join(dumps(log_line(line, process_id)) for line in lines)
+
+
+def encode_agent_lines(lines: list[LogLine], record: ProcessRecord) -> bytes:
+    """Like ``encode_lines``, plus the provider's parsed ``event`` on an agent's stdout lines.
+
+    Only records started with an ``event_parser`` (agent runs) pay for the parse; the
+    dashboard and ``gateway logs`` render those events as a conversation.
+    """
+    out = []
+    for line in lines:
+        obj = log_line(line, record.id)
+        if line.stream == "stdout":
+            event = parse_event(record.event_parser, line.raw)
+            if event is not None:
+                obj["event"] = event
+        out.append(dumps(obj))
+    return b"".join(out)
 
 
 def end_line(record: ProcessRecord | None) -> bytes:
@@ -86,9 +105,11 @@ def log_stream(
     has ended. With ``follow`` it ends with the ``end`` line when the process has ended and
     every line was sent, or when the gateway shuts down.
     """
-    chunks = log_chunks(
-        gw, record_id, since, limit, follow, encode=lambda lines: encode_lines(lines, record_id)
-    )
+    record = gw.sup.table.get(record_id)
+    encode: Callable[[list[LogLine]], bytes] = partial(encode_lines, process_id=record_id)
+    if record is not None and record.event_parser:
+        encode = partial(encode_agent_lines, record=record)
+    chunks = log_chunks(gw, record_id, since, limit, follow, encode=encode)
     return counted(gw, chunks)
 
 
@@ -175,4 +196,29 @@ async def _status_chunks(gw: GatewayContext, since: int) -> AsyncIterator[bytes]
             yield end_line(None)
             return
         if woke == "timeout":
+            yield _HEARTBEAT
+
+
+def approvals_stream(gw: GatewayContext) -> AsyncIterator[bytes]:
+    """``approvals`` lines: the whole list (recent outcomes, then pending) now and on each change.
+
+    Lists are small (at most 50 recent plus what is held), so each line carries the whole
+    list and a client simply replaces what it shows; silence turns into heartbeats.
+    """
+    return counted(gw, _approval_chunks(gw))
+
+
+async def _approval_chunks(gw: GatewayContext) -> AsyncIterator[bytes]:
+    approvals = gw.approvals
+    while True:
+        changed = approvals.changed
+        items = [*approvals.recent, *approvals.pending.values()]
+        yield dumps({"type": "approvals", "approvals": [a.to_json() for a in items]})
+        while True:
+            woke = await gw.wait(changed, gw.heartbeat)
+            if woke == "shutdown":
+                yield end_line(None)
+                return
+            if woke == "changed":
+                break
             yield _HEARTBEAT

@@ -21,6 +21,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import trio
 from . import proctree
 from .cgroups import Cgroup, CgroupError, Cgroups, EventsWatch
 from .logs import LogLimits, ProcessLog
+from .placement import LOCAL, Placement
 from .spec import ProcessRecord, ProcessSpec, State, StopReason, TeardownHook
 from .store import Store
 from .table import ProcessTable
@@ -45,6 +47,12 @@ _KILL_HARD_LIMIT = 10.0
 
 _ID_SALT = secrets.token_hex(3)
 _ID_COUNTER = itertools.count()
+
+
+#: Labels added to every record started from this context (a task and the tasks it starts).
+#: The HTTP front sets it while it serves a relayed command, so that the command's children
+#: can be found (and killed) by label. The engine merges the labels in and never reads them.
+spawn_labels: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("spawn_labels", default=())
 
 
 def new_id(prefix: str = "p") -> str:
@@ -88,11 +96,12 @@ class KillReceipt:
             "elapsedMs": self.elapsed_ms,
             "alreadyEnded": self.already_ended,
             "method": self.method,
+            "node": self.process.node,
         }
 
 
 def _default_keep() -> dict[str, int]:
-    return {"git": 200}
+    return {"git": 200, "gh": 200}
 
 
 @dataclass(slots=True)
@@ -102,7 +111,7 @@ class SupervisorConfig:
     reap_interval: float = 1.0
     #: Retention per kind: at most this many ended records (and their logs) are kept; the
     #: oldest go first. Kinds not listed (agent runs, ad-hoc commands) are kept for good. Short
-    #: helpers like ``git`` would otherwise grow the table by one record per UI poll.
+    #: helpers like ``git`` and ``gh`` would otherwise grow the table by one record per UI poll.
     keep_ended: dict[str, int] = field(default_factory=_default_keep)
     #: A record younger than this stays whatever the count: its caller may still read its log.
     keep_grace: float = 60.0
@@ -242,6 +251,9 @@ class Supervisor:
         self.lines_ingested = 0
         self.bytes_ingested = 0
         self.recovered: list[KillReceipt] = []
+        #: Remote nodes: records whose ``node`` is not ``local`` are started, killed and
+        #: waited for through their node's backend.
+        self.placement = Placement()
 
     # ---- public API ---------------------------------------------------------------------
 
@@ -263,10 +275,25 @@ class Supervisor:
     def job(self, record_id: str) -> Job | None:
         return self._jobs.get(record_id)
 
-    async def start(self, spec: ProcessSpec, *, job_id: str | None = None) -> ProcessRecord:
-        """Start ``spec``; returns the record once the child runs (or raises if it cannot)."""
+    async def start_service(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run ``fn`` in the supervisor's nursery (``nursery.start`` protocol) until shutdown.
+
+        For helpers that must outlive the HTTP front and still serve ``shutdown`` (a node's
+        connection): they are cancelled only after every child was stopped.
+        """
+        return await self._nursery.start(fn, *args)
+
+    async def start(
+        self, spec: ProcessSpec, *, job_id: str | None = None, node: str | None = None
+    ) -> ProcessRecord:
+        """Start ``spec``; returns the record once the child runs (or raises if it cannot).
+
+        ``node`` places it on a remote node (``placement``); None or ``local`` runs it here.
+        """
         if self._closing:
             raise RuntimeError("supervisor is shutting down")
+        if node is not None and node != LOCAL:
+            return await self.placement.get(node).start(spec, job_id=job_id)
         limits = (spec.memory_max, spec.cpu_max, spec.pids_max)
         if any(v is not None for v in limits):
             if self.cgroups is None:
@@ -280,7 +307,7 @@ class Supervisor:
             argv=list(spec.argv),
             cwd=spec.cwd,
             ticket_id=spec.ticket_id,
-            labels=dict(spec.labels),
+            labels={**spec.labels, **dict(spawn_labels.get())},
             job_id=job_id,
             event_parser=spec.event_parser,
         )
@@ -315,7 +342,7 @@ class Supervisor:
             argv=description or [kind],
             cwd=None,
             ticket_id=ticket_id,
-            labels=dict(labels or {}),
+            labels={**(labels or {}), **dict(spawn_labels.get())},
         )
         log = ProcessLog(self.logs_dir / record.id, self.config.log_limits, new=True)
         self._logs[record.id] = log
@@ -337,6 +364,9 @@ class Supervisor:
         record = self.table.get(record_id)
         if record is None:
             raise KeyError(record_id)
+        remote = self.placement.remote(record)
+        if remote is not None:
+            return await remote.wait(record_id)
         return record
 
     async def kill(
@@ -351,6 +381,9 @@ class Supervisor:
         job = self._jobs.get(record_id)
         if job is not None:
             return await self._kill_job(job, reason, began)
+        remote = self.placement.remote(self.table.get(record_id))
+        if remote is not None:
+            return await remote.kill(record_id, reason, grace=grace)
         child = self._children.get(record_id)
         if child is None or child.finished.is_set():
             record = self.table.get(record_id) if child is None else child.record
@@ -947,7 +980,8 @@ class Supervisor:
         time still matches (a reused pid never does). Records left active are marked lost.
         """
         marked = proctree.find_marked(self._key)
-        stale = {r.id: r for r in self.table.records.values() if not r.state.ended}
+        # A remote record's tree is its node's to sweep: the node client settles it.
+        stale = {r.id: r for r in self.table.records.values() if not r.state.ended and r.node == LOCAL}
         # A leftover's cgroup holds all of its tree, also what left the marker behind
         # (``env -i``) or its session (``setsid``).
         cgroups = self.cgroups.leftovers() if self.cgroups is not None else {}
@@ -978,6 +1012,7 @@ class Supervisor:
         """Stop every child and job (reason ``shutdown``) and wait for all of them."""
         self._closing = True
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.placement.shutdown)
             for job in list(self._jobs.values()):
                 if not job.finished.is_set():
                     nursery.start_soon(self.kill, job.id, StopReason.SHUTDOWN)

@@ -133,6 +133,8 @@ class ProcessRecord:
     job_id: str | None = None
     event_parser: str | None = None
     error: str | None = None
+    #: Where the child runs: ``local`` or the name of a node (see ``placement``).
+    node: str = "local"
     version: int = 0
     #: How the tree is found and killed: ``"cgroup"`` (its own cgroup v2) or ``"proc"``.
     kill_method: str | None = None
@@ -162,6 +164,7 @@ class ProcessRecord:
             "killMethod": self.kill_method,
             "cpuUsec": self.cpu_usec,
             "memoryPeak": self.memory_peak,
+            "node": self.node,
         }
 
 

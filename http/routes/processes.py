@@ -20,6 +20,7 @@ from quart_schema import document_querystring, document_response, validate_reque
 from gateway.http.context import GatewayContext, current_gateway
 from gateway.http.errors import ApiError
 from gateway.http.query import flag, int_arg, log_window
+from gateway.http.routes.nodes import place
 from gateway.http.schemas.core import (
     BulkReceiptsOut,
     BulkStopIn,
@@ -35,6 +36,7 @@ from gateway.http.schemas.core import (
 from gateway.http.streams import log_stream, ndjson_response, status_stream
 from gateway.supervisor import ProcessRecord, ProcessSpec, RestartPolicy, State
 from gateway.supervisor.cgroups import CgroupError
+from gateway.supervisor.placement import LOCAL
 
 bp = Blueprint("processes", __name__, url_prefix="/api/gateway/processes")
 
@@ -153,7 +155,8 @@ def _record_bytes(gw: GatewayContext, record: ProcessRecord) -> bytes:
 async def start_process(data: StartProcessIn) -> tuple[dict[str, Any], int]:
     """Start an ad-hoc supervised command; answers the record once the child runs."""
     gw = current_gateway()
-    if data.cwd is not None and not await trio.to_thread.run_sync(os.path.isdir, data.cwd):
+    node = place(gw, data.node)
+    if node == LOCAL and data.cwd is not None and not await trio.to_thread.run_sync(os.path.isdir, data.cwd):
         raise ApiError(400, "invalid_request", f"cwd: {data.cwd[:200]} is not a directory")
     restart = RestartPolicy()
     if data.restart is not None:
@@ -177,11 +180,12 @@ async def start_process(data: StartProcessIn) -> tuple[dict[str, Any], int]:
         memory_max=data.memory_max,
         cpu_max=data.cpu_max,
         pids_max=data.pids_max,
+        event_parser=data.event_parser,
     )
     if gw.shutting_down.is_set():
         raise ApiError(503, "shutting_down", "the gateway is shutting down")
     try:
-        record = await gw.sup.start(spec)
+        record = await gw.sup.start(spec, node=node)
     except OSError as exc:
         raise ApiError(
             422, "spawn_failed", f"cannot start {data.argv[0][:200]}: {exc.strerror or exc}"
@@ -210,7 +214,7 @@ def _bulk_targets(gw: GatewayContext, data: BulkStopIn, teardown: bool) -> list[
         if (data.kind is None or r.kind == data.kind)
         and (data.ticket_id is None or r.ticket_id == data.ticket_id)
         and all(r.labels.get(k) == v for k, v in labels.items())
-        and (data.node is None or getattr(r, "node", None) == data.node)
+        and (data.node is None or r.node == data.node)
         and (not r.torn_down if teardown else not r.state.ended)
     ]
 

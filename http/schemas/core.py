@@ -72,6 +72,10 @@ class StartProcessIn(Strict):
     memory_max: int | None = Field(None, alias="memoryMax", ge=1 << 20, le=1 << 50)
     cpu_max: float | None = Field(None, alias="cpuMax", gt=0, le=1024)
     pids_max: int | None = Field(None, alias="pidsMax", ge=1, le=1 << 22)
+    # An agent CLI's stream format: its log lines then carry parsed ``event``s (a conversation).
+    event_parser: Literal["claude", "codex"] | None = Field(None, alias="eventParser")
+    #: A node name (``local`` = this machine); omitted: placement picks one.
+    node: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")] | None = None
 
     @field_validator("argv")
     @classmethod
@@ -132,6 +136,7 @@ class ProcessOut(BaseModel):
     killMethod: str | None = Field(None, description="cgroup or proc: how its tree is found and killed")
     cpuUsec: int | None = Field(None, description="CPU time of its cgroup, once ended")
     memoryPeak: int | None = Field(None, description="peak memory of its cgroup (memory controller)")
+    node: str = "local"
 
 
 class ProcessListOut(BaseModel):
@@ -172,6 +177,7 @@ class ReceiptOut(BaseModel):
     survivors: list[int]
     elapsedMs: int
     alreadyEnded: bool
+    node: str = "local"
     method: str | None = None
 
 
@@ -203,6 +209,22 @@ class DecisionIn(Strict):
     ttl_seconds: float | None = Field(None, alias="ttlSeconds", gt=0, le=365 * 86400)
 
 
+class ApprovalDetailOut(BaseModel):
+    """What a held request would do, read from its JSON body (env values are never shown)."""
+
+    argv: list[str] | None = None
+    cwd: str | None = None
+    envKeys: list[str] | None = None
+    ticketId: str | None = None
+    kind: str | None = None
+    repoPath: str | None = None
+    branch: str | None = None
+    provider: str | None = None
+    mode: str | None = None
+    prompt: str | None = None
+    message: str | None = None
+
+
 class ApprovalOut(BaseModel):
     id: str
     operation: str | None
@@ -214,6 +236,7 @@ class ApprovalOut(BaseModel):
     createdAt: str | None
     expiresAt: str | None
     status: str
+    detail: ApprovalDetailOut | None = None
 
 
 class ApprovalListOut(BaseModel):
@@ -226,6 +249,7 @@ TierName = Literal["none", "low", "medium", "high"]
 class ThresholdsIn(Strict):
     gateway: TierName | None = None
     session: TierName | None = None
+    relay: TierName | None = None  # commands relayed from ClosedLoop's cloud (docs/relay.md)
 
 
 class PolicyIn(Strict):
@@ -234,7 +258,7 @@ class PolicyIn(Strict):
 
 class RuleIn(Strict):
     effect: Literal["deny", "allow"]
-    principal: Literal["gateway", "session"] | None = None
+    principal: Literal["gateway", "session", "relay"] | None = None
     operation: Annotated[str, StringConstraints(max_length=100)] | None = None
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] | None = None
     path_prefix: Annotated[str, StringConstraints(max_length=1000)] | None = Field(
