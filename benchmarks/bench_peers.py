@@ -11,7 +11,8 @@ and goes hits all of them alike. The 1-minute load average is printed with each 
            ``writer | cat > file`` (the limit), supervisord (``stdout_logfile``), the gateway.
 - kill:    200 hard trees (5 processes each: a sleep, a ``setsid`` shell with its sleep, an
            ``env -i setsid`` sleep), all honouring SIGTERM. ``cgroup.kill`` per tree (the
-           limit: no grace, no verification), the engine in process, the gateway over HTTP (one
+           limit: no grace, no verification), SIGTERM to every member and wait (the limit of a
+           graceful kill), the engine in process, the gateway over HTTP (one
            bulk ``POST /processes/kill``), supervisord (``stop all``, stopasgroup/killasgroup),
            with the processes each one left alive.
 - start:   200 ``sleep`` children: the engine in process, ``POST /processes`` one by one.
@@ -154,7 +155,9 @@ def _join(cgroup: Cgroup) -> list[str]:
     return cgroup.join_argv()
 
 
-async def kill_limit(key: str) -> tuple[float, int]:
+async def kill_limit(key: str, graceful: bool = False) -> tuple[float, int]:
+    """The machine's limit: ``cgroup.kill`` per tree; ``graceful``: SIGTERM to every member
+    (what the engine must send first) and wait for every cgroup to empty, nothing else."""
     cgroups = Cgroups.open(key)
     assert cgroups is not None, "cgroup v2 is not writable here"
     groups = [cgroups.create(f"t{i}") for i in range(N_TREES)]
@@ -166,7 +169,10 @@ async def kill_limit(key: str) -> tuple[float, int]:
         await trio.sleep(0.02)
     t0 = time.perf_counter()
     for g in groups:
-        g.kill()
+        if graceful:
+            g.signal(g.procs(), signal.SIGTERM)
+        else:
+            g.kill()
     for p in procs:
         await p.wait()
     while any(g.populated() for g in groups):
@@ -391,6 +397,7 @@ def main(quick: bool, repeat: int, only: set[str]) -> None:
             ("logs: gateway / supervisord", "logs gateway MB/s", "logs supervisord MB/s", ">= 1.0"),
             ("logs: gateway / cat>file", "logs gateway MB/s", "logs cat>file MB/s", ""),
             ("kill: engine / cgroup.kill", "kill engine s", "kill cgroup.kill s", "<= 1.5"),
+            ("kill: engine / SIGTERM+wait", "kill engine s", "kill SIGTERM+wait s", ""),
             ("kill: HTTP bulk / engine", "kill HTTP bulk s", "kill engine s", "<= 3"),
             ("start: HTTP / engine", "start HTTP /s", "start engine /s", ">= 0.7"),
         ]
@@ -405,6 +412,9 @@ def kill_round(tmp: Path, key: str, note: Callable[[str, float], None]) -> None:
     seconds, left = trio.run(kill_limit, key)
     note("kill cgroup.kill s", seconds)
     note("kill cgroup.kill left", left)
+    seconds, left = trio.run(kill_limit, key, True)
+    note("kill SIGTERM+wait s", seconds)
+    note("kill SIGTERM+wait left", left)
     seconds, left = trio.run(kill_engine, tmp)
     note("kill engine s", seconds)
     note("kill engine left", left)

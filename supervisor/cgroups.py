@@ -115,8 +115,9 @@ class Usage:
 class Cgroup:
     """One child's cgroup."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, memory: bool = True) -> None:
         self.path = path
+        self.memory = memory
         self._procs = str(path / "cgroup.procs")
         self.events_path = str(path / "cgroup.events")
 
@@ -176,7 +177,9 @@ class Cgroup:
                     cpu = int(line.split()[1])
         except (OSError, ValueError):
             pass
-        for name in ("memory.peak", "memory.current"):
+        # The memory files exist only with the memory controller (not on a hybrid layout).
+        names = ("memory.peak", "memory.current") if self.memory else ()
+        for name in names:
             try:
                 peak = int(_read(self.path / name))
                 break
@@ -337,10 +340,10 @@ class Cgroups:
     def create(self, name: str) -> Cgroup:
         path = self.base / name
         path.mkdir(exist_ok=True)
-        return Cgroup(path)
+        return Cgroup(path, memory="memory" in self.controllers)
 
     def get(self, name: str) -> Cgroup:
-        return Cgroup(self.base / name)
+        return Cgroup(self.base / name, memory="memory" in self.controllers)
 
     def leftovers(self) -> dict[str, Cgroup]:
         """Child cgroups found under the subtree (an earlier gateway's records), by name."""
