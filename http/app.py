@@ -12,14 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from quart import Response
+from quart import Response, request
 from quart_schema import QuartSchema, tag
 from quart_schema.extension import QUART_SCHEMA_TAG_ATTRIBUTE
 from quart_trio import QuartTrio
 
 from gateway.http.context import GatewayContext
-from gateway.http.errors import error_response, register_error_handlers
-from gateway.http.guard import MAX_BODY, install_guard
+from gateway.http.errors import MAX_CONTENT, error_response, register_error_handlers
+from gateway.http.guard import install_guard
 from gateway.http.operations import ROUTES, operation_for
 from gateway.http.routes import (
     admin,
@@ -37,12 +37,24 @@ from gateway.http.routes import (
 
 NOT_IMPLEMENTED_TAG = "not-implemented"
 
+#: Body limits above (or below) the guard's 256 KiB, by rule: ClosedLoop's own table
+#: (``apps/desktop/src/server/router.ts`` ``resolveRequestBodyLimit``).
+BODY_LIMITS = {
+    "/gateway-auth/exchange": 4 * 1024,
+    "/api/gateway/symphony/loop": 1024 * 1024,
+    "/api/gateway/symphony/upload/<ticketId>": 50 * 1024 * 1024,
+    "/api/gateway/run-viewer-extract": MAX_CONTENT,
+}
+
 
 def _stub(operation: str, path: str) -> Callable[..., Any]:
     @tag([NOT_IMPLEMENTED_TAG])
     async def not_implemented(**_params: str) -> Response:
         return error_response(
-            501, "not_implemented", f"{operation} ({path}) is not implemented yet"
+            501,
+            "not_implemented",
+            "operation not implemented",
+            {"method": request.method, "path": request.path, "operation": operation},
         )
 
     not_implemented.__doc__ = f"Not implemented yet (operation {operation})."
@@ -54,7 +66,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
     app.config.update(
         # The guard enforces each route's limit before Quart reads a byte; Quart's own cap
         # only has to admit the largest of them (uploads).
-        MAX_CONTENT_LENGTH=max(MAX_BODY, files.UPLOAD_MAX_BODY),
+        MAX_CONTENT_LENGTH=MAX_CONTENT,
         RESPONSE_TIMEOUT=None,  # NDJSON followers stream for as long as they read
         BODY_TIMEOUT=60,
         JSON_SORT_KEYS=False,
@@ -115,7 +127,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         app,
         gw,
         {"/health": meta.health_bytes, "/api/gateway/processes": processes.listing_bytes},
-        {files.UPLOAD_RULE: files.UPLOAD_MAX_BODY},
+        BODY_LIMITS,
     )
     return app
 

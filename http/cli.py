@@ -121,8 +121,8 @@ class Client:
         except ValueError:
             body = None
         if response.status_code >= 400:
-            err = body.get("error", {}) if isinstance(body, dict) else {}
-            raise CliError(f"{response.status_code} {err.get('code', '')}: {err.get('message', '')}")
+            err = body if isinstance(body, dict) else {}
+            raise CliError(f"{response.status_code} {err.get('code', '')}: {err.get('error', '')}")
         return body
 
     def stream(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -258,7 +258,7 @@ def cmd_token(args: argparse.Namespace, client: Client | None) -> int:
 def cmd_open(args: argparse.Namespace, client: Client) -> int:
     """Mint a challenge and print (and try to open) the URL a browser trades for a session."""
     data = client.request("POST", "/api/gateway/auth/challenge")
-    url = f"{client.base}/#challenge={data['challenge']}"
+    url = f"{client.base}/#challenge={data['challengeToken']}"
     if args.json:
         _print_json({**data, "url": url})
         return 0

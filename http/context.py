@@ -20,6 +20,7 @@ from gateway.http.auth import Auth
 from gateway.http.policy import Approvals, Policy
 from gateway.http.telemetry import Metrics
 from gateway.supervisor import StateDir, Supervisor
+from gateway.supervisor.services.closedloop import VERIFY_TIMEOUT
 from gateway.supervisor.services.deploys import Deploys
 from gateway.supervisor.services.files import Attachments, RunViewer
 from gateway.supervisor.services.git import GitOps
@@ -63,6 +64,8 @@ class GatewayContext:
     clock: Callable[[], float] = time.time
     heartbeat: float = HEARTBEAT_INTERVAL
     body_timeout: float = BODY_TIMEOUT
+    #: How long the exchange waits for the ClosedLoop API's verdict (ClosedLoop: 5 s).
+    verify_timeout: float = VERIFY_TIMEOUT
     started_at: float = field(default_factory=time.time)
     pid: int = field(default_factory=os.getpid)
     shutting_down: trio.Event = field(default_factory=trio.Event)

@@ -44,6 +44,7 @@ from gateway.http.routes.meta import VERSION
 from gateway.http.telemetry import Metrics
 from gateway.supervisor import StateDir, Supervisor, iso, open_supervisor
 from gateway.supervisor.agents.providers import ProviderRegistry
+from gateway.supervisor.services.closedloop import ClosedLoopSettings
 from gateway.supervisor.services.deploys import Deploys
 from gateway.supervisor.services.files import Attachments, RunViewer
 from gateway.supervisor.services.git import GitOps
@@ -284,7 +285,14 @@ async def _serve_fd(
                 state=state,
                 host=opts.host,
                 port=port,
-                auth=Auth(token, port, opts.extra_origins, extra_hosts, clock=opts.clock),
+                auth=Auth(
+                    token,
+                    port,
+                    opts.extra_origins,
+                    extra_hosts,
+                    clock=opts.clock,
+                    web_app_origin=ClosedLoopSettings.load(state.root).web_app_origin,
+                ),
                 policy=policy,
                 approvals=Approvals(policy, timeout=opts.approval_timeout),
                 metrics=Metrics(sup),

@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import platform
 import shutil
+import socket
 import sqlite3
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, cast
 
+import trio
 from quart import Blueprint, Response, request
 from quart_schema import document_response, validate_request
 
@@ -23,6 +26,7 @@ from gateway.http.auth import GATEWAY_HEADER, SESSION_HEADER
 from gateway.http.binaries import BINARIES, BinaryPathError
 from gateway.http.context import GatewayContext, current_gateway
 from gateway.http.errors import ApiError, describe_validation
+from gateway.http.healthchecks import parse_version
 from gateway.http.operations import OPERATIONS, route_table
 from gateway.http.routes.common import services
 from gateway.http.schemas.core import (
@@ -47,18 +51,37 @@ bp = Blueprint("meta", __name__, url_prefix="/api/gateway")
 _ROUTES_JSON = route_table()
 
 
+#: The tools ClosedLoop's ``ComputeTargetCapabilities`` names (``apps/desktop/src/shared/contracts.ts``).
+CAPABILITY_TOOLS = ("claude", "codex", "git", "gh", "python3")
+
+
 def health_body(gw: GatewayContext) -> dict[str, Any]:
+    """ClosedLoop's ``HealthResponse`` (``router.ts``; read by ``gateway-probe.ts``) plus ours.
+
+    ``gatewayId`` is this gateway's stable identity (the state-dir fingerprint, as ``instance``);
+    ``onboardingCompleted`` is always true: there is no setup step before the gateway works.
+    """
+    binaries = gw.binaries.capabilities()
     return {
         "status": "ok",
+        "machineName": socket.gethostname(),
+        "gatewayId": gw.instance,
+        "onboardingCompleted": True,
         "version": VERSION,
         "port": gw.port,
         "pid": gw.pid,
         "instance": gw.instance,
         "startedAt": iso(gw.started_at),
         "capabilities": {
+            "tools": {name: binaries.get(name) is not None for name in CAPABILITY_TOOLS},
+            "versions": {
+                name: parse_version(info.get("version"))
+                for name, info in binaries.items()
+                if info is not None and name in CAPABILITY_TOOLS and parse_version(info.get("version"))
+            },
             "operations": list(OPERATIONS),
             "routes": _ROUTES_JSON,
-            "binaries": gw.binaries.capabilities(),
+            "binaries": binaries,
         },
     }
 
@@ -124,13 +147,38 @@ async def health_check() -> tuple[dict[str, Any], int]:
     return body, 200 if healthy else 503
 
 
+#: Where this gateway's own source lives (a git checkout when run from one).
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+_COMMIT_END = "---COMMIT_END---"
+
+
 @bp.get("/version")
 async def version() -> dict[str, Any]:
+    """ClosedLoop's ``/version`` (``metadata-routes.ts``): the version and the last ten commits
+    of the gateway's own source (``[]`` when it is not a git checkout); never a 500."""
     return {
         "version": VERSION,
+        "commits": await _commits(),
         "python": platform.python_version(),
         "platform": platform.system().lower(),
     }
+
+
+async def _commits() -> list[dict[str, str]]:
+    git = services().git.git
+    if not git.available() or not await trio.to_thread.run_sync((SOURCE_ROOT / ".git").exists):
+        return []
+    fmt = f"--pretty=format:%H%x00%h%x00%s%x00%b%x00%an%x00%cI%x00%cr{_COMMIT_END}"
+    result = await git.run(["log", "-10", fmt], SOURCE_ROOT, check=False)
+    if not result.ok:
+        return []
+    commits = []
+    for entry in result.stdout.split(_COMMIT_END):
+        parts = entry.strip("\n").split("\x00")
+        if len(parts) == 7:
+            keys = ("hash", "shortHash", "subject", "body", "author", "date", "relativeDate")
+            commits.append(dict(zip(keys, [p.strip() for p in parts], strict=True)))
+    return commits
 
 
 @bp.get("/mcp-auth")

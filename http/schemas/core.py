@@ -29,14 +29,13 @@ def _no_nul(value: str) -> str:
 # ---- errors -------------------------------------------------------------------------------
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    operation: str | None = None
-
-
 class ErrorResponse(BaseModel):
-    error: ErrorBody
+    """ClosedLoop's error envelope: ``error`` is the message clients show (``new Error(data.error)``)."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str
+    code: str
+    details: dict[str, Any] | None = None
 
 
 # ---- processes ----------------------------------------------------------------------------
@@ -150,8 +149,10 @@ class ReceiptOut(BaseModel):
 # ---- auth, approvals, policy ---------------------------------------------------------------
 
 
-class ExchangeIn(Strict):
-    challenge: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+class ExchangeIn(BaseModel):
+    """ClosedLoop's exchange body; ``challenge`` is this gateway's older name, still accepted."""
+
+    challengeToken: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 
 
 class ExchangeOut(BaseModel):
@@ -160,6 +161,7 @@ class ExchangeOut(BaseModel):
 
 
 class ChallengeOut(BaseModel):
+    challengeToken: str
     challenge: str
     expiresAt: str
     exchangeUrl: str

@@ -150,7 +150,7 @@ async def test_procfile_server_is_restarted_after_a_crash(
 async def test_bad_deploy_requests(api: httpx.AsyncClient, body: dict, status: int) -> None:
     r = await api.post(D, json=body)
     assert r.status_code == status, r.text
-    assert r.json()["error"]["operation"] == "deploy"
+    assert r.json()["operation"] == "deploy"
 
 
 async def test_nothing_to_run_and_a_busy_port(api: httpx.AsyncClient, tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ async def test_nothing_to_run_and_a_busy_port(api: httpx.AsyncClient, tmp_path: 
     init_repo(repo)
     repo_id = (await api.post("/api/gateway/repos", json={"path": str(repo)})).json()["id"]
     nothing = await api.post(D, json={"ticketId": "E-1", "repoId": repo_id})
-    assert nothing.status_code == 400 and nothing.json()["error"]["code"] == "nothing_to_run"
+    assert nothing.status_code == 400 and nothing.json()["code"] == "nothing_to_run"
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -168,4 +168,4 @@ async def test_nothing_to_run_and_a_busy_port(api: httpx.AsyncClient, tmp_path: 
         busy = await api.post(
             D, json={"ticketId": "E-1", "repoId": repo_id, "command": ["sleep", "60"], "port": port}
         )
-        assert busy.status_code == 409 and str(port) in busy.json()["error"]["message"]
+        assert busy.status_code == 409 and str(port) in busy.json()["error"]

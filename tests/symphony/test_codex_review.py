@@ -51,7 +51,7 @@ async def test_review_findings_argue_and_verdicts(
     made = await api.post("/api/gateway/git/worktree", json={"repoId": "r1", "ticketId": "R-1"})
     wt = Path(made.json()["ticket"]["worktree"])
     nothing = await api.post(f"{C}/review/R-1")
-    assert nothing.status_code == 409 and "no changes" in nothing.json()["error"]["message"]
+    assert nothing.status_code == 409 and "no changes" in nothing.json()["error"]
 
     (wt / "README").write_text("test repo\nparse(input)\n")
     md.codex.when(_asks("You are reviewing"), json.dumps(FINDINGS), times=1)
@@ -129,7 +129,7 @@ async def test_a_review_that_is_not_json_files_nothing(
     assert (await api.post(f"{C}/review/R-2")).status_code == 201
     await finished(api, "R-2")
     bad = await api.post(f"{C}/review-extract/R-2")
-    assert bad.status_code == 502 and bad.json()["error"]["code"] == "bad_agent_reply"
+    assert bad.status_code == 502 and bad.json()["code"] == "bad_agent_reply"
     assert (await api.get(f"{C}/review-findings/R-2")).json()["findings"] == []
     assert (await api.post(f"{C}/review/R-404")).status_code == 404
     assert (await api.post(f"{C}/argue/R-2", json={"findingId": "f_nope"})).status_code == 404
