@@ -26,7 +26,7 @@ from gateway.supervisor.services.files import Attachments, RunViewer
 from gateway.supervisor.services.git import GitOps
 from gateway.supervisor.services.repos import Repos
 from gateway.supervisor.symphony import Symphony
-from gateway.supervisor.symphony.workspace import Workspaces
+from gateway.supervisor.symphony.workspace import PathWorkspaces, Workspaces
 
 if TYPE_CHECKING:
     from gateway.http.binaries import Binaries
@@ -41,6 +41,8 @@ class Services:
 
     symphony: Symphony
     workspaces: Workspaces
+    #: Targets by path, as ClosedLoop's clients name them.
+    places: PathWorkspaces
     repos: Repos
     git: GitOps
     deploys: Deploys

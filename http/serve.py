@@ -51,7 +51,7 @@ from gateway.supervisor.services.git import GitOps
 from gateway.supervisor.services.repos import Repos
 from gateway.supervisor.services.worktrees import Git
 from gateway.supervisor.symphony import SymphonySettings, open_symphony
-from gateway.supervisor.symphony.workspace import Workspaces
+from gateway.supervisor.symphony.workspace import PathWorkspaces, Workspaces
 
 DEFAULT_PORT = 19432
 FALLBACKS = 3
@@ -249,9 +249,12 @@ async def open_services(
         ops = GitOps(git)
         repos = Repos(sup.store, Git(sup, timeout=REPO_GIT_TIMEOUT, which=which))
         await repos.open()
+        # Ticket worktrees go where ClosedLoop's web app looks for them: the registry's layout.
+        symphony.runner.worktrees.layout = repos.layout
         yield Services(
             symphony=symphony,
             workspaces=Workspaces(symphony, ops),
+            places=PathWorkspaces(symphony, ops, repos),
             repos=repos,
             git=ops,
             deploys=Deploys(sup),

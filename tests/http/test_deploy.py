@@ -40,7 +40,7 @@ def app_repo(tmp_path: Path) -> Path:
 
 async def ticket_worktree(api: httpx.AsyncClient, repo: Path, ticket: str) -> Path:
     r = await api.post("/api/gateway/repos", json={"path": str(repo)})
-    repo_id = r.json()["id"] if r.status_code == 201 else r.json()["error"].get("id", "r")
+    repo_id = r.json()["repo"]["id"] if r.status_code == 200 else r.json()["details"]["id"]
     made = await api.post("/api/gateway/git/worktree", json={"repoId": repo_id, "ticketId": ticket})
     assert made.status_code == 201, made.text
     return Path(made.json()["ticket"]["worktree"])
@@ -123,7 +123,7 @@ async def test_procfile_server_is_restarted_after_a_crash(
     (repo / ".gitignore").write_text(".started\n")
     init_repo(repo)
     r = await api.post("/api/gateway/repos", json={"path": str(repo)})
-    repo_id = r.json()["id"]
+    repo_id = r.json()["repo"]["id"]
     # A ticket Symphony does not know: deploy the managed repo itself.
     started = await api.post(D, json={"ticketId": "P-1", "repoId": repo_id})
     assert started.status_code == 201, started.text
@@ -158,7 +158,7 @@ async def test_nothing_to_run_and_a_busy_port(api: httpx.AsyncClient, tmp_path: 
     repo.mkdir()
     (repo / "README").write_text("no server here\n")
     init_repo(repo)
-    repo_id = (await api.post("/api/gateway/repos", json={"path": str(repo)})).json()["id"]
+    repo_id = (await api.post("/api/gateway/repos", json={"path": str(repo)})).json()["repo"]["id"]
     nothing = await api.post(D, json={"ticketId": "E-1", "repoId": repo_id})
     assert nothing.status_code == 400 and nothing.json()["code"] == "nothing_to_run"
     with socket.socket() as taken:

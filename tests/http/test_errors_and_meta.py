@@ -40,7 +40,7 @@ async def test_health_and_version(anon: httpx.AsyncClient, api: httpx.AsyncClien
     assert list(health)[:2] == ["status", "machineName"]  # ClosedLoop's HealthResponse order
     check = await api.get("/api/gateway/health-check")
     assert check.status_code == 200
-    assert {"database", "disk", "supervisor"} <= set(check.json()["checks"])
+    assert {"database", "disk", "supervisor"} <= {c["id"] for c in check.json()["checks"]}
     mcp = (await api.get("/api/gateway/mcp-auth")).json()
     assert {s["header"] for s in mcp["schemes"]} == {"X-Desktop-Gateway-Token", "X-Desktop-Session-Token"}
 
@@ -55,23 +55,24 @@ async def test_repos_crud(api: httpx.AsyncClient, tmp_path) -> None:
     _git_repo(repo)
     (repo / "sub").mkdir()
     created = await api.post("/api/gateway/repos", json={"path": str(repo / "sub")})
-    assert created.status_code == 201, created.text
-    body = created.json()
+    assert created.status_code == 200 and created.json()["success"] is True, created.text
+    body = created.json()["repo"]
     assert body["path"] == str(repo) and body["name"] == "repo" and body["defaultBranch"] == "trunk"
     dup = await api.post("/api/gateway/repos", json={"path": str(repo)})
-    assert dup.status_code == 409
+    assert dup.status_code == 400 and dup.json()["code"] == "repo_exists"
     plain = tmp_path / "plain"
     plain.mkdir()
     not_git = await api.post("/api/gateway/repos", json={"path": str(plain)})
     assert not_git.status_code == 400 and "git" in not_git.json()["error"]
     missing = await api.post("/api/gateway/repos", json={"path": str(tmp_path / "nope")})
-    assert missing.status_code == 400 and "path" in missing.json()["error"]
+    assert missing.status_code == 400 and missing.json()["error"] == "Path does not exist"
     renamed = await api.patch("/api/gateway/repos", json={"id": body["id"], "name": "Main"})
     assert renamed.json()["name"] == "Main"
     listed = (await api.get("/api/gateway/repos")).json()["repos"]
     assert [r["id"] for r in listed] == [body["id"]]
     assert (await api.delete("/api/gateway/repos", params={"id": body["id"]})).status_code == 200
     assert (await api.delete("/api/gateway/repos", params={"id": body["id"]})).status_code == 404
+    assert (await api.delete("/api/gateway/repos", params={"path": str(repo)})).status_code == 400
     assert (await api.get("/api/gateway/repos")).json()["repos"] == []
 
 

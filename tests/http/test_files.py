@@ -29,8 +29,8 @@ def repo(tmp_path: Path) -> Path:
 
 async def registered(api: httpx.AsyncClient, repo: Path) -> str:
     r = await api.post("/api/gateway/repos", json={"path": str(repo), "name": "repo"})
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
+    assert r.status_code == 200, r.text
+    return r.json()["repo"]["id"]
 
 
 async def test_directories_for_a_folder_picker(api: httpx.AsyncClient, tmp_path: Path) -> None:
