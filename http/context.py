@@ -25,6 +25,7 @@ from gateway.supervisor.services.deploys import Deploys
 from gateway.supervisor.services.files import Attachments, RunViewer
 from gateway.supervisor.services.git import GitOps
 from gateway.supervisor.services.repos import Repos
+from gateway.supervisor.services.runzip import RunDirs
 from gateway.supervisor.symphony import Symphony
 from gateway.supervisor.symphony.workspace import PathWorkspaces, Workspaces
 
@@ -48,6 +49,7 @@ class Services:
     deploys: Deploys
     attachments: Attachments
     run_viewer: RunViewer
+    run_dirs: RunDirs
 
 
 @dataclass

@@ -49,6 +49,7 @@ from gateway.supervisor.services.deploys import Deploys
 from gateway.supervisor.services.files import Attachments, RunViewer
 from gateway.supervisor.services.git import GitOps
 from gateway.supervisor.services.repos import Repos
+from gateway.supervisor.services.runzip import RunDirs
 from gateway.supervisor.services.worktrees import Git
 from gateway.supervisor.symphony import SymphonySettings, open_symphony
 from gateway.supervisor.symphony.workspace import PathWorkspaces, Workspaces
@@ -260,6 +261,7 @@ async def open_services(
             deploys=Deploys(sup),
             attachments=Attachments(state.root / "attachments"),
             run_viewer=RunViewer(sup),
+            run_dirs=RunDirs(state.root / "run-viewer"),
         )
 
 

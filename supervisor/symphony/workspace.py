@@ -19,8 +19,9 @@ from typing import Any, Protocol
 import trio
 
 from ..errors import BadRequest, Forbidden, NotFound, Unavailable
+from ..services.files import rank_files
 from ..services.git import GitFailed, GitOps, GitWire
-from ..services.paths import PathRefused, expand, resolve_file, worktrees_of
+from ..services.paths import PathRefused, expand, layout_path, resolve_file, worktrees_of
 from ..services.repos import Repos, not_allowed
 from ..services.worktrees import Git, check_ref
 from .model import Ticket
@@ -369,3 +370,101 @@ class PathWorkspaces:
                 "Failed to get GitHub user. Ensure gh is installed and authenticated.", "gh", code="gh_failed"
             )
         return login
+
+    # ---- the filesystem family ----------------------------------------------------------
+
+    async def ticket_tree(self, raw_repo: object, ticket_id: str, field: str = "repo") -> Path | None:
+        """Where ``ticket_id``'s worktree of the repo ``raw_repo`` is: Symphony's record of it,
+        else ClosedLoop's layout; None when there is no such worktree (yet)."""
+        resolved = await self.repos.resolve(raw_repo, field)
+        repo = resolved.repo
+        candidates: list[Path] = []
+        try:
+            ticket = await self.symphony.ticket(ticket_id)
+            candidates.append(ticket.worktree)
+        except (NotFound, BadRequest):
+            pass
+        candidates.append(layout_path(repo, ticket_id, self.repos.layout.parent_dir()))
+        for tree in candidates:
+            if not await trio.to_thread.run_sync(tree.is_dir):
+                continue
+            try:
+                found = await self.repos.resolve(str(tree), field)
+            except Forbidden:
+                continue
+            if found.repo == repo and found.is_worktree and found.path == found.tree:
+                return found.tree
+        return None
+
+    async def search_files(
+        self, raw_repo: object, ticket_id: str | None, query: str, base: bool
+    ) -> dict[str, Any]:
+        """ClosedLoop's ``files/search``: in the repo (``base``) or the ticket's worktree; the
+        files git knows (tracked and untracked, never ignored)."""
+        if base:
+            target = await self.target(raw_repo, "repo")
+            where: Path | None = target.repo if not target.ticket else target.where
+        else:
+            where = await self.ticket_tree(raw_repo, ticket_id or "")
+        if where is None or not await trio.to_thread.run_sync(where.is_dir):
+            return {
+                "files": [],
+                "truncated": False,
+                "error": "Repository not found" if base else "Worktree not found",
+            }
+        paths = await self.git.ls_files(where)
+        files, truncated = rank_files(query, paths)
+        return {"files": files, "truncated": truncated}
+
+    async def work_directory(self, ticket_id: str) -> dict[str, Any]:
+        """ClosedLoop's ``work-directory/:ticketId``: the ticket's worktree (Symphony's record,
+        else the first registered repo with one in the layout), whether ``CLAUDE.md`` has
+        uncommitted changes, and whether its branch left origin (merged)."""
+        found: tuple[Path, str] | None = None
+        try:
+            ticket = await self.symphony.ticket(ticket_id)
+            if await trio.to_thread.run_sync(ticket.worktree.is_dir):
+                found = (ticket.worktree, "session")
+        except (NotFound, BadRequest):
+            pass
+        if found is None:
+            for _id, repo in await self.repos.ids():
+                tree = await self.ticket_tree(str(repo), ticket_id)
+                if tree is not None:
+                    found = (tree, "worktree")
+                    break
+        if found is None:
+            return {"exists": False, "path": None, "pendingClaudeMd": None, "branchStatus": None}
+        tree, source = found
+        return {
+            "exists": True,
+            "path": str(tree),
+            "source": source,
+            "pendingClaudeMd": await self._pending_claude_md(tree),
+            "branchStatus": await self._branch_status(tree),
+            "ticketId": ticket_id,
+        }
+
+    async def _pending_claude_md(self, tree: Path) -> str | None:
+        claude_md = tree / "CLAUDE.md"
+        if not await trio.to_thread.run_sync(claude_md.exists):
+            return None
+        status = await self.git.run(["status", "--porcelain", "--", "CLAUDE.md"], tree, check=False)
+        return str(claude_md) if status.ok and status.stdout.strip() else None
+
+    async def _branch_status(self, tree: Path) -> dict[str, bool] | None:
+        branch = await self.git.run(["rev-parse", "--abbrev-ref", "HEAD"], tree, check=False)
+        name = branch.stdout.strip()
+        if not branch.ok or not name:
+            return None
+        remote = await self.git.run(
+            ["ls-remote", "--heads", "origin", f"refs/heads/{name}"], tree, check=False
+        )
+        if not remote.ok:
+            return None
+        if remote.stdout.strip():
+            return {"merged": False, "remoteMissing": False}
+        merged = await self.git.run(
+            ["branch", "--merged", "origin/main", "--format=%(refname:short)"], tree, check=False
+        )
+        return {"merged": merged.ok and name in merged.stdout.split(), "remoteMissing": True}
