@@ -184,6 +184,12 @@ class Repos:
         )
         await self._refresh()
 
+    @staticmethod
+    def deployment_of(row: Any) -> dict[str, Any] | None:
+        """The stored ``deployment`` of a repo row, or None."""
+        value = json.loads(row["deployment"]) if row["deployment"] else None
+        return value if isinstance(value, dict) else None
+
     async def set_deployment(self, repo_id: str, config: dict[str, Any] | None) -> None:
         """Remember (or forget) how the repo runs, as ClosedLoop's ``deployment`` field."""
         value = json.dumps(config) if config is not None else None
