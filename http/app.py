@@ -15,6 +15,8 @@ from typing import Any
 from quart import Response, request
 from quart_schema import QuartSchema, tag
 from quart_schema.extension import QUART_SCHEMA_TAG_ATTRIBUTE
+from quart_schema.openapi import QUART_SCHEMA_OPERATION_ID_ATTRIBUTE
+from quart_schema.validation import QUART_SCHEMA_RESPONSE_ATTRIBUTE
 from quart_trio import QuartTrio
 
 from gateway.http.context import GatewayContext
@@ -34,6 +36,7 @@ from gateway.http.routes import (
     processes,
     symphony,
 )
+from gateway.http.schemas.core import ErrorResponse, JsonObject
 
 NOT_IMPLEMENTED_TAG = "not-implemented"
 
@@ -158,7 +161,19 @@ _PLAIN = (dict, list, str, bytes, int, Response)
 
 
 def _tag_operations(app: QuartTrio) -> None:
-    """Tag every documented view with its operation ID(s), so the OpenAPI shows the mapping."""
+    """Tag every documented view with its operation ID(s), so the OpenAPI shows the mapping.
+
+    OpenAPI ``operationId``s are ``<method>_<function name>``; where two views share a name
+    (``status`` of deploy and of Symphony) each is told apart by its blueprint."""
+    named: dict[str, set[tuple[str, Any]]] = {}
+    for endpoint, fn in app.view_functions.items():
+        if not inspect.ismethod(fn):
+            named.setdefault(fn.__name__, set()).add((endpoint, fn))
+    for views in named.values():
+        if len({f for _e, f in views}) > 1:
+            for endpoint, fn in views:
+                unique = endpoint.replace(".", "_").replace(":", "_")
+                setattr(fn, QUART_SCHEMA_OPERATION_ID_ATTRIBUTE, unique)
     for rule in app.url_map.iter_rules():
         view = app.view_functions.get(rule.endpoint)
         if view is None or inspect.ismethod(view):  # bound methods (static, openapi) take no attributes
@@ -167,3 +182,11 @@ def _tag_operations(app: QuartTrio) -> None:
         if ops:
             existing = set(getattr(view, QUART_SCHEMA_TAG_ATTRIBUTE, set()))
             setattr(view, QUART_SCHEMA_TAG_ATTRIBUTE, existing | ops)
+        # Every operation states its answers (a valid OpenAPI document needs at least one):
+        # a view that documents none answers a JSON object, and any view can answer an error.
+        responses = dict(getattr(view, QUART_SCHEMA_RESPONSE_ATTRIBUTE, {}))
+        if not responses:
+            stub = getattr(view, QUART_SCHEMA_TAG_ATTRIBUTE, set()) >= {NOT_IMPLEMENTED_TAG}
+            responses[501 if stub else 200] = (ErrorResponse if stub else JsonObject, None)
+        responses.setdefault(400, (ErrorResponse, None))
+        setattr(view, QUART_SCHEMA_RESPONSE_ATTRIBUTE, responses)

@@ -160,12 +160,15 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
     if args.json:
         _print_json(health)
         return 0
-    checks = health["checks"]
+    checks = {c["id"]: c for c in health["checks"]}
     print(f"gateway {health['version']} on {client.base}: {health['status']}")
-    sup = checks["supervisor"]
-    print(f"  processes: {sup['active']} active; {sup['processes']}")
-    print(f"  database: {'ok' if checks['database']['ok'] else 'FAILED'}")
-    print(f"  disk free: {checks['disk']['freeBytes'] // (1024 * 1024)} MiB")
+    sup = checks["supervisor"].get("details", {})
+    print(f"  processes: {sup.get('active', 0)} active; {sup.get('processes', {})}")
+    print(f"  database: {'ok' if checks['database']['passed'] else 'FAILED'}")
+    print(f"  disk free: {checks['disk'].get('details', {}).get('freeBytes', 0) // (1024 * 1024)} MiB")
+    for check in health["checks"]:
+        if check["id"] not in ("supervisor", "database", "disk") and not check["passed"]:
+            print(f"  {check['label']}: {check.get('error', 'failed')}")
     return 0
 
 

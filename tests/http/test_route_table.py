@@ -91,7 +91,8 @@ async def test_every_route_is_guarded_and_tagged(gateway: GatewayHandle, api: ht
                 assert ok.json()["code"] == "gateway_token_required"
             else:
                 assert ok.status_code not in (401, 403), (where, ok.text)
-            assert ok.status_code < 500 or ok.status_code == 501, (where, ok.text)
+            # 501: not built yet; 503: a binary the route needs is missing or not signed in (gh).
+            assert ok.status_code < 500 or ok.status_code in (501, 503), (where, ok.text)
             assert ok.headers["content-type"].startswith(("application/json", "text/plain")), where
             if ok.status_code == 501:
                 assert ok.json()["operation"] == operation, where
