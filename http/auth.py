@@ -203,21 +203,22 @@ class Auth:
 
     def check_session(self, value: str | None, origin: str | None) -> str | None:
         """None when the session is good for ``origin`` (each use extends its idle deadline),
-        else why not. ``origin`` None means "same-origin request from the gateway's own page"."""
+        else why not (``session_expired``, ``origin_mismatch``, ``origin_missing``). ``origin``
+        None means "a same-origin read from the gateway's own page"."""
         if not value:
-            return "no credential provided"
+            return "missing_token"
         now = self.clock()
         key = _digest(value)
         session = self._sessions.get(key)
         if session is None or session.expires_at() < now:
             self._sessions.pop(key, None)
-            return "invalid or expired session token, or origin mismatch"
+            return "session_expired"
         wanted = normalize_origin(origin) if origin is not None else None
         if origin is None:
             if session.origin not in self.own_origins:
-                return "session token present but Origin header missing"
+                return "origin_missing"
         elif session.origin != wanted:
-            return "invalid or expired session token, or origin mismatch"
+            return "origin_mismatch"
         session.idle_until = now + self.session_idle
         return None
 

@@ -7,7 +7,7 @@ Requests and answers are those of ClosedLoop's desktop gateway
 and reads them (``apps/app/lib/git/queries.ts``, ``apps/app/lib/engineer/queries/git.ts``,
 ``repo-path.ts``). Repositories are named by path; ``PathWorkspaces`` checks every path (a
 registered repository or one of its worktrees, symlinks resolved) and takes a ticket's
-worktree lock for the writes. The ``pr`` routes (``git_pr``, driving ``gh``) answer 501.
+worktree lock for the writes. The ``pr`` routes (``git_pr``, driving ``gh``) are in ``pr.py``.
 """
 
 from __future__ import annotations

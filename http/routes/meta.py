@@ -34,6 +34,7 @@ from gateway.http.healthchecks import (
     worktree_dir_check,
 )
 from gateway.http.operations import OPERATIONS, route_table
+from gateway.http.relay import relay_status
 from gateway.http.routes.common import json_object, services
 from gateway.http.schemas.core import (
     BinaryPathsIn,
@@ -91,6 +92,7 @@ def health_body(gw: GatewayContext) -> dict[str, Any]:
             "routes": _ROUTES_JSON,
             "binaries": binaries,
         },
+        "relay": relay_status(gw, public=True),
     }
 
 
@@ -141,6 +143,7 @@ async def health_check() -> dict[str, Any]:
         "mcpServers": {"claude": no_mcp(now), "codex": no_mcp(now)},
         "status": "ok" if all(c["passed"] for c in checks if c["required"]) else "degraded",
         "version": VERSION,
+        "relay": relay_status(gw),  # informative: a relay problem never fails the gateway's checks
     }
 
 

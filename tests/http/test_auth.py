@@ -43,12 +43,37 @@ async def test_exchange_works_once(api: httpx.AsyncClient, anon: httpx.AsyncClie
     assert ok.status_code == 200
     no_origin = await anon.get("/api/gateway/version", headers={"X-Desktop-Session-Token": session})
     assert no_origin.status_code == 401
-    assert no_origin.json()["reason"] == "session token present but Origin header missing"
+    assert no_origin.json()["reason"] == "origin_missing"
     elsewhere = await anon.get(
         "/api/gateway/version",
         headers={"X-Desktop-Session-Token": session, "Origin": f"http://localhost:{gateway.port}"},
     )
     assert elsewhere.status_code == 401  # bound to the Origin that traded for it
+
+
+async def test_same_origin_fetch_without_origin_vouches_for_reads_only(
+    api: httpx.AsyncClient, anon: httpx.AsyncClient, gateway
+) -> None:
+    """Browsers send Origin on every non-GET request, so a write without one is not a page of
+    ours: ``Sec-Fetch-Site: same-origin`` stands in for Origin on GET and HEAD only."""
+    session = await new_session(api)
+    same = {"X-Desktop-Session-Token": session, "Sec-Fetch-Site": "same-origin"}
+    assert (await anon.get("/api/gateway/version", headers=same)).status_code == 200
+    assert (await anon.head("/api/gateway/version", headers=same)).status_code == 200
+    writes = [
+        ("POST", "/api/gateway/processes"),
+        ("PATCH", "/api/gateway/repos"),
+        ("DELETE", "/api/gateway/repos?id=x"),
+        ("PUT", "/api/gateway/settings/binary-paths"),
+    ]
+    for method, path in writes:
+        r = await anon.request(method, path, headers=same, json={"argv": ["true"]})
+        assert r.status_code == 401, (method, r.text)  # ClosedLoop's: a session needs its Origin
+        assert r.json()["reason"] == "origin_missing"
+    assert not gateway.context.sup.table.records  # nothing was started
+    with_origin = {**same, "Origin": gateway.url}
+    started = await anon.post("/api/gateway/processes", headers=with_origin, json={"argv": ["true"]})
+    assert started.status_code == 201, started.text
 
 
 async def test_challenge_expires_after_60s(api, anon, clock: ManualClock) -> None:

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trio
 from symphony_support import API, register_repo
 
-from gateway.http.serve import GatewayHandle, ServeOptions, run_gateway
+from gateway.http.serve import GatewayHandle
 
 from agents.model_double import Hang, ModelDouble
 from support import gateway_client, git
@@ -35,19 +34,15 @@ def origin(tmp_path: Path, repo: Path) -> Path:
 
 
 @pytest.fixture
-async def gateway(
-    tmp_path: Path, repo: Path, origin: Path, nursery: trio.Nursery
-) -> AsyncIterator[GatewayHandle]:
-    opts = ServeOptions(state_dir=tmp_path / "state", port=0, probe_binaries=False)
-    handle: GatewayHandle = await nursery.start(run_gateway, opts)
-    await register_repo(handle.context.sup, repo)
-    yield handle
-    handle.request_shutdown()
+async def repo_gateway(gateway: GatewayHandle, repo: Path, origin: Path) -> GatewayHandle:
+    """The shared gateway with ``repo`` (which has an ``origin``) registered as ``r1``."""
+    await register_repo(gateway.context.sup, repo)
+    return gateway
 
 
 @pytest.fixture
-async def client(gateway: GatewayHandle) -> AsyncIterator[httpx.AsyncClient]:
-    async with gateway_client(gateway, timeout=60) as c:
+async def client(repo_gateway: GatewayHandle) -> AsyncIterator[httpx.AsyncClient]:
+    async with gateway_client(repo_gateway, timeout=60) as c:
         yield c
 
 

@@ -108,7 +108,7 @@ async def test_exchange_verified_by_the_cloud(gw: GatewayHandle, cloud: ClosedLo
             headers={"x-desktop-session-token": token, "Origin": "http://localhost:3000"},
         )
     assert other.status_code == 401
-    assert other.json()["error"] == "unauthorized" and "origin" in other.json()["reason"]
+    assert other.json()["error"] == "unauthorized" and other.json()["reason"] == "origin_mismatch"
 
 
 async def test_exchange_answer_headers_and_shape(gw: GatewayHandle, cloud: ClosedLoopApiDouble) -> None:
