@@ -12,14 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from quart import Response
+from quart import Response, request
 from quart_schema import QuartSchema, tag
 from quart_schema.extension import QUART_SCHEMA_TAG_ATTRIBUTE
+from quart_schema.openapi import QUART_SCHEMA_OPERATION_ID_ATTRIBUTE
+from quart_schema.validation import QUART_SCHEMA_RESPONSE_ATTRIBUTE
 from quart_trio import QuartTrio
 
 from gateway.http.context import GatewayContext
-from gateway.http.errors import error_response, register_error_handlers
-from gateway.http.guard import MAX_BODY, install_guard
+from gateway.http.errors import MAX_CONTENT, error_response, register_error_handlers
+from gateway.http.guard import install_guard
 from gateway.http.operations import ROUTES, operation_for
 from gateway.http.routes import (
     admin,
@@ -36,15 +38,28 @@ from gateway.http.routes import (
     processes,
     symphony,
 )
+from gateway.http.schemas.core import ErrorResponse, JsonObject
 
 NOT_IMPLEMENTED_TAG = "not-implemented"
+
+#: Body limits above (or below) the guard's 256 KiB, by rule: ClosedLoop's own table
+#: (``apps/desktop/src/server/router.ts`` ``resolveRequestBodyLimit``).
+BODY_LIMITS = {
+    "/gateway-auth/exchange": 4 * 1024,
+    "/api/gateway/symphony/loop": 1024 * 1024,
+    "/api/gateway/symphony/upload/<ticketId>": 50 * 1024 * 1024,
+    "/api/gateway/run-viewer-extract": MAX_CONTENT,
+}
 
 
 def _stub(operation: str, path: str) -> Callable[..., Any]:
     @tag([NOT_IMPLEMENTED_TAG])
     async def not_implemented(**_params: str) -> Response:
         return error_response(
-            501, "not_implemented", f"{operation} ({path}) is not implemented yet"
+            501,
+            "not_implemented",
+            "operation not implemented",
+            {"method": request.method, "path": request.path, "operation": operation},
         )
 
     not_implemented.__doc__ = f"Not implemented yet (operation {operation})."
@@ -56,7 +71,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
     app.config.update(
         # The guard enforces each route's limit before Quart reads a byte; Quart's own cap
         # only has to admit the largest of them (uploads).
-        MAX_CONTENT_LENGTH=max(MAX_BODY, files.UPLOAD_MAX_BODY),
+        MAX_CONTENT_LENGTH=MAX_CONTENT,
         RESPONSE_TIMEOUT=None,  # NDJSON followers stream for as long as they read
         BODY_TIMEOUT=60,
         JSON_SORT_KEYS=False,
@@ -119,7 +134,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         app,
         gw,
         {"/health": meta.health_bytes, "/api/gateway/processes": processes.listing_bytes},
-        {files.UPLOAD_RULE: files.UPLOAD_MAX_BODY},
+        BODY_LIMITS,
     )
     return app
 
@@ -150,7 +165,19 @@ _PLAIN = (dict, list, str, bytes, int, Response)
 
 
 def _tag_operations(app: QuartTrio) -> None:
-    """Tag every documented view with its operation ID(s), so the OpenAPI shows the mapping."""
+    """Tag every documented view with its operation ID(s), so the OpenAPI shows the mapping.
+
+    OpenAPI ``operationId``s are ``<method>_<function name>``; where two views share a name
+    (``status`` of deploy and of Symphony) each is told apart by its blueprint."""
+    named: dict[str, set[tuple[str, Any]]] = {}
+    for endpoint, fn in app.view_functions.items():
+        if not inspect.ismethod(fn):
+            named.setdefault(fn.__name__, set()).add((endpoint, fn))
+    for views in named.values():
+        if len({f for _e, f in views}) > 1:
+            for endpoint, fn in views:
+                unique = endpoint.replace(".", "_").replace(":", "_")
+                setattr(fn, QUART_SCHEMA_OPERATION_ID_ATTRIBUTE, unique)
     for rule in app.url_map.iter_rules():
         view = app.view_functions.get(rule.endpoint)
         if view is None or inspect.ismethod(view):  # bound methods (static, openapi) take no attributes
@@ -159,3 +186,11 @@ def _tag_operations(app: QuartTrio) -> None:
         if ops:
             existing = set(getattr(view, QUART_SCHEMA_TAG_ATTRIBUTE, set()))
             setattr(view, QUART_SCHEMA_TAG_ATTRIBUTE, existing | ops)
+        # Every operation states its answers (a valid OpenAPI document needs at least one):
+        # a view that documents none answers a JSON object, and any view can answer an error.
+        responses = dict(getattr(view, QUART_SCHEMA_RESPONSE_ATTRIBUTE, {}))
+        if not responses:
+            stub = getattr(view, QUART_SCHEMA_TAG_ATTRIBUTE, set()) >= {NOT_IMPLEMENTED_TAG}
+            responses[501 if stub else 200] = (ErrorResponse if stub else JsonObject, None)
+        responses.setdefault(400, (ErrorResponse, None))
+        setattr(view, QUART_SCHEMA_RESPONSE_ATTRIBUTE, responses)

@@ -21,6 +21,9 @@ from gateway.supervisor import Store
 log = logging.getLogger("gateway.http")
 
 BINARIES = ("claude", "gh", "codex", "python3", "git")
+#: What ``PATCH /settings/binary-paths`` accepts (ClosedLoop's keys): the five probed binaries,
+#: and two more agent CLIs ClosedLoop knows, stored as overrides only.
+OVERRIDABLE = (*BINARIES, "cursor", "opencode")
 _KEY = "binary_paths"
 PROBE_TIMEOUT = 5.0
 CAPS_TTL = 5.0
@@ -70,7 +73,7 @@ class Binaries:
         row = await self.store.fetchone("SELECT value FROM settings WHERE key = ?", (_KEY,))
         if row is not None:
             data = json.loads(row[0])
-            self.overrides = {k: v for k, v in data.items() if k in BINARIES and isinstance(v, str)}
+            self.overrides = {k: v for k, v in data.items() if k in OVERRIDABLE and isinstance(v, str)}
 
     def path(self, name: str) -> str | None:
         """The binary to run: the override if set, else the first on PATH, else None."""

@@ -376,7 +376,7 @@ def cmd_restart(args: argparse.Namespace, client: Client) -> int:
 def cmd_open(args: argparse.Namespace, client: Client) -> int:
     """Mint a challenge and print (and try to open) the URL a browser trades for a session."""
     data = client.request("POST", "/api/gateway/auth/challenge")
-    url = f"{client.base}/#challenge={data['challenge']}"
+    url = f"{client.base}/#challenge={data['challengeToken']}"
     if args.json:
         _print_json({**data, "url": url})
         return 0

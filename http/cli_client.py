@@ -158,8 +158,9 @@ def error_line(status: int, body: Any) -> str:
     err = body.get("error") if isinstance(body, dict) else None
     if isinstance(err, dict):
         return f"{status} {err.get('code', '')}: {err.get('message', '')}"
-    if isinstance(err, str):
-        return f"{status}: {err}"
+    if isinstance(err, str):  # ClosedLoop's envelope: {"error": "<message>", "code", ...}
+        code = body.get("code") if isinstance(body, dict) else None
+        return f"{status} {code}: {err}" if code else f"{status}: {err}"
     return f"HTTP {status}"
 
 

@@ -146,10 +146,12 @@ def record_text(p: dict[str, Any], now: float | None = None) -> str:
 
 
 def status_text(health: dict[str, Any], base: str, state_dir: str) -> str:
-    checks = health.get("checks") or {}
-    sup = checks.get("supervisor") or {}
+    """``health-check``'s array of checks (ClosedLoop's shape; our figures in ``details``)."""
+    raw = health.get("checks")
+    checks = {c.get("id"): c for c in raw if isinstance(c, dict)} if isinstance(raw, list) else {}
+    sup = checks.get("supervisor", {}).get("details") or {}
     db = checks.get("database") or {}
-    disk = checks.get("disk") or {}
+    disk = checks.get("disk", {}).get("details") or {}
     counts = sup.get("processes") or {}
     by_state: dict[str, int] = {}
     if isinstance(counts, dict):
@@ -163,10 +165,13 @@ def status_text(health: dict[str, Any], base: str, state_dir: str) -> str:
         f"  url        {base}",
         f"  state dir  {state_dir}",
         f"  processes  {sup.get('active', 0)} active ({summary})",
-        f"  database   {'ok' if db.get('ok') else 'FAILED'}",
+        f"  database   {'ok' if db.get('passed') else 'FAILED'}",
         f"  disk free  {free // (1024 * 1024) if isinstance(free, int) else '?'} MiB",
         *relay_lines(health.get("relay") or {"state": "off"}),
     ]
+    for check in checks.values():
+        if check.get("id") not in ("supervisor", "database", "disk") and not check.get("passed"):
+            lines.append(f"  {check.get('label', check.get('id'))!s:<10} {check.get('error', 'failing')}")
     return "\n".join(lines)
 
 

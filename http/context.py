@@ -21,13 +21,15 @@ from gateway.http.policy import Approvals, Policy
 from gateway.http.telemetry import Metrics
 from gateway.supervisor import StateDir, Supervisor
 from gateway.supervisor.nodes import NodeManager
+from gateway.supervisor.services.closedloop import VERIFY_TIMEOUT
 from gateway.supervisor.services.deploys import Deploys
 from gateway.supervisor.services.files import Attachments, RunViewer
 from gateway.supervisor.services.git import GitOps
 from gateway.supervisor.services.github import PullRequests
 from gateway.supervisor.services.repos import Repos
+from gateway.supervisor.services.runzip import RunDirs
 from gateway.supervisor.symphony import Symphony
-from gateway.supervisor.symphony.workspace import Workspaces
+from gateway.supervisor.symphony.workspace import PathWorkspaces, Workspaces
 
 if TYPE_CHECKING:
     from gateway.http.binaries import Binaries
@@ -43,11 +45,14 @@ class Services:
 
     symphony: Symphony
     workspaces: Workspaces
+    #: Targets by path, as ClosedLoop's clients name them.
+    places: PathWorkspaces
     repos: Repos
     git: GitOps
     deploys: Deploys
     attachments: Attachments
     run_viewer: RunViewer
+    run_dirs: RunDirs
     pulls: PullRequests
     #: Node agents on other machines (``gateway serve`` sets it; None in apps built without).
     nodes: NodeManager | None = None
@@ -69,6 +74,8 @@ class GatewayContext:
     clock: Callable[[], float] = time.time
     heartbeat: float = HEARTBEAT_INTERVAL
     body_timeout: float = BODY_TIMEOUT
+    #: How long the exchange waits for the ClosedLoop API's verdict (ClosedLoop: 5 s).
+    verify_timeout: float = VERIFY_TIMEOUT
     started_at: float = field(default_factory=time.time)
     pid: int = field(default_factory=os.getpid)
     shutting_down: trio.Event = field(default_factory=trio.Event)

@@ -12,6 +12,7 @@ with its traceback.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,7 +38,8 @@ from gateway.supervisor.errors import (
 
 log = logging.getLogger("gateway.http")
 
-MAX_BODY_HINT = "1 MiB"
+#: Quart's own cap (the guard enforces each route's smaller limit first); see ``gateway.http.app``.
+MAX_CONTENT = 210 * 1024 * 1024
 
 _CODES = {
     400: "bad_request",
@@ -46,7 +48,7 @@ _CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
-    413: "payload_too_large",
+    413: "request_body_too_large",
     415: "unsupported_media_type",
     422: "unprocessable",
     501: "not_implemented",
@@ -79,30 +81,61 @@ def status_of(exc: GatewayError) -> int:
 
 
 class ApiError(Exception):
-    """An error answer: HTTP status, a stable machine code and a message for people."""
+    """An error answer: HTTP status, a stable machine code and a message for people.
+
+    ``extra`` goes to the top level of the body, ``details`` under ``details``.
+    """
 
     def __init__(
-        self, status: int, code: str, message: str, *, extra: dict[str, Any] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
-        self.extra = extra or {}
+        self.extra = dict(extra or {})
+        self.details = dict(details or {})
 
 
-def error_payload(code: str, message: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The one error shape, ``{"error": {code, message, operation, ...}}``, for every answerer."""
-    body: dict[str, Any] = {"code": code, "message": message, "operation": current_operation()}
+def error_payload(
+    code: str,
+    message: str,
+    extra: Mapping[str, Any] | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The one error shape, ClosedLoop's: ``{"error": "<message>", "code", "details"?, ...}``.
+
+    ClosedLoop's clients do ``new Error(data.error)`` and parse ``{error?: string, code?: string,
+    details?: object}`` (``packages/app/shared/api/api-error-response.ts``): ``error`` is always
+    the human message, ``code`` the stable machine code. ``extra`` fields sit at the top level
+    where ClosedLoop puts them (``reason``, ``maxBytes``, ``method``, ``path``, ...); ``details``
+    carries what the domain error knows (``exc.details``).
+    """
+    body: dict[str, Any] = {"error": message, "code": code}
+    operation = current_operation()
+    if operation is not None:
+        body["operation"] = operation  # which operation answered (ours; clients ignore it)
     if extra:
-        body.update(extra)
-    return {"error": body}
+        body.update({k: v for k, v in extra.items() if k not in ("error", "code")})
+    if details:
+        body["details"] = dict(details)
+    return body
 
 
 def error_response(
-    status: int, code: str, message: str, extra: dict[str, Any] | None = None
+    status: int,
+    code: str,
+    message: str,
+    extra: Mapping[str, Any] | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> Response:
-    response = jsonify(error_payload(code, message, extra))
+    response = jsonify(error_payload(code, message, extra, details))
     response.status_code = status
     return response
 
@@ -166,11 +199,11 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(ApiError)
     async def _api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.extra)
+        return error_response(exc.status, exc.code, exc.message, exc.extra, exc.details)
 
     @app.errorhandler(GatewayError)
     async def _domain_error(exc: GatewayError) -> Response:
-        return error_response(status_of(exc), exc.code, exc.message, exc.details)
+        return error_response(status_of(exc), exc.code, exc.message, None, exc.details)
 
     @app.errorhandler(RequestSchemaValidationError)
     async def _schema_error(exc: RequestSchemaValidationError) -> Response:
@@ -180,12 +213,15 @@ def register_error_handlers(app: Quart) -> None:
     async def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         message = exc.description or exc.name
+        extra: dict[str, Any] = {}
+        if status == 404:
+            message = "route not found"  # ClosedLoop's router.ts answer for an unknown route
         if status == 413:
-            message = f"request body too large (limit {MAX_BODY_HINT})"
+            message, extra = "request body too large", {"maxBytes": MAX_CONTENT}
         if status == 405:
             allowed = getattr(exc, "valid_methods", None) or []
             message = f"method not allowed; allowed: {', '.join(sorted(allowed))}"
-        response = error_response(status, _CODES.get(status, "http_error"), message)
+        response = error_response(status, _CODES.get(status, "http_error"), message, extra)
         if status == 413:
             # The rest of the body was never read: this connection cannot carry another request.
             response.headers["Connection"] = "close"

@@ -33,12 +33,12 @@ from urllib.parse import parse_qsl
 
 import trio
 from quart import Quart, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import MapAdapter, RoutingException
 
 from gateway.http.auth import GATEWAY_HEADER, SESSION_HEADER
 from gateway.http.context import GatewayContext
-from gateway.http.errors import MAX_BODY_HINT, ApiError, error_payload
+from gateway.http.errors import ApiError, error_payload
 from gateway.http.operations import PUBLIC_RULES, operation_for
 from gateway.http.policy import Outcome, approval_detail
 from gateway.http.telemetry import log_access, operation_var, principal_var
@@ -53,26 +53,34 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 FastHandler = Callable[[GatewayContext, Mapping[str, str]], bytes]
 
-MAX_BODY = 1024 * 1024
+#: ClosedLoop's generic JSON limit (``router.ts`` ``GENERIC_JSON_LIMIT_BYTES``); routes that take
+#: more (uploads, the loop body, run-viewer zips) or less (the exchange) say so at install.
+MAX_BODY = 256 * 1024
 SCOPE_KEY = "gateway.admission"
 #: The label every process started while serving a relayed command carries (its command id),
 #: so that the relay client can kill what a cancelled or timed-out command started.
 COMMAND_LABEL = "relay.commandId"
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
-CORS_HEADERS = ", ".join(
+#: ClosedLoop's CORS answer (``router.ts`` ``applyCorsHeaders``), byte for byte.
+CORS_HEADERS = ",".join(
     [
         "Content-Type",
-        SESSION_HEADER,
+        "Authorization",
         GATEWAY_HEADER,
+        SESSION_HEADER,
+        "X-Desktop-Source",
         "X-Desktop-Force-Approval",
         "X-Desktop-Approval-Reason",
     ]
 )
-CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+CORS_METHODS = "GET,POST,PUT,PATCH,DELETE,OPTIONS"
+CORS_VARY = "Origin,Access-Control-Request-Headers,Access-Control-Request-Private-Network"
 #: Methods a same-origin read may use without ``Origin`` (browsers add it to all others).
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 _JSON = (b"content-type", b"application/json")
+_NO_STORE = (b"cache-control", b"no-store")
+GATEWAY_PREFIX = "/api/gateway/"
 
 
 METRICS_RULE = "/api/gateway/metrics"
@@ -86,23 +94,25 @@ def bearer_token(value: str | None) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def unauthorized(gateway_token: str | None, session_token: str | None) -> ApiError:
-    """The 401, saying which token was wrong or missing and how to get a good one."""
+def unauthorized(gateway_token: str | None, session_token: str | None, reason: str | None = None) -> ApiError:
+    """ClosedLoop's 401 ``{"error": "unauthorized", "reason"}`` (its clients re-authenticate on
+    it), with a ``message`` saying which token was wrong or missing and how to get a good one.
+
+    ``reason``: ``missing_token``, ``bad_token``, ``session_expired``, ``origin_mismatch`` (the
+    session was traded by another Origin) or ``origin_missing``."""
     how = "`gateway token` prints the right one (`eval \"$(gateway env)\"` sets $TOKEN and $H)"
-    if gateway_token:
+    if reason in ("origin_mismatch", "origin_missing"):
+        message = f"{SESSION_HEADER} must come with the Origin that traded for it (origin mismatch)"
+    elif gateway_token:
         reason = "bad_token"
-        message = (
-            f"{GATEWAY_HEADER} is not this gateway's token (another state dir, or an old copy?); {how}"
-        )
+        message = f"{GATEWAY_HEADER} is not this gateway's token (another state dir, or an old copy?); {how}"
     elif session_token:
         reason = "session_expired"
         message = f"{SESSION_HEADER} is unknown or expired; run `gateway open` for a new sign-in link"
     else:
         reason = "missing_token"
-        message = (
-            f"send {GATEWAY_HEADER} or {SESSION_HEADER}: {how}; `gateway open` signs a browser in"
-        )
-    return ApiError(401, "unauthorized", message, extra={"reason": reason})
+        message = f"send {GATEWAY_HEADER} or {SESSION_HEADER}: {how}; `gateway open` signs a browser in"
+    return ApiError(401, "unauthorized", "unauthorized", extra={"reason": reason, "message": message})
 
 
 @dataclass(slots=True)
@@ -204,6 +214,16 @@ class Guard:
             return None
         return cast(str, matched.rule)
 
+    def _unknown_path(self, path: str, method: str) -> bool:
+        """No rule serves ``path`` with any method (a wrong method is Quart's 405, with Allow)."""
+        try:
+            cast(MapAdapter, self._adapter).match(path, method)
+        except MethodNotAllowed:
+            return False
+        except (HTTPException, RoutingException):
+            return True
+        return False
+
     # ---- the ASGI entry point --------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -238,8 +258,11 @@ class Guard:
             await send({"type": "http.response.body", "body": body})
 
         async def fail(exc: ApiError, close: bool = False) -> None:
-            body = json.dumps(error_payload(exc.code, exc.message, exc.extra)).encode()
-            await answer(exc.status, body, [(b"connection", b"close")] if close else None)
+            body = json.dumps(error_payload(exc.code, exc.message, exc.extra, exc.details)).encode()
+            extra = [(b"connection", b"close")] if close else []
+            if exc.status == 413 or path == "/gateway-auth/exchange":
+                extra.append(_NO_STORE)  # as ClosedLoop answers them
+            await answer(exc.status, body, extra)
 
         rule = self._rule_for(path, method)
         try:
@@ -258,6 +281,10 @@ class Guard:
             if preflight:
                 await answer(204, b"")
                 return
+            if rule is None and path.startswith(GATEWAY_PREFIX) and self._unknown_path(path, method):
+                # ClosedLoop's router.ts: an operation it does not serve.
+                where = {"method": method, "path": path}
+                raise ApiError(501, "not_implemented", "operation not implemented", extra=where)
             fast = self.fast.get(rule) if method == "GET" and rule is not None else None
             if fast is not None:
                 query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)[::-1])
@@ -304,11 +331,12 @@ class Guard:
     async def _read_body(
         self, headers: Mapping[str, str], receive: Receive, limit: int, http_version: str
     ) -> bytes:
-        hint = MAX_BODY_HINT if limit == MAX_BODY else f"{limit // (1024 * 1024)} MiB"
-        too_large = f"request body too large (limit {hint})"
+        too_large = ApiError(
+            413, "request_body_too_large", "request body too large", extra={"maxBytes": limit}
+        )
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise ApiError(413, "payload_too_large", too_large)
+            raise too_large
         if not declared and "transfer-encoding" not in headers and http_version in ("1.0", "1.1"):
             # HTTP/1 without Content-Length or Transfer-Encoding has no body: the server has
             # queued the empty, complete message already, so no timeout scope is needed (it
@@ -319,7 +347,7 @@ class Guard:
         raise ApiError(408, "request_timeout", f"request body not received within {self.gw.body_timeout:g} s")
 
     @staticmethod
-    async def _drain(receive: Receive, limit: int, too_large: str) -> bytes:
+    async def _drain(receive: Receive, limit: int, too_large: ApiError) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -329,7 +357,7 @@ class Guard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise ApiError(413, "payload_too_large", too_large)
+                raise too_large
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
@@ -350,36 +378,45 @@ class Guard:
         if not auth.host_ok(headers.get("host")):
             raise ApiError(403, "host_not_allowed", "Host header must name this gateway on loopback")
         origin = headers.get("origin")
-        if origin is not None and not auth.origin_ok(origin):
+        token = headers.get(GATEWAY_HEADER.lower())
+        # A browser page from an origin we do not serve is refused before anything reads its
+        # request (ClosedLoop answers CORS-less instead; the browser's view is the same). A
+        # program with the gateway token may carry any Origin (a relayed command does).
+        relayed = _is_protected(path) and auth.check_gateway_token(token)
+        if origin is not None and not auth.origin_ok(origin) and not relayed:
             raise ApiError(403, "origin_not_allowed", f"Origin {origin[:100]} is not allowed")
-        if method == "OPTIONS" and origin is not None:
-            return True  # a preflight from an allowed origin never reaches a route
+        if method == "OPTIONS":
+            return True  # a preflight never reaches a route (router.ts: 204 on any path)
 
         if rule in PUBLIC_RULES or (rule is None and not _is_protected(path)):
             return False
 
         command_id: str | None = None
-        if auth.check_gateway_token(headers.get(GATEWAY_HEADER.lower())):
+        if relayed or auth.check_gateway_token(token):
             # A relayed command holds the gateway token but is its own principal, so policy
             # can treat the cloud apart (thresholds, rules) and the access log tells them apart.
             command_id = relayed_command(headers)
             principal = "relay" if command_id else "gateway"
         elif rule == METRICS_RULE and auth.check_gateway_token(bearer_token(headers.get("authorization"))):
             principal = "gateway"  # a Prometheus server: it can send a bearer token, not our header
-        elif auth.check_session(headers.get(SESSION_HEADER.lower())):
+        else:
+            session = headers.get(SESSION_HEADER.lower())
             # Browsers omit Origin on same-origin GETs (and send it on every other method);
             # Sec-Fetch-Site is a forbidden header (no page script can set it), so "same-origin"
             # vouches for a dashboard read, never for a call that changes something.
-            if origin is None and (
-                method not in SAFE_METHODS or headers.get("sec-fetch-site") != "same-origin"
-            ):
-                raise ApiError(403, "origin_required", "session calls must send an allowed Origin")
+            same_origin = (
+                origin is None and method in SAFE_METHODS and headers.get("sec-fetch-site") == "same-origin"
+            )
+            if not session:
+                offered = token
+                if rule == METRICS_RULE:
+                    offered = offered or bearer_token(headers.get("authorization"))
+                raise unauthorized(offered, None)
+            bare = origin is None and not same_origin
+            reason = "origin_missing" if bare else auth.check_session(session, origin)
+            if reason is not None:
+                raise unauthorized(None, session, reason)
             principal = "session"
-        else:
-            offered = headers.get(GATEWAY_HEADER.lower())
-            if rule == METRICS_RULE:
-                offered = offered or bearer_token(headers.get("authorization"))
-            raise unauthorized(offered, headers.get(SESSION_HEADER.lower()))
         admission.principal = principal
         principal_var.set(principal)
         spawn_labels.set(((COMMAND_LABEL, command_id),) if command_id else ())
@@ -392,10 +429,10 @@ class Guard:
         if verdict == "deny":
             raise ApiError(403, "operation_denied", f"{operation} is denied by policy")
         if verdict == "ask":
-            reason = headers.get("x-desktop-approval-reason")
+            why = headers.get("x-desktop-approval-reason")
             detail = approval_detail(body, headers.get("content-type"))
             outcome = await self._hold(
-                receive, operation, principal, method, path, reason, command_id, detail
+                receive, operation, principal, method, path, why, command_id, detail
             )  # fmt: skip
             if outcome == "expired":
                 raise ApiError(403, "approval_expired", f"{operation} was not approved in time")
@@ -455,7 +492,7 @@ class Guard:
         if cors:
             extra = [
                 (b"access-control-allow-origin", headers["origin"].encode("latin-1")),
-                (b"vary", b"Origin"),
+                (b"vary", CORS_VARY.encode()),
             ]
             if scope["method"] == "OPTIONS":
                 extra += [
@@ -463,6 +500,10 @@ class Guard:
                     (b"access-control-allow-headers", CORS_HEADERS.encode()),
                     (b"access-control-max-age", b"600"),
                 ]
+                # Chrome's Private Network Access: an https page may reach loopback only if
+                # the preflight says so (router.ts sets it when asked, for allowed origins).
+                if headers.get("access-control-request-private-network", "").lower() == "true":
+                    extra.append((b"access-control-allow-private-network", b"true"))
             message = {**message, "headers": [*message.get("headers", ()), *extra]}
         seconds = time.perf_counter() - admission.t0
         self.gw.metrics.observe(admission.operation, admission.principal, scope["method"], status, seconds)

@@ -48,15 +48,17 @@ from gateway.supervisor import StateDir, Supervisor, iso, open_supervisor
 from gateway.supervisor.agents.providers import ProviderRegistry
 from gateway.supervisor.nodes import NodeConfig, NodeManager, load_nodes, save_nodes
 from gateway.supervisor.nodes.ray import DEFAULT_AGENT_PORT, RayBackend, RayOptions
+from gateway.supervisor.services.closedloop import ClosedLoopSettings
 from gateway.supervisor.services.deploys import Deploys
 from gateway.supervisor.services.files import Attachments, RunViewer
 from gateway.supervisor.services.gh import Gh
 from gateway.supervisor.services.git import GitOps
 from gateway.supervisor.services.github import PullRequests
 from gateway.supervisor.services.repos import Repos
+from gateway.supervisor.services.runzip import RunDirs
 from gateway.supervisor.services.worktrees import Git
 from gateway.supervisor.symphony import SymphonySettings, open_symphony
-from gateway.supervisor.symphony.workspace import Workspaces
+from gateway.supervisor.symphony.workspace import PathWorkspaces, Workspaces
 
 DEFAULT_PORT = 19432
 FALLBACKS = 3
@@ -262,14 +264,18 @@ async def open_services(
         ops = GitOps(git)
         repos = Repos(sup.store, Git(sup, timeout=REPO_GIT_TIMEOUT, which=which))
         await repos.open()
+        # Ticket worktrees go where ClosedLoop's web app looks for them: the registry's layout.
+        symphony.runner.worktrees.layout = repos.layout
         yield Services(
             symphony=symphony,
             workspaces=Workspaces(symphony, ops),
+            places=PathWorkspaces(symphony, ops, repos),
             repos=repos,
             git=ops,
             deploys=Deploys(sup),
             attachments=Attachments(state.root / "attachments"),
             run_viewer=RunViewer(sup),
+            run_dirs=RunDirs(state.root / "run-viewer"),
             pulls=PullRequests(
                 sup, git, Gh(sup, which=which), repos, worktree_root=symphony.runner.worktrees.root
             ),
@@ -308,7 +314,14 @@ async def _serve_fd(
                 state=state,
                 host=opts.host,
                 port=port,
-                auth=Auth(token, port, opts.extra_origins, extra_hosts, clock=opts.clock),
+                auth=Auth(
+                    token,
+                    port,
+                    opts.extra_origins,
+                    extra_hosts,
+                    clock=opts.clock,
+                    web_app_origin=ClosedLoopSettings.load(state.root).web_app_origin,
+                ),
                 policy=policy,
                 approvals=Approvals(policy, timeout=opts.approval_timeout),
                 metrics=Metrics(sup, VERSION),

@@ -46,11 +46,11 @@ def token_of(handle: GatewayHandle) -> str:
 
 async def new_session(api: httpx.AsyncClient) -> str:
     """Mint a challenge with the gateway token and trade it for a session token."""
-    challenge = (await api.post("/api/gateway/auth/challenge")).json()["challenge"]
+    challenge = (await api.post("/api/gateway/auth/challenge")).json()["challengeToken"]
     response = await api.post(
         "/gateway-auth/exchange",
-        json={"challenge": challenge},
-        headers={"X-Desktop-Gateway-Token": ""},
+        json={"challengeToken": challenge},
+        headers={"X-Desktop-Gateway-Token": "", "Origin": str(api.base_url).rstrip("/")},
     )
     assert response.status_code == 200, response.text
     return response.json()["sessionToken"]

@@ -1,16 +1,22 @@
 """Auth exchange, challenge minting, approvals, policy and metrics (``gateway_admin``).
 
-The exchange is public but loopback-only, and answers the same 403 for a wrong, used or expired
-challenge: it never reveals whether a challenge existed. Minting needs the gateway token (a
-browser session must not be able to mint itself new sessions forever).
+The exchange speaks ClosedLoop's wire (``apps/desktop/src/server/router.ts`` ``handleExchange``):
+``POST /gateway-auth/exchange {"challengeToken"}`` from a browser (``Origin`` required) on
+loopback, answered ``{sessionToken, expiresAt}`` with ``Cache-Control: no-store``. The session is
+bound to that Origin. A challenge minted here (``auth/challenge``, gateway token only: a browser
+session must not mint itself new sessions forever) is checked here and never leaves the machine;
+any other challenge was minted by the ClosedLoop cloud and is verified with it, with the
+configured API key (``gateway.supervisor.services.closedloop``). A wrong, used or expired local
+challenge gets one answer: the exchange never reveals whether a challenge existed.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from quart import Blueprint, Response, request
-from quart_schema import document_response, validate_request
+from quart_schema import document_request, document_response, validate_request
 
 from gateway.http.auth import is_loopback_addr
 from gateway.http.context import current_gateway
@@ -22,6 +28,7 @@ from gateway.http.schemas.core import (
     ApprovalOut,
     ChallengeOut,
     DecisionIn,
+    ErrorResponse,
     ExchangeIn,
     ExchangeOut,
     PolicyIn,
@@ -31,35 +38,87 @@ from gateway.http.schemas.core import (
 )
 from gateway.http.streams import approvals_stream, ndjson_response
 from gateway.supervisor import iso
+from gateway.supervisor.services.closedloop import ClosedLoopSettings, Verified, verify_challenge
 
 public = Blueprint("auth_public", __name__)
 bp = Blueprint("admin", __name__, url_prefix="/api/gateway")
 
+MAX_CHALLENGE = 4096
+
+
+def _challenge_of(raw: str | bytes) -> str:
+    """``challengeToken`` (or our older ``challenge``) from the body, else ClosedLoop's 400."""
+    try:
+        data = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    value = None
+    if isinstance(data, dict):
+        value = data.get("challengeToken", data.get("challenge"))
+    if not isinstance(value, str) or not value or len(value) > MAX_CHALLENGE or "\x00" in value:
+        raise ApiError(400, "invalid_request", "invalid request body: challengeToken required")
+    return value
+
 
 @public.post("/gateway-auth/exchange")
-@validate_request(ExchangeIn)
+@document_request(ExchangeIn)
 @document_response(ExchangeOut)
-async def exchange(data: ExchangeIn) -> dict[str, Any]:
-    """Trade a one-time challenge for a session token (loopback peers only)."""
+@document_response(ErrorResponse, 400)
+@document_response(ErrorResponse, 401)
+@document_response(ErrorResponse, 403)
+@document_response(ErrorResponse, 503)
+async def exchange() -> Response:
+    """Trade a one-time challenge for a session bound to the caller's Origin (loopback only)."""
     gw = current_gateway()
+    origin = request.headers.get("Origin")
+    if not origin or origin == "null":
+        raise ApiError(400, "origin_required", "Origin header required")
     if not is_loopback_addr(request.remote_addr):
-        raise ApiError(403, "loopback_only", "the exchange answers loopback peers only")
-    traded = gw.auth.exchange(data.challenge)
-    if traded is None:
-        raise ApiError(403, "exchange_failed", "challenge invalid, used or expired")
-    token, expires = traded
-    return {"sessionToken": token, "expiresAt": iso(expires)}
+        raise ApiError(403, "loopback_only", "loopback only")
+    challenge = _challenge_of(await request.get_data(as_text=False))
+    if gw.auth.is_local_challenge(challenge):
+        if not gw.auth.redeem(challenge):
+            raise ApiError(401, "exchange_failed", "challenge invalid, used or expired")
+        token, expires = gw.auth.new_session(origin)
+    else:
+        settings = ClosedLoopSettings.load(gw.state.root)
+        if not settings.api_key:
+            raise ApiError(
+                503, "api_key_missing", "Local gateway auth unavailable: API key required",
+                details={"setting": "GATEWAY_CLOSEDLOOP_API_KEY"},
+            )  # fmt: skip
+        if not settings.api_origin:
+            raise ApiError(
+                503, "api_origin_missing", "API origin not configured",
+                details={"setting": "GATEWAY_CLOSEDLOOP_API_ORIGIN"},
+            )  # fmt: skip
+        verdict = await verify_challenge(
+            settings, challenge, origin, request.headers.get("User-Agent"), timeout=gw.verify_timeout
+        )
+        if not isinstance(verdict, Verified):
+            raise ApiError(verdict.status, "exchange_failed", verdict.error)
+        token, expires = gw.auth.new_session(origin, verdict.session_ttl)
+    body = json.dumps({"sessionToken": token, "expiresAt": iso(expires)})
+    return Response(body, content_type="application/json")
+
+
+@public.after_request
+async def _no_store(response: Response) -> Response:
+    """Every exchange answer, errors included, is ``Cache-Control: no-store`` (as ClosedLoop)."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/auth/challenge")
 @document_response(ChallengeOut)
 async def mint_challenge() -> dict[str, Any]:
-    """A one-time challenge (60 s) for ``gateway open``; gateway token only."""
+    """A one-time challenge (60 s) for ``gateway open`` and the dashboard; gateway token only."""
     gw = current_gateway()
     if current_admission().principal != "gateway":
         raise ApiError(403, "gateway_token_required", "minting needs the gateway token")
     challenge, expires = gw.auth.mint_challenge()
     return {
+        "challengeToken": challenge,
         "challenge": challenge,
         "expiresAt": iso(expires),
         "exchangeUrl": f"http://127.0.0.1:{gw.port}/gateway-auth/exchange",
@@ -117,9 +176,7 @@ async def get_policy() -> dict[str, Any]:
 async def put_policy(data: PolicyIn) -> dict[str, Any]:
     """Per-principal threshold: the highest tier that runs without asking (``none`` = ask all)."""
     gw = current_gateway()
-    values = {
-        p: Tier.parse(v) for p, v in data.thresholds.model_dump().items() if v is not None
-    }
+    values = {p: Tier.parse(v) for p, v in data.thresholds.model_dump().items() if v is not None}
     await gw.policy.set_thresholds(values)
     return gw.policy.to_json()
 

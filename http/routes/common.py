@@ -7,7 +7,8 @@ private helpers.
 
 from __future__ import annotations
 
-from typing import TypeVar
+import json
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from quart import request
@@ -18,7 +19,7 @@ from gateway.supervisor.symphony import Symphony
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
-__all__ = ["optional_body", "query_str", "required", "services", "symphony"]
+__all__ = ["json_object", "optional_body", "query_str", "required", "services", "symphony"]
 
 
 def services() -> Services:
@@ -56,3 +57,21 @@ def query_str(name: str) -> str | None:
     if raw is not None and ("\x00" in raw or len(raw) > 200):
         raise ApiError(400, "invalid_query", f"{name}: at most 200 characters, no NUL")
     return raw
+
+
+async def json_object(message: str = "Invalid JSON body") -> dict[str, Any]:
+    """The request's JSON object (an empty body is ``{}``), else ClosedLoop's 400.
+
+    ClosedLoop's handlers read loose bodies (``parseBody``) and ignore fields they do not know;
+    so do the routes that speak its wire: each checks the fields it reads.
+    """
+    raw = await request.get_data(as_text=False)
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "Invalid JSON body") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_request", message)
+    return data

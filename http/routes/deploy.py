@@ -1,154 +1,293 @@
-"""The deploy family over HTTP (operation ``deploy``, high tier): dev servers of a ticket's
-worktree (or a managed repo), supervised with restart on failure on a free loopback port.
+"""The deploy family over HTTP (operation ``deploy``, high tier), on ClosedLoop's wire: a
+worktree's dev server, started supervised with restart on failure.
 
-``gateway.supervisor.services.deploys`` does the work; this module resolves where the ticket's code
-lives and turns its answers into the contract's JSON.
+Requests and answers are those of ClosedLoop's ``apps/desktop/src/server/operations/deploy.ts``
+as its web app sends and reads them (``apps/app/lib/engineer/queries/deploy.ts``,
+``DeployDialog.tsx``, ``TicketList.tsx``). Underneath, a deploy is ours: a supervised record of
+kind ``deploy`` (its log kept, killed with a receipt), its command an argv this gateway chose
+from ``package.json`` (never a request string, never a shell), its port refused when taken.
+Where ClosedLoop is unsafe we are not: ``kill`` signals only the pid of one of our deploys, and
+``teardown`` never frees a port by killing whatever holds it. Health probes reach loopback only.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import trio
-from quart import Blueprint
-from quart_schema import document_response, validate_request
+from quart import Blueprint, request
+from quart_schema import document_request, document_response
 
+from gateway.http.auth import is_loopback_origin
 from gateway.http.errors import ApiError
-from gateway.http.routes.common import services
-from gateway.http.schemas.core import ReceiptOut
-from gateway.http.schemas.deploy import DeployIn, DeployTargetIn, TicketOnlyIn
-from gateway.supervisor.services.deploys import Candidate, Deploys, detect, free_port
-from gateway.supervisor.spec import ACTIVE_STATES, ProcessRecord
+from gateway.http.routes.common import json_object, services
+from gateway.http.schemas.deploy import (
+    CheckExistingOut,
+    DeployIn,
+    DeployOut,
+    DeployStatusOut,
+    DetectOut,
+    HealthIn,
+    HealthOut,
+    KillIn,
+    PathsIn,
+    RepoPathIn,
+    UrlOut,
+)
+from gateway.supervisor.services.deployconfig import argv_for, detect_config
+from gateway.supervisor.services.deploys import Candidate, Deploys, port_free
+from gateway.supervisor.spec import ACTIVE_STATES, ProcessRecord, State
 
 bp = Blueprint("deploy", __name__, url_prefix="/api/gateway/deploy")
 
-PROBE_TIMEOUT = 3.0
+PROBE_TIMEOUT = 10.0
+STATUS_PROBE_TIMEOUT = 1.0
+LOG_TAIL_LINES = 2000
 
 
 def deploys() -> Deploys:
     return services().deploys
 
 
-async def _root(ticket_id: str, repo_id: str | None) -> Path:
-    return await services().workspaces.deploy_root(ticket_id, repo_id)
+def _text(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    return value if isinstance(value, str) and value.strip() else None
 
 
-def _deploy_json(record: ProcessRecord | None) -> dict[str, Any]:
-    if record is None:
-        return {"process": None, "url": None, "port": None, "running": False}
-    port = record.labels.get("port")
-    return {
-        "process": record.to_json(),
-        "url": record.labels.get("url"),
-        "port": int(port) if port and port.isdigit() else None,
-        "running": record.state in ACTIVE_STATES,
-    }
+async def _repo_and_tree(body: dict[str, Any]) -> tuple[Path, Path]:
+    """``repoPath`` and ``worktreePath``, each a registered repo or one of its worktrees."""
+    places = services().places
+    repo = await places.repos.resolve(body["repoPath"], "repoPath")
+    tree = await places.repos.resolve(body["worktreePath"], "worktreePath")
+    return repo.repo, tree.path
 
 
-@bp.post("/detect")
-@validate_request(DeployTargetIn)
-async def detect_route(data: DeployTargetIn) -> dict[str, Any]:
-    """How the work tree can run (best first) and a free port to run it on."""
-    root = await _root(data.ticket_id, data.repo_id)
-    found = await trio.to_thread.run_sync(detect, root)
-    return {
-        "ticketId": data.ticket_id,
-        "root": str(root),
-        "candidates": [c.to_json() for c in found],
-        "chosen": found[0].to_json() if found else None,
-        "port": free_port(),
-    }
+async def _config(repo: Path, tree: Path | None = None) -> dict[str, Any] | None:
+    """The worktree's config (detected now), else the repo's (ClosedLoop's order)."""
+    for root in (tree, repo):
+        if root is not None:
+            found = await trio.to_thread.run_sync(detect_config, root)
+            if found is not None:
+                return found
+    return None
 
 
-@bp.post("/redetect")
-@validate_request(DeployTargetIn)
-async def redetect(data: DeployTargetIn) -> dict[str, Any]:
-    """Detect again (after the work tree changed). Nothing is cached, so this is ``detect``."""
-    return await detect_route(data)
+async def _remember(repo: Path, config: dict[str, Any] | None) -> bool:
+    """Store the config on the registered repo, as ClosedLoop does (``repos`` shows it)."""
+    repos = services().repos
+    row = await repos.by_path(str(repo))
+    if row is None:
+        return False
+    await repos.set_deployment(row["id"], config)
+    return True
+
+
+def _url(record: ProcessRecord) -> str | None:
+    port = record.labels.get("port", "")
+    return f"http://localhost:{port}" if port.isdigit() else None
+
+
+async def _alive(url: str, timeout: float) -> tuple[bool, int | None]:
+    """ClosedLoop's deploy health: ``HEAD`` without redirects; 2xx and 3xx are alive."""
+    try:
+        async with httpx.AsyncClient(timeout=timeout, trust_env=False, follow_redirects=False) as client:
+            answer = await client.head(url)
+    except httpx.HTTPError:
+        return False, None
+    return answer.is_success or 300 <= answer.status_code < 400, answer.status_code
 
 
 @bp.post("")
-@validate_request(DeployIn)
-@document_response(ReceiptOut, 201)
-async def deploy(data: DeployIn) -> tuple[dict[str, Any], int]:
-    """Start the ticket's dev server: ``command`` (argv), else ``script``, else the best found."""
-    root = await _root(data.ticket_id, data.repo_id)
-    if data.command is not None:
-        chosen = Candidate("request", "command", tuple(data.command))
-    else:
-        found = await trio.to_thread.run_sync(detect, root)
-        if data.script is not None:
-            found = [c for c in found if c.source == "package.json" and c.name == data.script]
-            if not found:
-                raise ApiError(400, "invalid_request", f"script: no package.json script {data.script!r}")
-        if not found:
-            raise ApiError(
-                400, "nothing_to_run", "no package.json script, Procfile web line or manage.py; send command"
-            )
-        chosen = found[0]
-    record = await deploys().start(data.ticket_id, root, chosen, data.port)
-    return {**_deploy_json(record), "source": chosen.to_json()}, 201
-
-
-@bp.get("/status/<ticketId>")
-async def status(ticketId: str) -> dict[str, Any]:
-    """The ticket's deploy (null once torn down), its URL and whether it runs."""
-    return {"ticketId": ticketId, **_deploy_json(deploys().current(ticketId))}
-
-
-@bp.post("/check-existing")
-@validate_request(TicketOnlyIn)
-async def check_existing(data: TicketOnlyIn) -> dict[str, Any]:
-    """Whether the ticket has a running deploy (to reuse it instead of starting another)."""
-    record = deploys().active(data.ticket_id)
-    return {"ticketId": data.ticket_id, "exists": record is not None, **_deploy_json(record)}
-
-
-@bp.post("/health")
-@validate_request(TicketOnlyIn)
-async def health(data: TicketOnlyIn) -> dict[str, Any]:
-    """Probe the deploy's own URL (GET, 3 s); healthy = any answer below 500."""
-    record = deploys().active(data.ticket_id)
-    if record is None:
-        return {"ticketId": data.ticket_id, "healthy": False, "reason": "no running deploy"}
-    url = record.labels["url"]
-    began = time.perf_counter()
-    try:
-        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT, trust_env=False) as client:
-            answer = await client.get(url)
-    except httpx.HTTPError as exc:
-        return {"ticketId": data.ticket_id, "healthy": False, "url": url, "reason": type(exc).__name__}
+@document_request(DeployIn)
+@document_response(DeployOut)
+async def deploy() -> dict[str, Any]:
+    """``{ticketId, repoPath, worktreePath}``: start the worktree's dev server (the ``dev``, else
+    ``start`` script of ``package.json``, with pnpm, yarn or npm by lockfile) on its port."""
+    body = await json_object()
+    ticket_id = _text(body, "ticketId")
+    if not (ticket_id and _text(body, "repoPath") and _text(body, "worktreePath")):
+        raise ApiError(400, "invalid_request", "ticketId, repoPath, and worktreePath are required")
+    repo, tree = await _repo_and_tree(body)
+    if not await trio.to_thread.run_sync(tree.is_dir):
+        raise ApiError(404, "worktree_not_found", f"Worktree not found: {tree}")
+    config = await _config(repo, tree)
+    argv = argv_for(config["command"]) if config is not None else None
+    if config is None or argv is None:
+        raise ApiError(400, "nothing_to_run", "No deployment configuration detected for this repository")
+    await _remember(repo, config)
+    port = config.get("port")
+    labels = {"repoPath": str(repo), "worktreePath": str(tree)}
+    record = await deploys().start(
+        ticket_id[:200], tree, Candidate("package.json", config["command"], tuple(argv)),
+        port if isinstance(port, int) else None, labels=labels, host="localhost",
+    )  # fmt: skip
     return {
-        "ticketId": data.ticket_id,
-        "healthy": answer.status_code < 500,
-        "url": url,
-        "status": answer.status_code,
-        "elapsedMs": round((time.perf_counter() - began) * 1000, 1),
+        "success": True,
+        "pid": record.pid,
+        "logFile": str(services().deploys.sup.log(record.id).prefix),
+        "deployCommand": config["command"],
+        "deployType": config.get("type"),
+        "repoName": repo.name,
+        "processId": record.id,
+        "port": int(record.labels["port"]),
+        "url": _url(record),
     }
 
 
+@bp.get("/status/<ticketId>")
+@document_response(DeployStatusOut)
+async def status(ticketId: str) -> dict[str, Any]:
+    """``?repo=&pid=``: ``{status: running | completed | failed | not-started, logs, pid,
+    deployedUrl?, error?}``. ``completed`` is a server that answers on its URL (or a command
+    that ended well); ``failed`` one that ended badly."""
+    raw = request.args.get("repo")
+    if not raw:
+        raise ApiError(400, "invalid_query", "repo query param is required")
+    await services().places.repos.resolve(raw, "repo")
+    record = deploys().current(ticketId[:200])
+    if record is None:
+        return {"status": "not-started", "logs": None, "pid": None}
+    logs = await trio.to_thread.run_sync(deploys().log_text, record, LOG_TAIL_LINES)
+    out: dict[str, Any] = {"logs": logs or None, "pid": record.pid, "processId": record.id}
+    url = _url(record)
+    if record.state in ACTIVE_STATES:
+        alive = url is not None and (await _alive(url, STATUS_PROBE_TIMEOUT))[0]
+        return {**out, "status": "completed", "deployedUrl": url} if alive else {**out, "status": "running"}
+    if record.state == State.EXITED:
+        return {**out, "status": "completed"}
+    code = record.exit_code if record.exit_code is not None else record.signal
+    return {**out, "status": "failed", "error": f"Deploy command failed with exit code {code}"}
+
+
+@bp.post("/health")
+@document_request(HealthIn)
+@document_response(HealthOut)
+async def health() -> dict[str, Any]:
+    """``{url}``: ``{alive, statusCode}``; a URL that is not on loopback is never probed."""
+    body = await json_object()
+    url = _text(body, "url")
+    if url is None:
+        raise ApiError(400, "invalid_request", "url is required")
+    try:
+        parts = urlsplit(url)
+        allowed = parts.scheme in ("http", "https") and is_loopback_origin(f"{parts.scheme}://{parts.netloc}")
+    except ValueError:
+        allowed = False
+    if not allowed:
+        return {"alive": False, "statusCode": None, "error": "url blocked by desktop outbound policy",
+                "code": "OUTBOUND_URL_DENIED"}  # fmt: skip
+    alive, code = await _alive(url, PROBE_TIMEOUT)
+    return {"alive": alive, "statusCode": code}
+
+
+@bp.post("/check-existing")
+@document_request(PathsIn)
+@document_response(CheckExistingOut)
+async def check_existing() -> dict[str, Any]:
+    """``{repoPath, worktreePath}``: ``{active, url?}``: our deploy of the worktree, else a
+    server already answering on the detected port (a read-only probe)."""
+    body = await json_object()
+    if not (_text(body, "repoPath") and _text(body, "worktreePath")):
+        raise ApiError(400, "invalid_request", "repoPath and worktreePath are required")
+    repo, tree = await _repo_and_tree(body)
+    record = deploys().of_worktree(tree)
+    if record is not None and record.state in ACTIVE_STATES:
+        return {"active": True, "url": _url(record), "processId": record.id}
+    config = await _config(repo, tree)
+    port = config.get("port") if config else None
+    if isinstance(port, int) and not await trio.to_thread.run_sync(port_free, port):
+        return {"active": True, "url": f"http://localhost:{port}"}
+    return {"active": False}
+
+
+@bp.post("/detect")
+@document_request(RepoPathIn)
+@document_response(DetectOut)
+async def detect() -> dict[str, Any]:
+    """``{repoPath}``: ``{detected, config?}``; a found config is stored on the repo."""
+    body = await json_object()
+    if not _text(body, "repoPath"):
+        raise ApiError(400, "invalid_request", "repoPath is required")
+    target = await services().places.repos.resolve(body["repoPath"])
+    config = await _config(target.path)
+    if config is None:
+        return {"detected": False}
+    await _remember(target.repo, config)
+    return {"detected": True, "config": config}
+
+
+@bp.post("/redetect")
+@document_request(RepoPathIn)
+@document_response(DetectOut)
+async def redetect() -> dict[str, Any]:
+    """``{repoPath}``: detect again; ``{redetected, config?}`` (a stale config is dropped)."""
+    body = await json_object()
+    if not _text(body, "repoPath"):
+        raise ApiError(400, "invalid_request", "repoPath is required")
+    target = await services().places.repos.resolve(body["repoPath"])
+    config = await _config(target.path)
+    stored = await _remember(target.repo, config)
+    return {"redetected": True, "config": config} if config and stored else {"redetected": False}
+
+
 @bp.post("/extract-info")
-@validate_request(TicketOnlyIn)
-async def extract_info(data: TicketOnlyIn) -> dict[str, Any]:
-    """The URL and port the server announced in its log, and its latest error lines."""
-    record, info = deploys().info(data.ticket_id)
-    return {"ticketId": data.ticket_id, "processId": record.id, **info}
+@document_request(RepoPathIn)
+@document_response(UrlOut)
+async def extract_info() -> dict[str, Any]:
+    """``{repoPath, logs?}``: ``{url}`` of the repo's dev server (its running deploy, else the
+    stored config's port), or ``{url: null}``."""
+    body = await json_object()
+    if not _text(body, "repoPath"):
+        raise ApiError(400, "invalid_request", "repoPath is required")
+    target = await services().places.repos.resolve(body["repoPath"])
+    for record in deploys().current_deploys():
+        if record.labels.get("repoPath") == str(target.repo) and record.state in ACTIVE_STATES:
+            return {"url": _url(record), "processId": record.id}
+    row = await services().repos.by_path(str(target.repo))
+    config = services().repos.deployment_of(row) if row is not None else None
+    port = config.get("port") if config else None
+    return {"url": f"http://localhost:{port}" if isinstance(port, int) else None}
 
 
 @bp.post("/kill")
-@validate_request(TicketOnlyIn)
-@document_response(ReceiptOut)
-async def kill(data: TicketOnlyIn) -> dict[str, Any]:
-    """Stop the dev server's whole tree; the deploy stays (``status`` shows it stopped)."""
-    return (await deploys().kill(data.ticket_id)).to_json()
+@document_request(KillIn)
+async def kill() -> dict[str, Any]:
+    """``{pid}``: stop that deploy's whole tree (answered with the kill receipt). Only the pid
+    of one of our deploys is ever signalled: any other is a 404, never a signal."""
+    body = await json_object()
+    pid = body.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        raise ApiError(400, "invalid_request", "pid is required and must be a number")
+    record = deploys().of_pid(pid)
+    if record is None:
+        raise ApiError(404, "deploy_not_found", f"no deploy with pid {pid}")
+    if record.state not in ACTIVE_STATES:
+        return {"success": True, "message": "Process already terminated", "pid": pid}
+    receipt = await services().deploys.sup.kill(record.id)
+    return {"success": True, "message": "Process terminated", "pid": pid, **receipt.to_json()}
 
 
 @bp.post("/teardown")
-@validate_request(TicketOnlyIn)
-@document_response(ReceiptOut)
-async def teardown(data: TicketOnlyIn) -> dict[str, Any]:
-    """Kill, free the port and forget the deploy; its logs stay readable by process id."""
-    return (await deploys().teardown(data.ticket_id)).to_json()
+@document_request(PathsIn)
+async def teardown() -> dict[str, Any]:
+    """``{repoPath, worktreePath, pid?, port?}``: kill our deploy of the worktree (or of ``pid``)
+    and forget it -> ``{success: true, ...receipt}``; ``{success: false, error}`` when there is
+    none. A ``port`` is never freed by killing whatever holds it."""
+    body = await json_object()
+    if not (_text(body, "repoPath") and _text(body, "worktreePath")):
+        raise ApiError(400, "invalid_request", "repoPath and worktreePath are required")
+    _repo, tree = await _repo_and_tree(body)
+    record = deploys().of_worktree(tree)
+    pid = body.get("pid")
+    if record is None and isinstance(pid, int) and not isinstance(pid, bool):
+        record = deploys().of_pid(pid)
+    if record is None:
+        return {
+            "success": False,
+            "error": "Could not stop the server - no deploy of this worktree is running",
+        }
+    receipt = await services().deploys.sup.teardown(record.id)
+    return {"success": True, **receipt.to_json()}

@@ -29,14 +29,13 @@ def _no_nul(value: str) -> str:
 # ---- errors -------------------------------------------------------------------------------
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    operation: str | None = None
-
-
 class ErrorResponse(BaseModel):
-    error: ErrorBody
+    """ClosedLoop's error envelope: ``error`` is the message clients show (``new Error(data.error)``)."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str
+    code: str
+    details: dict[str, Any] | None = None
 
 
 # ---- processes ----------------------------------------------------------------------------
@@ -189,8 +188,10 @@ class BulkReceiptsOut(BaseModel):
 # ---- auth, approvals, policy ---------------------------------------------------------------
 
 
-class ExchangeIn(Strict):
-    challenge: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+class ExchangeIn(BaseModel):
+    """ClosedLoop's exchange body; ``challenge`` is this gateway's older name, still accepted."""
+
+    challengeToken: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 
 
 class ExchangeOut(BaseModel):
@@ -199,6 +200,7 @@ class ExchangeOut(BaseModel):
 
 
 class ChallengeOut(BaseModel):
+    challengeToken: str
     challenge: str
     expiresAt: str
     exchangeUrl: str
@@ -286,47 +288,69 @@ class PolicyOut(BaseModel):
 # ---- metadata -----------------------------------------------------------------------------
 
 
-class RepoIn(Strict):
+class RepoIn(BaseModel):
+    """``POST /repos`` as ClosedLoop's web app sends it (``name`` is ours)."""
+
     path: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
     name: Name | None = None
 
-    @field_validator("path")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        return _no_nul(value)
+
+class RepoPatchIn(BaseModel):
+    """ClosedLoop's settings edit; ``{id, name?, defaultBranch?}`` (ours) edits one repo."""
+
+    worktreeParentDir: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    worktreeParentDirConfirmed: bool | None = None
 
 
-class RepoPatchIn(Strict):
+class RepoEditIn(Strict):
     id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     name: Name | None = None
     default_branch: Name | None = Field(None, alias="defaultBranch")
 
 
-class RepoDeleteIn(Strict):
-    id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-
-
 class RepoOut(BaseModel):
-    id: str
+    model_config = ConfigDict(extra="allow")
     path: str
     name: str
-    defaultBranch: str | None
-    createdAt: str | None = None
+    description: str | None = None
+    deployment: dict[str, Any] | None = None
+    addedAt: str | None = None
+    id: str
+    defaultBranch: str | None = None
+
+
+class RepoSettingsOut(BaseModel):
+    worktreeParentDir: str | None = None
+    worktreeParentDirConfirmed: bool | None = None
 
 
 class RepoListOut(BaseModel):
     repos: list[RepoOut]
+    settings: RepoSettingsOut
+
+
+class RepoAddedOut(BaseModel):
+    success: bool
+    repo: RepoOut
+
+
+class SuccessOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    success: bool
 
 
 BinaryPath = Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None
 
 
-class BinaryPathsIn(Strict):
-    """Set an override with an absolute path to an executable; ``null`` clears it."""
+class BinaryPathsIn(BaseModel):
+    """``{<binary>: absolute path | null}``; ``null`` returns to PATH."""
 
     claude: BinaryPath = None
     gh: BinaryPath = None
     codex: BinaryPath = None
+    cursor: BinaryPath = None
+    opencode: BinaryPath = None
     python3: BinaryPath = None
     git: BinaryPath = None
 
@@ -339,7 +363,26 @@ class BinaryOut(BaseModel):
 
 
 class BinaryPathsOut(BaseModel):
+    binaryPaths: dict[str, str]
     binaries: dict[str, BinaryOut]
+
+
+class CheckOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    label: str
+    required: bool
+    passed: bool
+    version: str | None = None
+    error: str | None = None
+    remediation: str | None = None
+
+
+class HealthCheckOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    checks: list[CheckOut]
+    allRequiredPassed: bool
+    mcpServers: dict[str, dict[str, Any]]
 
 
 class HealthOut(BaseModel):

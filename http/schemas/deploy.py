@@ -1,33 +1,76 @@
-"""Request bodies of the deploy routes (shape only)."""
+"""Request and response bodies of the deploy routes, as ClosedLoop's web app sends and reads
+them (for the OpenAPI document; the routes read bodies loosely and check what they use)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints
-
-from gateway.http.schemas.core import Strict
-from gateway.http.schemas.symphony import Id, NoNul, Short
-from gateway.supervisor.services.worktrees import check_id
-
-Arg = Annotated[str, StringConstraints(min_length=1, max_length=8192), NoNul]
-#: Ticket ids name worktree folders and branches elsewhere: the same boring charset here.
-TicketId = Annotated[str, AfterValidator(lambda v: check_id(v, "ticketId"))]
+from pydantic import BaseModel, ConfigDict
 
 
-class TicketOnlyIn(Strict):
-    ticket_id: TicketId = Field(alias="ticketId")
+class Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
 
 
-class DeployTargetIn(TicketOnlyIn):
-    """The ticket's worktree, or (for a ticket Symphony does not know) the repo ``repoId``."""
-
-    repo_id: Id | None = Field(None, alias="repoId")
+class RepoPathIn(Loose):
+    repoPath: str
 
 
-class DeployIn(DeployTargetIn):
-    command: list[Arg] | None = Field(
-        None, min_length=1, max_length=256, description="argv, never a shell string"
-    )
-    script: Short | None = Field(None, description="a package.json script to run")
-    port: int | None = Field(None, ge=1024, le=65535, description="default: a free one")
+class PathsIn(Loose):
+    repoPath: str
+    worktreePath: str
+    pid: int | None = None
+    port: int | None = None
+
+
+class DeployIn(Loose):
+    ticketId: str
+    repoPath: str
+    worktreePath: str
+
+
+class DeployOut(Loose):
+    success: bool
+    pid: int | None
+    logFile: str
+    deployCommand: str
+    deployType: str | None = None
+    repoName: str
+
+
+class DeployStatusOut(Loose):
+    status: Literal["running", "completed", "failed", "not-started"]
+    logs: str | None
+    pid: int | None
+    deployedUrl: str | None = None
+    error: str | None = None
+
+
+class HealthIn(Loose):
+    url: str
+
+
+class HealthOut(Loose):
+    alive: bool
+    statusCode: int | None
+    error: str | None = None
+    code: str | None = None
+
+
+class CheckExistingOut(Loose):
+    active: bool
+    url: str | None = None
+
+
+class DetectOut(Loose):
+    detected: bool | None = None
+    redetected: bool | None = None
+    config: dict[str, Any] | None = None
+
+
+class UrlOut(Loose):
+    url: str | None
+
+
+class KillIn(Loose):
+    pid: int

@@ -1,47 +1,54 @@
-"""Response bodies of the filesystem routes (for the OpenAPI document)."""
+"""Response bodies of the filesystem routes, as ClosedLoop's web app reads them (for the
+OpenAPI document)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 
 class DirectoryOut(BaseModel):
     name: str
     path: str
+    isDirectory: bool
     isGitRepo: bool
 
 
 class DirectoriesOut(BaseModel):
-    path: str
-    parent: str | None
+    model_config = ConfigDict(extra="allow")
     directories: list[DirectoryOut]
-    truncated: bool
-
-
-class FoundOut(BaseModel):
-    path: str
-    score: float
 
 
 class SearchOut(BaseModel):
-    query: str
-    total: int
-    files: list[FoundOut]
+    files: list[str]
+    truncated: bool
+    error: str | None = None
+
+
+class BranchStatusOut(BaseModel):
+    merged: bool
+    remoteMissing: bool
 
 
 class WorkDirectoryOut(BaseModel):
-    ticketId: str
-    path: str
+    model_config = ConfigDict(extra="allow")
     exists: bool
+    path: str | None
+    source: str | None = None
+    pendingClaudeMd: str | None
+    branchStatus: BranchStatusOut | None
 
 
-class AttachmentOut(BaseModel):
-    name: str
+class SavedFileOut(BaseModel):
+    originalName: str
+    savedName: str
     path: str
+    apiUrl: str
     size: int
-    url: str
 
 
 class UploadOut(BaseModel):
-    ticketId: str
-    attachments: list[AttachmentOut]
+    files: list[SavedFileOut]
+
+
+class RunDirOut(BaseModel):
+    runDir: str

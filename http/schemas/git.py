@@ -1,131 +1,124 @@
-"""Request and response bodies of the git routes (shape only; refs and paths are checked by
-``gateway.supervisor.services.git``, which names the field)."""
+"""Request and response bodies of the git routes, as ClosedLoop's web app sends and reads them
+(for the OpenAPI document; the routes read bodies loosely and check each field they use, as
+ClosedLoop's handlers do, so the extra fields its clients send are never a 400)."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, StrictBool
-
-from gateway.http.schemas.core import Strict
-from gateway.http.schemas.symphony import Id, Long, Short
+from pydantic import BaseModel, ConfigDict, Field
 
 Action = Literal["status", "branch", "commit", "push", "pull", "branch-diff", "sync-status"]
-Paths = list[Short] | None
+AbsPath = str
 
 
-class Target(Strict):
-    """Where: a managed repository (``repoId``) or a Symphony ticket's worktree (``ticketId``)."""
-
-    repo_id: Id | None = Field(None, alias="repoId")
-    ticket_id: Id | None = Field(None, alias="ticketId")
+class Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
 
 
-class GitActionIn(Target):
-    """``POST /git``: one action; the fields each action reads are listed with it."""
+class GitActionIn(Loose):
+    """``POST /git``; each action reads the fields named with it."""
 
     action: Action
-    message: Long | None = Field(None, description="commit: the commit message")
-    paths: Paths = Field(None, max_length=1000, description="commit: stage only these (default: all)")
-    remote: Short = Field("origin", description="push: where a branch without upstream goes")
-    base: Short | None = Field(None, description="branch-diff: base ref (default: the ticket's base)")
-    fetch: StrictBool = Field(False, description="sync-status: fetch from the remote first")
+    repoPath: AbsPath = Field(description="a registered repository or one of its worktrees (~ allowed)")
+    branchName: str | None = Field(None, description="branch: the branch to switch to (or create)")
+    message: str | None = Field(None, description="commit: the commit message")
+    baseBranch: str = Field("main", description="branch-diff: compared as origin/<baseBranch>...HEAD")
 
 
-class DiffIn(Target):
-    base: Short | None = None
-    staged: StrictBool = False
-    merge_base: StrictBool = Field(False, alias="mergeBase")
-    paths: Paths = Field(None, max_length=1000)
+class GitFilesOut(BaseModel):
+    modified: list[str]
+    created: list[str]
+    deleted: list[str]
+    staged: list[str] | None = None
 
 
-class WorktreeIn(Strict):
-    repo_id: Id = Field(alias="repoId")
-    ticket_id: Id = Field(alias="ticketId")
-    base_ref: Short | None = Field(None, alias="baseRef")
+class GitActionOut(Loose):
+    """``status``: ``{currentBranch, hasChanges, files}``; ``branch``: ``{success, branchName,
+    message}``; ``commit``: ``{success, commit, message}``; ``push``: ``{success, pushed,
+    message}``; ``pull``: ``{success, message}``; ``branch-diff``: ``{baseBranch, currentBranch,
+    files, totalChanges}``; ``sync-status``: ``{isUpToDate, behindBy, aheadBy, currentBranch,
+    trackingBranch}``."""
+
+    currentBranch: str | None = None
+    files: GitFilesOut | None = None
+    success: bool | None = None
 
 
-class WorktreeDeleteIn(Strict):
-    ticket_id: Id = Field(alias="ticketId")
+class DiffIn(Loose):
+    filePath: str = Field(description="relative to repoPath; must stay inside it")
+    repoPath: AbsPath
+    baseBranch: str | None = Field(None, description="branch mode: origin/<baseBranch> against HEAD")
 
 
-class FileChangeOut(BaseModel):
+class DiffOut(Loose):
+    filePath: str
+    oldContent: str
+    newContent: str
+    isNew: bool
+    isDeleted: bool
+    isImage: bool | None = None
+    mimeType: str | None = None
+
+
+class WorktreeInfoOut(BaseModel):
     path: str
-    index: str
-    worktree: str
-    origPath: str | None = None
+    branch: str
+    ticketId: str | None
 
 
-class StatusOut(BaseModel):
-    branch: str | None
-    head: str | None
-    upstream: str | None
-    ahead: int
-    behind: int
-    clean: bool
-    files: list[FileChangeOut]
-
-
-class DiffFileOut(BaseModel):
-    path: str
-    additions: int | None
-    deletions: int | None
-
-
-class DiffOut(BaseModel):
-    files: list[DiffFileOut]
-    patch: str
-    truncated: bool
-    base: str | None = None
-    mergeBase: str | None = None
-
-
-class BranchOut(BaseModel):
+class BranchInfoOut(BaseModel):
     name: str
-    head: str
-    upstream: str | None = None
-    current: bool
-
-
-class RemoteBranchOut(BaseModel):
-    name: str
-    head: str
+    isRemote: bool
+    lastCommitDate: str | None = None
 
 
 class BranchesOut(BaseModel):
-    current: str | None
-    branches: list[BranchOut]
-    remotes: list[RemoteBranchOut]
+    defaultBranch: str
+    worktrees: list[WorktreeInfoOut]
+    branches: list[BranchInfoOut]
+    isEmpty: bool | None = None
 
 
-class GitActionOut(BaseModel):
-    """Each action's answer: ``status`` is ``StatusOut``, ``branch-diff`` is ``DiffOut``;
-    the others are small objects named in docs/api.md."""
+class WorktreeIn(Loose):
+    """Empty: ClosedLoop's cleanup of merged ``*-pr-N`` worktrees. With ``repoPath`` and
+    ``ticketId`` (ours): create or reuse the ticket's worktree."""
 
-    model_config = {"extra": "allow"}
-
-
-class WorktreeOut(BaseModel):
-    ticket: dict[str, Any]
-    created: bool
+    repoPath: AbsPath | None = None
+    ticketId: str | None = None
+    baseRef: str | None = None
 
 
-class WorktreeRemovedOut(BaseModel):
-    ticketId: str
-    removed: bool
-
-
-class RepoPathOut(BaseModel):
+class WorktreeOut(Loose):
+    success: bool
     path: str
-    repoId: str | None = None
+    branch: str
+    created: bool
+    ticket: dict[str, Any]
+
+
+class WorktreeCleanupOut(BaseModel):
+    removed: list[str]
+    kept: list[str]
+    errors: list[str]
+
+
+class WorktreeDeleteIn(Loose):
+    worktreePath: AbsPath | None = None
+    force: bool = False
     ticketId: str | None = None
 
 
-class BranchWorktreeOut(BaseModel):
-    branch: str
+class RepoPathOut(BaseModel):
     path: str | None
 
 
+class BranchWorktreeOut(BaseModel):
+    path: str | None
+    repoPath: str | None
+
+
 class GitUserOut(BaseModel):
-    name: str | None
-    email: str | None
+    login: str
+    name: str | None = None
+    email: str | None = None

@@ -7,12 +7,13 @@
 
 const KEY = "desktop-gateway.session";
 
+// Errors come in ClosedLoop's envelope: {"error": "<message>", "code": "<stable code>", ...}.
 export class ApiError extends Error {
-  constructor(status, error, data) {
-    super((error && error.message) || `HTTP ${status}`);
+  constructor(status, data) {
+    super((data && typeof data.error === "string" && data.error) || `HTTP ${status}`);
     this.status = status;
     this.data = data;
-    this.code = (error && error.code) || "http_error";
+    this.code = (data && data.code) || "http_error";
   }
 }
 
@@ -53,7 +54,7 @@ export async function exchange(challenge) {
     response = await fetch("/gateway-auth/exchange", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ challenge }),
+      body: JSON.stringify({ challengeToken: challenge }),
       cache: "no-store",
       credentials: "omit",
     });
@@ -81,7 +82,7 @@ export async function api(path, { method = "GET", body, signal } = {}) {
   const response = await fetch(path, init);
   if (response.status === 401) throw expire();
   const data = await response.json().catch(() => null);
-  if (!response.ok) throw new ApiError(response.status, data && data.error, data);
+  if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }
 
@@ -89,7 +90,7 @@ export async function api(path, { method = "GET", body, signal } = {}) {
 export async function publicJson(path) {
   const response = await fetch(path, { cache: "no-store", credentials: "omit" });
   const data = await response.json().catch(() => null);
-  if (!response.ok) throw new ApiError(response.status, data && data.error);
+  if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }
 
@@ -109,7 +110,7 @@ export async function readNdjson(path, onBatch, { signal, onOpen } = {}) {
   if (response.status === 401) throw expire();
   if (!response.ok) {
     const data = await response.json().catch(() => null);
-    throw new ApiError(response.status, data && data.error);
+    throw new ApiError(response.status, data);
   }
   if (onOpen) onOpen();
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();

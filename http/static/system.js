@@ -1,6 +1,6 @@
 // Health, version, the cloud relay and the five binaries (path, version, where the path came from).
 
-import { api, ApiError, publicJson, SessionExpired } from "./api.js";
+import { api, publicJson, SessionExpired } from "./api.js";
 import { $, el, localTime } from "./util.js";
 
 const BINARIES = ["claude", "codex", "gh", "git", "python3"];
@@ -20,12 +20,18 @@ function bytes(n) {
   return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
-function describeCheck(name, check) {
+// One check of health-check's array ({id, label, required, passed, version?, error?,
+// remediation?, details?}), as ClosedLoop's system check lists them.
+function describeCheck(check) {
   const parts = [];
-  if (name === "disk" && check.freeBytes !== undefined) parts.push(`${bytes(check.freeBytes)} free of ${bytes(check.totalBytes)} at ${check.path}`);
-  if (name === "database" && check.schemaVersion !== undefined) parts.push(`schema v${check.schemaVersion}, ${check.latencyMs} ms`);
-  if (name === "supervisor" && check.active !== undefined) parts.push(`${check.active} active, ${check.linesIngested ?? 0} lines ingested`);
+  const d = check.details || {};
+  if (check.id === "disk" && d.freeBytes !== undefined) parts.push(`${bytes(d.freeBytes)} free of ${bytes(d.totalBytes)} at ${d.path}`);
+  if (check.id === "database" && d.schemaVersion !== undefined) parts.push(`schema v${d.schemaVersion}, ${d.latencyMs} ms`);
+  if (check.id === "supervisor" && d.active !== undefined) parts.push(`${d.active} active, ${d.linesIngested ?? 0} lines ingested`);
+  if (check.version) parts.push(check.version);
   if (check.error) parts.push(check.error);
+  if (check.remediation) parts.push(check.remediation);
+  if (!check.required) parts.push("optional");
   return parts.join("; ");
 }
 
@@ -86,14 +92,13 @@ export class SystemView {
     }
 
     const list = $("sys-checks");
-    let body = null;
-    if (checks.status === "fulfilled") body = checks.value;
-    else if (checks.reason instanceof ApiError && checks.reason.data?.checks) body = checks.reason.data; // 503: degraded
-    if (body?.checks) {
+    const body = checks.status === "fulfilled" ? checks.value : null;
+    if (Array.isArray(body?.checks)) {
+      const overall = body.allRequiredPassed ? "ok" : "degraded";
       list.replaceChildren(
-        el("li", {}, el("span", { class: `ok ok-${body.status === "ok"}`, text: body.status }), " overall"),
-        ...Object.entries(body.checks).map(([name, check]) =>
-          el("li", {}, el("span", { class: `ok ok-${Boolean(check.ok)}`, text: check.ok ? "ok" : "failing" }), ` ${name}`, el("span", { class: "muted", text: ` ${describeCheck(name, check)}` })),
+        el("li", {}, el("span", { class: `ok ok-${body.allRequiredPassed}`, text: overall }), " overall"),
+        ...body.checks.map((check) =>
+          el("li", { "data-check": check.id }, el("span", { class: `ok ok-${Boolean(check.passed)}`, text: check.passed ? "ok" : "failing" }), ` ${check.label}`, el("span", { class: "muted", text: ` ${describeCheck(check)}` })),
         ),
       );
     } else list.replaceChildren(el("li", { class: "muted", text: `health check unavailable (${checks.reason?.message})` }));

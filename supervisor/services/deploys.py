@@ -123,6 +123,8 @@ class Deploys:
         port: int | None,
         *,
         max_restarts: int = 3,
+        labels: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
     ) -> ProcessRecord:
         existing = self.active(ticket_id)
         if existing is not None:
@@ -132,14 +134,19 @@ class Deploys:
         elif not port_free(port):
             raise Conflict(f"port: {port} is in use")
         argv = [a.replace("{port}", str(port)) for a in candidate.argv]
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{host}:{port}"
         spec = ProcessSpec(
             argv=argv,
             kind=KIND,
             cwd=str(root),
             ticket_id=ticket_id,
             env={"PORT": str(port), "HOST": "127.0.0.1", "BROWSER": "none"},
-            labels={"port": str(port), "url": url, "source": f"{candidate.source}:{candidate.name}"},
+            labels={
+                "port": str(port),
+                "url": url,
+                "source": f"{candidate.source}:{candidate.name}",
+                **(labels or {}),
+            },
             restart=RestartPolicy("on-failure", max_restarts=max_restarts, backoff=1.0, max_backoff=10.0),
             stop_grace=5.0,
         )
@@ -147,6 +154,24 @@ class Deploys:
             return await self.sup.start(spec)
         except OSError as exc:
             raise BadRequest(f"command: cannot start {argv[0]}: {exc.strerror or exc}") from None
+
+    def current_deploys(self) -> list[ProcessRecord]:
+        """Every ticket's current deploy (not torn down)."""
+        tickets = {r.ticket_id for r in self.sup.table.records.values() if r.kind == KIND and r.ticket_id}
+        return [r for r in (self.current(t) for t in tickets if t) if r is not None]
+
+    def of_worktree(self, worktree: Path) -> ProcessRecord | None:
+        """The current deploy started in ``worktree`` (the ``worktreePath`` label), if any."""
+        found = [r for r in self.current_deploys() if r.labels.get("worktreePath") == str(worktree)]
+        return max(found, key=lambda r: (r.started_at or 0.0, r.id), default=None)
+
+    def of_pid(self, pid: int) -> ProcessRecord | None:
+        """The current deploy whose process is ``pid``: the only pids a deploy route signals."""
+        return next((r for r in self.current_deploys() if r.pid == pid), None)
+
+    def log_text(self, record: ProcessRecord, max_lines: int = 2000) -> str:
+        log = self.sup.log(record.id)
+        return "\n".join(line.text for line in log.read(max(log.last_seq - max_lines, 0)))
 
     def _current_or_404(self, ticket_id: str) -> ProcessRecord:
         record = self.current(ticket_id)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadRequest, Conflict, Timeout
+from .git_wire import branch_list, name_status, sanitize_branch, status_files, ticket_of, worktree_list
 from .worktrees import Git, GitResult, check_ref
 
 #: Patches are cut here (and say so): a UI shows a diff, it does not page through gigabytes.
@@ -152,6 +153,12 @@ class GitOps:
 
     def __init__(self, git: Git) -> None:
         self.git = git
+
+    async def run(self, args: list[str], where: Path, *, ticket_id: str | None = None,
+                  check: bool = True) -> GitResult:  # fmt: skip
+        """git ``args`` in ``where`` (our global options first); ``GitFailed`` on a refusal
+        when ``check``, ``GitTimeout`` when it was killed at its time limit."""
+        return await self._run(args, where, ticket_id=ticket_id, check=check)
 
     async def _run(self, args: list[str], where: Path, *, ticket_id: str | None = None,
                    check: bool = True) -> GitResult:  # fmt: skip
@@ -304,3 +311,169 @@ class GitOps:
             res = await self._run(["config", "--get", f"user.{key}"], cwd, check=False)
             out[key] = res.stdout.strip() or None
         return out
+
+
+# ---- ClosedLoop's git wire ---------------------------------------------------------------
+# The answers of ``apps/desktop/src/server/operations/git-action.ts``, ``git-diff.ts`` and
+# ``git-branches.ts``, computed with the same supervised git children as everything above.
+
+
+def wire_failure(action: str, exc: GitFailed) -> GitFailed:
+    """ClosedLoop's code and ``details`` for a git refusal (``classifyGitActionError``)."""
+    text = exc.message.lower()
+    details: dict[str, Any] = {
+        "action": action,
+        "category": "git_command_failed",
+        "stderrExcerpt": exc.message[-1200:],
+    }
+    message = exc.message
+    if action == "commit" and ("hook" in text or "husky" in text or "pre-commit" in text):
+        details["category"], message = "pre_commit_hook", "Pre-commit hook failed"
+    elif action == "push" and any(
+        s in text for s in ("authentication failed", "permission denied", "could not read username", "403")
+    ):
+        details["category"], message = "git_push_auth", "Git push authentication failed"
+    return GitFailed(message, code="PROCESS_FAILED", details=details)
+
+
+class GitWire:
+    """ClosedLoop-shaped git operations on one work tree (``where``)."""
+
+    def __init__(self, ops: GitOps) -> None:
+        self.ops = ops
+
+    async def _out(self, action: str, args: list[str], where: Path, tid: str | None = None) -> str:
+        try:
+            result = await self.ops.run(args, where, ticket_id=tid)
+        except GitFailed as exc:
+            raise wire_failure(action, exc) from None
+        return result.stdout
+
+    async def current_branch(self, where: Path, action: str = "status") -> str:
+        return (await self._out(action, ["rev-parse", "--abbrev-ref", "HEAD"], where)).strip()
+
+    async def status(self, where: Path) -> dict[str, Any]:
+        branch = await self.current_branch(where)
+        porcelain = await self._out("status", ["status", "--porcelain", "--untracked-files=all"], where)
+        files = status_files(porcelain)
+        changed = any(len(line) >= 4 for line in porcelain.split("\n"))
+        return {"currentBranch": branch or "unknown", "hasChanges": changed, "files": files}
+
+    async def branch(self, where: Path, name: str, tid: str | None) -> dict[str, Any]:
+        clean = _ref(sanitize_branch(name), "branchName")
+        listed = await self._out("branch", ["branch", "--list", "--end-of-options", clean], where, tid)
+        if listed.strip():
+            await self._out("branch", ["checkout", "--end-of-options", clean], where, tid)
+        else:
+            await self._out("branch", ["checkout", "-b", clean], where, tid)
+        return {"success": True, "branchName": clean, "message": f"Switched to branch '{clean}'"}
+
+    async def commit(self, where: Path, message: str, tid: str | None) -> dict[str, Any]:
+        await self._out("commit", ["add", "--all"], where, tid)
+        await self._out("commit", ["commit", "--quiet", "-m", message], where, tid)
+        head = (await self._out("commit", ["rev-parse", "--short", "HEAD"], where, tid)).strip()
+        return {"success": True, "commit": head, "message": "Committed changes"}
+
+    async def push(self, where: Path, tid: str | None) -> dict[str, Any]:
+        branch = _ref(await self.current_branch(where, "push"), "branch")
+        await self._out(
+            "push",
+            ["push", "--porcelain", "--set-upstream", "origin", f"HEAD:refs/heads/{branch}"],
+            where,
+            tid,
+        )
+        return {"success": True, "pushed": True, "message": f"Pushed branch '{branch}' to remote"}
+
+    async def pull(self, where: Path, tid: str | None) -> dict[str, Any]:
+        """ClosedLoop pulls ``origin <branch>``; ours fast-forwards only (no surprise merge)."""
+        branch = _ref(await self.current_branch(where, "pull"), "branch")
+        await self._out("pull", ["pull", "--ff-only", "--quiet", "origin", branch], where, tid)
+        return {"success": True, "message": f"Pulled latest changes for '{branch}'"}
+
+    async def branch_diff(self, where: Path, base: str) -> dict[str, Any]:
+        base = _ref(base, "baseBranch")
+        branch = await self.current_branch(where, "branch-diff")
+        out = await self._out(
+            "branch-diff", ["diff", "--name-status", "--end-of-options", f"origin/{base}...HEAD"], where
+        )
+        files = name_status(out)
+        total = sum(len(v) for v in files.values())
+        return {"baseBranch": base, "currentBranch": branch, "files": files, "totalChanges": total}
+
+    async def sync_status(self, where: Path) -> dict[str, Any]:
+        await self._out("sync-status", ["fetch", "--quiet", "origin"], where)
+        branch = await self.current_branch(where, "sync-status")
+        remotes = await self._out("sync-status", ["branch", "-r", "--format=%(refname:short)"], where)
+        names = set(remotes.split())
+        tracking = next((t for t in ("origin/main", "origin/master") if t in names), None)
+        if tracking is None:
+            return {
+                "isUpToDate": True,
+                "behindBy": 0,
+                "aheadBy": 0,
+                "currentBranch": branch,
+                "trackingBranch": None,
+            }
+        counts = await self._out(
+            "sync-status", ["rev-list", "--left-right", "--count", f"HEAD...{tracking}"], where
+        )
+        ahead, behind = ([*counts.split(), "0", "0"])[:2]
+        a, b = int(ahead) if ahead.isdigit() else 0, int(behind) if behind.isdigit() else 0
+        return {"isUpToDate": a == 0 and b == 0, "behindBy": b, "aheadBy": a,
+                "currentBranch": branch, "trackingBranch": tracking}  # fmt: skip
+
+    async def blob(self, where: Path, rev: str, path: str) -> str | None:
+        """The text of ``rev:path`` (None when it does not exist there)."""
+        spec = f"{rev}:{path}"
+        size = await self.ops.run(["cat-file", "-s", "--end-of-options", spec], where, check=False)
+        if not size.ok or not size.stdout.strip().isdigit():
+            return None
+        shown = await self.ops.run(["cat-file", "-p", "--end-of-options", spec], where, check=False)
+        if not shown.ok:
+            return None
+        text = shown.stdout
+        # The log keeps lines, not the last newline: put it back when the sizes say so.
+        if len(text.encode()) + 1 == int(size.stdout.strip()):
+            text += "\n"
+        return text
+
+    async def file_status(self, where: Path, path: str) -> str:
+        out = await self._out("status", ["status", "--porcelain", "--untracked-files=all", "--", path], where)
+        return next((line[:2] for line in out.split("\n") if len(line) >= 4), "")
+
+    async def branches(self, repo: Path) -> dict[str, Any]:
+        symbolic = await self.ops.run(["symbolic-ref", "refs/remotes/origin/HEAD"], repo, check=False)
+        if symbolic.ok and symbolic.stdout.strip():
+            default = symbolic.stdout.strip().removeprefix("refs/remotes/origin/")
+        else:
+            current = await self.ops.run(["branch", "--show-current"], repo, check=False)
+            default = current.stdout.strip() or "main"
+        listed = await self.ops.run(["worktree", "list", "--porcelain"], repo, check=False)
+        top = str(repo)
+        worktrees = [
+            {"path": w["path"], "branch": w["branch"],
+             "ticketId": ticket_of(Path(w["path"]).name) or ticket_of(w["branch"])}
+            for w in worktree_list(listed.stdout if listed.ok else "")
+            if w["path"] != top
+        ]  # fmt: skip
+        fmt = "--format=%(refname)|%(committerdate:iso-strict)"
+        refs = await self.ops.run(
+            ["for-each-ref", fmt, "refs/heads", "refs/remotes/origin"], repo, check=False
+        )
+        head = await self.ops.run(["rev-parse", "--verify", "--quiet", "HEAD"], repo, check=False)
+        out: dict[str, Any] = {
+            "defaultBranch": default,
+            "worktrees": worktrees,
+            "branches": branch_list(refs.stdout if refs.ok else "", default),
+        }
+        if not head.ok:
+            out["isEmpty"] = True
+        return out
+
+    async def worktree_for_branch(self, repo: Path, branch: str) -> str | None:
+        """ClosedLoop's ``findWorktreeForBranch``: the work tree with ``branch`` checked out."""
+        listed = await self.ops.run(["worktree", "list", "--porcelain"], repo, check=False)
+        for w in worktree_list(listed.stdout if listed.ok else ""):
+            if w["branch"] == branch:
+                return w["path"]
+        return None

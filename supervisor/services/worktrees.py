@@ -1,4 +1,5 @@
-"""Per-ticket git worktrees: ``<state>/worktrees/<repoId>/<ticketId>`` on ``symphony/<ticketId>``.
+"""Per-ticket git worktrees, in ClosedLoop's layout (``<parent>/<repoName>-<ticketId>``), on
+``symphony/<ticketId>``.
 
 Git runs as short supervised children (kind ``git``, argv lists, a maximum run time), so every
 git call is in the process table like any other child and a hung git is killed, tree and all.
@@ -14,9 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import trio
+
 from ..engine import Supervisor
 from ..errors import Conflict
 from ..spec import ProcessSpec, State
+from .paths import Layout
 
 GIT_TIMEOUT = 60.0
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -74,11 +78,17 @@ class Git:
         exe: str | None = None,
         timeout: float = GIT_TIMEOUT,
         which: Callable[[str], str | None] = shutil.which,
+        kind: str = "git",
     ) -> None:
         self.sup = sup
         self._exe = exe
         self._which = which
         self.timeout = timeout
+        self.kind = kind
+
+    def locate(self, name: str) -> str | None:
+        """Where binary ``name`` is now (the binary-path settings, else PATH)."""
+        return self._which(name)
 
     @property
     def exe(self) -> str:
@@ -94,7 +104,7 @@ class Git:
         argv = [self.exe, *args]
         spec = ProcessSpec(
             argv=argv,
-            kind="git",
+            kind=self.kind,
             cwd=str(cwd),
             ticket_id=ticket_id,
             env={"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},
@@ -137,14 +147,44 @@ def branch_for(ticket_id: str) -> str:
     return f"symphony/{ticket_id}"
 
 
+#: Where ClosedLoop keeps a worktree's own files (chat history, attachments, logs).
+WORK_DIR = ".closedloop-ai/"
+
+
+def exclude_work_dir(repo: Path) -> None:
+    """Keep ``.closedloop-ai/`` out of ``git status`` and commits in every worktree of ``repo``
+    (its shared ``info/exclude``); ClosedLoop leaves that to a plugin's ``.gitignore``."""
+    exclude = repo / ".git" / "info" / "exclude"
+    if not (repo / ".git").is_dir():
+        return
+    try:
+        lines = exclude.read_text(encoding="utf-8").splitlines() if exclude.exists() else []
+        if f"/{WORK_DIR}" not in lines:
+            exclude.parent.mkdir(parents=True, exist_ok=True)
+            with exclude.open("a", encoding="utf-8") as out:
+                out.write(("\n" if lines and lines[-1] else "") + f"/{WORK_DIR}\n")
+    except OSError:
+        return
+
+
 class Worktrees:
-    def __init__(self, sup: Supervisor, git: Git | None = None, root: Path | None = None) -> None:
+    def __init__(
+        self, sup: Supervisor, git: Git | None = None, root: Path | None = None, layout: Layout | None = None
+    ) -> None:
         self.sup = sup
         self.git = git or Git(sup)
         self.root = root or (sup.state_dir / "worktrees")
+        #: ClosedLoop's layout, from the repo registry (set by the composition root).
+        self.layout = layout
 
     def path_for(self, repo_id: str, ticket_id: str) -> Path:
-        return self.root / check_id(repo_id, "repoId") / check_id(ticket_id, "ticketId")
+        """``<worktreeParentDir or the repo's parent>/<repoName>-<ticketId>`` (ClosedLoop's
+        layout, so the path ClosedLoop's web app computes is this one); without a layout that
+        knows the repo, ``<state>/worktrees/<repoId>/<ticketId>``."""
+        check_id(repo_id, "repoId")
+        check_id(ticket_id, "ticketId")
+        where = self.layout.worktree(repo_id, ticket_id) if self.layout is not None else None
+        return where if where is not None else self.root / repo_id / ticket_id
 
     async def default_branch(self, repo: Path) -> str:
         res = await self.git.run(["symbolic-ref", "--quiet", "--short", "HEAD"], repo, check=False)
@@ -185,6 +225,7 @@ class Worktrees:
             await self.git.run(
                 ["worktree", "add", "-b", branch, str(path), verify.stdout.strip()], repo, ticket_id=ticket_id
             )
+        await trio.to_thread.run_sync(exclude_work_dir, repo)
         return Worktree(repo_id, ticket_id, path, branch, base, created=True)
 
     async def remove(self, repo: Path, repo_id: str, ticket_id: str) -> bool:

@@ -98,7 +98,9 @@ def test_session_ending_mid_use_shows_expired_state(signed_in: Page, gateway: Ga
     page = signed_in
     for _ in range(8):
         exchanged = httpx.post(
-            f"{gateway.base}/gateway-auth/exchange", json={"challenge": gateway.challenge()}
+            f"{gateway.base}/gateway-auth/exchange",
+            json={"challengeToken": gateway.challenge()},
+            headers={"Origin": gateway.base},
         )
         assert exchanged.status_code == 200
     # The session check (every 5 s; it also keeps the session alive) meets the 401.
@@ -110,13 +112,15 @@ def test_session_ending_mid_use_shows_expired_state(signed_in: Page, gateway: Ga
 def test_session_calls_without_origin_need_same_origin_fetch(gateway: Gateway) -> None:
     """The guard's allowance for browsers' Origin-less same-origin GETs, and nothing more."""
     token = httpx.post(
-        f"{gateway.base}/gateway-auth/exchange", json={"challenge": gateway.challenge()}
+        f"{gateway.base}/gateway-auth/exchange",
+        json={"challengeToken": gateway.challenge()},
+        headers={"Origin": gateway.base},  # the dashboard's own origin, as its page sends it
     ).json()["sessionToken"]
     url = f"{gateway.base}/api/gateway/version"
     session = {"X-Desktop-Session-Token": token}
-    assert httpx.get(url, headers=session).status_code == 403
+    assert httpx.get(url, headers=session).status_code == 401
     for site in ("cross-site", "same-site", "none"):
-        assert httpx.get(url, headers={**session, "Sec-Fetch-Site": site}).status_code == 403
+        assert httpx.get(url, headers={**session, "Sec-Fetch-Site": site}).status_code == 401
     assert httpx.get(url, headers={**session, "Sec-Fetch-Site": "same-origin"}).status_code == 200
     evil = {**session, "Sec-Fetch-Site": "same-origin", "Origin": "http://evil.example"}
     assert httpx.get(url, headers=evil).status_code == 403
@@ -429,7 +433,7 @@ def test_tickets_and_system_views(signed_in: Page, gateway: Gateway, artifacts: 
 
     page.click("#tab-system")
     expect(page.locator("#sys-gateway")).to_contain_text("0.1.0")
-    expect(page.locator("#sys-checks")).to_contain_text("database")
+    expect(page.locator("#sys-checks")).to_contain_text("Database")
     expect(page.locator('#sys-relay dd[data-relay-state="off"]')).to_contain_text("off")
     binaries = page.locator("#sys-binaries tr")
     expect(binaries).to_have_count(5)

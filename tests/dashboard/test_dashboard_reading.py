@@ -211,7 +211,11 @@ def test_first_visit_then_sign_in_again_in_the_same_tab(
         assert "challenge" not in page.url
         # The session ends (pushed out by 8 newer ones); a fresh link in the same tab works.
         for _ in range(8):
-            httpx.post(f"{gateway.base}/gateway-auth/exchange", json={"challenge": gateway.challenge()})
+            httpx.post(
+                f"{gateway.base}/gateway-auth/exchange",
+                json={"challengeToken": gateway.challenge()},
+                headers={"Origin": gateway.base},
+            )
         expect(page.locator("#signin-title")).to_have_text("Session expired: run gateway open", timeout=10000)
         page.evaluate(f"location.hash = 'challenge={gateway.challenge()}'")
         expect(page.locator("#tabs")).to_be_visible()

@@ -13,8 +13,12 @@ from gwtest import ManualClock, new_session, token_of
 from gateway.http.serve import GatewayHandle, ServeOptions, run_gateway
 
 
-async def exchange(client: httpx.AsyncClient, challenge: str, **kw: object) -> httpx.Response:
-    return await client.post("/gateway-auth/exchange", json={"challenge": challenge}, **kw)
+async def exchange(
+    client: httpx.AsyncClient, challenge: str, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """ClosedLoop's exchange request: ``{challengeToken}`` with the page's Origin."""
+    sent = {"Origin": str(client.base_url).rstrip("/"), **(headers or {})}
+    return await client.post("/gateway-auth/exchange", json={"challengeToken": challenge}, headers=sent)
 
 
 async def test_token_file_is_private(gateway: GatewayHandle) -> None:
@@ -25,20 +29,26 @@ async def test_token_file_is_private(gateway: GatewayHandle) -> None:
 
 async def test_exchange_works_once(api: httpx.AsyncClient, anon: httpx.AsyncClient, gateway) -> None:
     minted = (await api.post("/api/gateway/auth/challenge")).json()
-    assert set(minted) >= {"challenge", "expiresAt"}
-    first = await exchange(anon, minted["challenge"])
-    assert first.status_code == 200
+    assert set(minted) >= {"challengeToken", "expiresAt"}
+    first = await exchange(anon, minted["challengeToken"])
+    assert first.status_code == 200 and first.headers["cache-control"] == "no-store"
     session = first.json()["sessionToken"]
-    reuse = await exchange(anon, minted["challenge"])
-    assert reuse.status_code == 403
-    unknown = await exchange(anon, "never-minted")
+    reuse = await exchange(anon, minted["challengeToken"])
+    assert reuse.status_code == 401
+    unknown = await exchange(anon, "dgw1.never-minted")
     assert unknown.json() == reuse.json()  # a failure never reveals whether a challenge existed
     ok = await anon.get(
         "/api/gateway/version", headers={"X-Desktop-Session-Token": session, "Origin": gateway.url}
     )
     assert ok.status_code == 200
     no_origin = await anon.get("/api/gateway/version", headers={"X-Desktop-Session-Token": session})
-    assert no_origin.status_code == 403
+    assert no_origin.status_code == 401
+    assert no_origin.json()["reason"] == "origin_missing"
+    elsewhere = await anon.get(
+        "/api/gateway/version",
+        headers={"X-Desktop-Session-Token": session, "Origin": f"http://localhost:{gateway.port}"},
+    )
+    assert elsewhere.status_code == 401  # bound to the Origin that traded for it
 
 
 async def test_same_origin_fetch_without_origin_vouches_for_reads_only(
@@ -58,8 +68,8 @@ async def test_same_origin_fetch_without_origin_vouches_for_reads_only(
     ]
     for method, path in writes:
         r = await anon.request(method, path, headers=same, json={"argv": ["true"]})
-        assert r.status_code == 403, (method, r.text)
-        assert r.json()["error"]["code"] == "origin_required"
+        assert r.status_code == 401, (method, r.text)  # ClosedLoop's: a session needs its Origin
+        assert r.json()["reason"] == "origin_missing"
     assert not gateway.context.sup.table.records  # nothing was started
     with_origin = {**same, "Origin": gateway.url}
     started = await anon.post("/api/gateway/processes", headers=with_origin, json={"argv": ["true"]})
@@ -67,9 +77,9 @@ async def test_same_origin_fetch_without_origin_vouches_for_reads_only(
 
 
 async def test_challenge_expires_after_60s(api, anon, clock: ManualClock) -> None:
-    challenge = (await api.post("/api/gateway/auth/challenge")).json()["challenge"]
+    challenge = (await api.post("/api/gateway/auth/challenge")).json()["challengeToken"]
     clock.advance(61)
-    assert (await exchange(anon, challenge)).status_code == 403
+    assert (await exchange(anon, challenge)).status_code == 401
 
 
 async def test_only_the_gateway_token_mints(api, anon, gateway) -> None:
@@ -107,6 +117,7 @@ async def test_cors_only_for_allowed_origins(anon: httpx.AsyncClient, gateway) -
         assert pre.status_code == 204
         assert pre.headers["access-control-allow-origin"] == origin
         assert "X-Desktop-Session-Token" in pre.headers["access-control-allow-headers"]
+        assert "Authorization" in pre.headers["access-control-allow-headers"]
     bad = await anon.options(
         "/api/gateway/processes",
         headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
@@ -145,11 +156,11 @@ async def test_exchange_refuses_non_loopback_peer(tmp_path, clock, nursery: trio
             minted = await local.post(
                 "/api/gateway/auth/challenge", headers={"X-Desktop-Gateway-Token": token_of(handle)}
             )
-            challenge = minted.json()["challenge"]
+            challenge = minted.json()["challengeToken"]
         async with httpx.AsyncClient(base_url=f"http://{ip}:{handle.port}", trust_env=False) as remote:
-            response = await exchange(remote, challenge, headers=host)
+            response = await exchange(remote, challenge, headers={**host, "Origin": handle.url})
         assert response.status_code == 403
-        assert response.json()["error"]["code"] == "loopback_only"
+        assert response.json()["error"] == "loopback only" and response.json()["code"] == "loopback_only"
         async with httpx.AsyncClient(base_url=handle.url, trust_env=False) as local:
             assert (await exchange(local, challenge)).status_code == 200  # still unused
     finally:

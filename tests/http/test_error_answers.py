@@ -25,13 +25,13 @@ async def test_a_json_route_given_another_format_is_415(api: httpx.AsyncClient) 
     ):
         response = await api.post("/api/gateway/processes", content=body, headers=headers)
         assert response.status_code == 415, response.text
-        error = response.json()["error"]
-        assert error["code"] == "unsupported_media_type" and "application/json" in error["message"]
+        error = response.json()
+        assert error["code"] == "unsupported_media_type" and "application/json" in error["error"]
     # The same JSON with the right type works; no body at all is a missing body (400).
     good = await api.post("/api/gateway/processes", json={"argv": ["true"]})
     assert good.status_code == 201
     empty = await api.post("/api/gateway/processes")
-    assert empty.status_code == 400 and empty.json()["error"]["code"] == "invalid_request"
+    assert empty.status_code == 400 and empty.json()["code"] == "invalid_request"
     # A structured suffix is JSON too.
     merge = {"Content-Type": "application/merge+json"}
     typed = await api.post("/api/gateway/processes", content=b'{"argv": ["true"]}', headers=merge)
@@ -39,14 +39,14 @@ async def test_a_json_route_given_another_format_is_415(api: httpx.AsyncClient) 
 
 
 async def test_401_says_which_token_and_how_to_get_one(anon: httpx.AsyncClient) -> None:
-    missing = (await anon.get("/api/gateway/processes")).json()["error"]
+    missing = (await anon.get("/api/gateway/processes")).json()
     assert missing["reason"] == "missing_token" and "`gateway token`" in missing["message"]
-    wrong = (await anon.get("/api/gateway/processes", headers={H: "not-the-token"})).json()["error"]
+    wrong = (await anon.get("/api/gateway/processes", headers={H: "not-the-token"})).json()
     assert wrong["reason"] == "bad_token" and "gateway env" in wrong["message"]
     stale = await anon.get("/api/gateway/processes", headers={"X-Desktop-Session-Token": "old"})
     assert stale.status_code == 401
-    assert stale.json()["error"]["reason"] == "session_expired"
-    assert "gateway open" in stale.json()["error"]["message"]
+    assert stale.json()["reason"] == "session_expired"
+    assert stale.json()["error"] == "unauthorized" and "gateway open" in stale.json()["message"]
 
 
 def test_serve_logs_json_off_a_terminal_with_hypercorn_inside(serve_process: ServeProcess) -> None:

@@ -37,7 +37,7 @@ def test_bearer_token_is_accepted_on_metrics_only(serve_process: ServeProcess) -
     # Elsewhere a bearer token is not a credential; a wrong one on /metrics is a bad token.
     assert httpx.get(f"{url}/api/gateway/processes", headers=bearer, trust_env=False).status_code == 401
     wrong = httpx.get(f"{url}/api/gateway/metrics", headers={"Authorization": "Bearer nope"}, trust_env=False)
-    assert wrong.status_code == 401 and wrong.json()["error"]["reason"] == "bad_token"
+    assert wrong.status_code == 401 and wrong.json()["reason"] == "bad_token"
 
 
 @pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="no prometheus: apt-get install prometheus")

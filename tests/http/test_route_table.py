@@ -66,7 +66,7 @@ async def test_every_route_is_guarded_and_tagged(gateway: GatewayHandle, api: ht
                 headers={"Host": f"evil.example:{port}", "X-Desktop-Gateway-Token": token_of(gateway)},
             )
             assert foreign_host.status_code == 403, where
-            assert foreign_host.json()["error"]["code"] == "host_not_allowed", where
+            assert foreign_host.json()["code"] == "host_not_allowed", where
             if path in PUBLIC:
                 continue
             for headers in (
@@ -76,7 +76,7 @@ async def test_every_route_is_guarded_and_tagged(gateway: GatewayHandle, api: ht
             ):
                 response = await raw.request(method, url, headers=headers)
                 assert response.status_code == 401, (where, headers, response.text)
-                assert response.json()["error"]["operation"] == operation, where
+                assert response.json()["operation"] == operation, where
             bad_origin = await raw.request(
                 method, url, headers={"X-Desktop-Session-Token": session, "Origin": foreign}
             )
@@ -88,13 +88,14 @@ async def test_every_route_is_guarded_and_tagged(gateway: GatewayHandle, api: ht
                 method, url, headers={"X-Desktop-Session-Token": session, "Origin": gateway.url}
             )
             if path == "/api/gateway/auth/challenge":  # gateway token only, by design
-                assert ok.json()["error"]["code"] == "gateway_token_required"
+                assert ok.json()["code"] == "gateway_token_required"
             else:
                 assert ok.status_code not in (401, 403), (where, ok.text)
-            assert ok.status_code < 500 or ok.status_code == 501, (where, ok.text)
+            # 501: not built yet; 503: a binary the route needs is missing or not signed in (gh).
+            assert ok.status_code < 500 or ok.status_code in (501, 503), (where, ok.text)
             assert ok.headers["content-type"].startswith(("application/json", "text/plain")), where
             if ok.status_code == 501:
-                assert ok.json()["error"]["operation"] == operation, where
+                assert ok.json()["operation"] == operation, where
             assert ok.headers.get("access-control-allow-origin") == gateway.url, where
     metrics = (await api.get("/api/gateway/metrics")).text
     for _path, _method, operation in ENTRIES:
@@ -104,10 +105,16 @@ async def test_every_route_is_guarded_and_tagged(gateway: GatewayHandle, api: ht
 
 async def test_unknown_paths_and_methods_answer_json(api: httpx.AsyncClient, anon: httpx.AsyncClient) -> None:
     assert (await anon.get("/api/gateway/nope")).status_code == 401  # auth before routing
+    # ClosedLoop's router.ts: an operation it does not serve is 501; a known path with a wrong
+    # method stays a 405 with its Allow header.
     nope = await api.get("/api/gateway/nope")
-    assert nope.status_code == 404 and nope.json()["error"]["code"] == "not_found"
+    assert nope.status_code == 501 and nope.json() == {
+        "error": "operation not implemented", "code": "not_implemented",
+        "method": "GET", "path": "/api/gateway/nope",
+    }  # fmt: skip
     wrong = await api.delete("/api/gateway/version")
-    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    assert wrong.status_code == 405 and wrong.json()["code"] == "method_not_allowed"
     assert "GET" in wrong.headers["allow"]
     outside = await anon.get("/nowhere")
     assert outside.status_code == 404 and outside.headers["content-type"] == "application/json"
+    assert outside.json()["error"] == "route not found"

@@ -99,19 +99,19 @@ async def test_placement_spreads_over_up_nodes_and_unknown_nodes_are_refused(tmp
         placed = [await start(api, ["sleep", "600"], stopGrace=0.5) for _ in range(3)]
         assert sorted(p["node"] for p in placed) == ["n1", "n2", "n3"]
         r = await api.post("/api/gateway/processes", json={"argv": ["true"], "node": "nope"})
-        assert r.status_code == 400 and r.json()["error"]["code"] == "node_not_found"
+        assert r.status_code == 400 and r.json()["code"] == "node_not_found"
         r = await api.post("/api/gateway/processes", json={"argv": ["/no/such/binary"], "node": "n1"})
-        assert r.status_code == 422 and r.json()["error"]["code"] == "spawn_failed", r.text
+        assert r.status_code == 422 and r.json()["code"] == "spawn_failed", r.text
         local = await start(api, ["true"], node="local")
         assert local["node"] == "local"
         r = await api.post("/api/gateway/nodes", json={"name": "n4", "url": "http://127.0.0.5:1"})
-        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_node", r.text
+        assert r.status_code == 400 and r.json()["code"] == "invalid_node", r.text
         r = await api.post("/api/gateway/nodes", json={"name": "local", "url": "ws://127.0.0.5:1"})
-        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_node", r.text
+        assert r.status_code == 400 and r.json()["code"] == "invalid_node", r.text
         r = await api.post("/api/gateway/nodes", json={"name": "n1", "url": "ws://127.0.0.5:1"})
-        assert r.status_code == 409 and r.json()["error"]["code"] == "node_exists", r.text
+        assert r.status_code == 409 and r.json()["code"] == "node_exists", r.text
         r = await api.get("/api/gateway/nodes/nope")
-        assert r.status_code == 404 and r.json()["error"]["code"] == "node_not_found", r.text
+        assert r.status_code == 404 and r.json()["code"] == "node_not_found", r.text
         bad = c.gateway.client()
         bad.headers.pop("X-Desktop-Gateway-Token")
         async with bad:
@@ -202,7 +202,7 @@ async def test_a_sigkilled_agent_makes_its_records_lost_and_its_restart_sweeps_w
         left = marked_pids(tree["id"])
         assert left, "the setsid'd grandchild outlives a SIGKILLed agent until its restart"
         r = await api.post("/api/gateway/processes", json={"argv": ["true"], "node": "n2"})
-        assert r.status_code == 503 and r.json()["error"]["code"] == "node_unavailable"
+        assert r.status_code == 503 and r.json()["code"] == "node_unavailable"
         placed = await start(api, ["true"])
         assert placed["node"] != "n2", "never placed on a lost node"
 

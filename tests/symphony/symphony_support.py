@@ -60,7 +60,7 @@ async def register_repo(sup: Supervisor, repo: Path, repo_id: str = "r1") -> Non
     """A repo row as ``POST /repos`` would make it (the table is created if not yet)."""
     await sup.store.migrate("repos", REPOS_SCHEMA)
     await sup.store.execute(
-        "INSERT INTO repos (id, path, name, default_branch, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO repos (id, path, name, default_branch, created_at) VALUES (?, ?, ?, ?, ?)",
         (repo_id, str(repo), repo.name, "main", time.time()),
     )
 

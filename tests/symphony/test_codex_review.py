@@ -50,7 +50,7 @@ async def test_review_findings_argue_and_verdicts(
     made = await api.post("/api/gateway/git/worktree", json={"repoId": "r1", "ticketId": "R-1"})
     wt = Path(made.json()["ticket"]["worktree"])
     nothing = await api.post(f"{C}/review/R-1")
-    assert nothing.status_code == 409 and "no changes" in nothing.json()["error"]["message"]
+    assert nothing.status_code == 409 and "no changes" in nothing.json()["error"]
 
     (wt / "README").write_text("test repo\nparse(input)\n")
     md.codex.when(_asks("You are reviewing"), structured(FINDINGS), times=1)
@@ -90,8 +90,8 @@ async def test_review_findings_argue_and_verdicts(
     # An outcome outside accept/contest breaks the schema: 502, and the finding stays open.
     md.codex.when(_asks("decide whether"), structured({"outcome": "maybe", "argument": "?"}), times=1)
     unsure = await api.post(f"{C}/argue/R-1", json={"findingId": high})
-    assert unsure.status_code == 502 and unsure.json()["error"]["code"] == "bad_agent_reply"
-    assert "outcome" in unsure.json()["error"]["message"]
+    assert unsure.status_code == 502 and unsure.json()["code"] == "bad_agent_reply"
+    assert "outcome" in unsure.json()["error"]
     assert (await api.get(f"{C}/review-findings/R-1")).json()["findings"][0]["status"] == "open"
     outcome = {"outcome": "contest", "argument": "guarded by parse() {}"}
     md.codex.when(_asks("decide whether the finding is right"), structured(outcome), times=1)
@@ -140,9 +140,9 @@ async def test_a_review_that_is_not_json_files_nothing(
     assert (await api.post(f"{C}/review/R-2")).status_code == 201
     assert (await finished(api, "R-2"))["summary"] == "Looks fine to me!"  # status shows what it said
     bad = await api.post(f"{C}/review-extract/R-2")
-    assert bad.status_code == 502 and bad.json()["error"]["code"] == "bad_agent_reply"
-    assert "ReviewReply schema" in bad.json()["error"]["message"]
-    assert bad.json()["error"]["reply"] == "Looks fine to me!"  # what it said, for the person
+    assert bad.status_code == 502 and bad.json()["code"] == "bad_agent_reply"
+    assert "ReviewReply schema" in bad.json()["error"]
+    assert bad.json()["details"]["reply"] == "Looks fine to me!"  # what it said, for the person
     assert (await api.get(f"{C}/review-findings/R-2")).json()["findings"] == []
     # A finding without a title breaks the schema too: the review files nothing, not a guess.
     broken = {"summary": "s", "findings": [{"severity": "low", "body": "no title"}]}
@@ -150,7 +150,7 @@ async def test_a_review_that_is_not_json_files_nothing(
     assert (await api.post(f"{C}/review/R-2")).status_code == 201
     await finished(api, "R-2")
     bad = await api.post(f"{C}/review-extract/R-2")
-    assert bad.status_code == 502 and "findings.0.title" in bad.json()["error"]["message"]
+    assert bad.status_code == 502 and "findings.0.title" in bad.json()["error"]
 
     assert (await api.post(f"{C}/review/R-404")).status_code == 404
     assert (await api.post(f"{C}/argue/R-2", json={"findingId": "f_nope"})).status_code == 404

@@ -76,16 +76,16 @@ async def test_extract_review_and_use_learnings(api: httpx.AsyncClient, md: Mode
     # with no structured_output) is a 502 naming the problem, and files nothing.
     md.claude.when(_in_extraction, "Sure! Here are some thoughts.", times=2)
     bad = await api.post(f"{API}/extract-learnings", json={"ticketId": "L-1"})
-    assert bad.status_code == 502 and bad.json()["error"]["code"] == "bad_agent_reply"
-    assert "no structured reply" in bad.json()["error"]["message"]
+    assert bad.status_code == 502 and bad.json()["code"] == "bad_agent_reply"
+    assert "no structured reply" in bad.json()["error"]
     assert (await api.get(f"{API}/pending-learnings")).json()["learnings"] == []
     # So is one that keeps calling it with a learning without a body: claude refuses the call
     # 5 times (telling the model what is wrong), then gives up.
     md.claude.when(_in_extraction, structured({"learnings": [{"title": "no body"}]}), times=5)
     bad = await api.post(f"{API}/extract-learnings", json={"ticketId": "L-1"})
-    assert bad.status_code == 502 and bad.json()["error"]["code"] == "bad_agent_reply"
-    assert "LearningsReply schema" in bad.json()["error"]["message"]
-    assert "after 5 attempts" in bad.json()["error"]["message"]
+    assert bad.status_code == 502 and bad.json()["code"] == "bad_agent_reply"
+    assert "LearningsReply schema" in bad.json()["error"]
+    assert "after 5 attempts" in bad.json()["error"]
     assert (await api.get(f"{API}/pending-learnings")).json()["learnings"] == []
 
     # process-all: accept every pending one at once.
@@ -103,11 +103,11 @@ async def test_learnings_refusals(api: httpx.AsyncClient) -> None:
     ):
         r = await api.post(f"{API}/extract-learnings", json=body)
         assert r.status_code == status, r.text
-        assert r.json()["error"]["operation"] == "learnings"
+        assert r.json()["operation"] == "learnings"
     url = f"{API}/process-learnings"
     bad = await api.post(url, json={"decisions": [{"id": "l_x", "decision": "maybe"}]})
     assert bad.status_code == 400
     unknown = await api.post(url, json={"decisions": [{"id": "l_x", "decision": "accept"}]})
-    assert unknown.status_code == 404 and "decisions.0.id" in unknown.json()["error"]["message"]
+    assert unknown.status_code == 404 and "decisions.0.id" in unknown.json()["error"]
     assert (await api.get("/api/gateway/learnings", params={"status": "maybe"})).status_code == 400
     assert (await api.post(f"{API}/record-learning-use", json={"id": "l_x"})).status_code == 404

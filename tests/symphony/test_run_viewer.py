@@ -32,7 +32,7 @@ async def test_extract_read_list_and_delete_a_run(api: httpx.AsyncClient, md: Mo
 async def test_run_viewer_refusals(api: httpx.AsyncClient) -> None:
     plain = (await api.post("/api/gateway/processes", json={"argv": ["true"]})).json()["id"]
     not_agent = await api.post(URL, json={"processId": plain})
-    assert not_agent.status_code == 400 and not_agent.json()["error"]["operation"] == "filesystem"
+    assert not_agent.status_code == 400 and not_agent.json()["operation"] == "filesystem"
     assert (await api.post(URL, json={"processId": "../../gateway-token"})).status_code == 404
     assert (await api.post(URL, json={})).status_code == 400
     assert (await api.request("DELETE", URL)).status_code == 400

@@ -110,12 +110,12 @@ async def test_provider_judge_loop_persists_scores(api: httpx.AsyncClient, md: M
     )
     # Shape errors name the field; a NUL never reaches an argv.
     r = await api.post(f"{API}/launch", json={"ticketId": "J-3", "repoId": "r1", "prompt": "a\u0000b"})
-    assert r.status_code == 400 and "prompt" in r.json()["error"]["message"]
+    assert r.status_code == 400 and "prompt" in r.json()["error"]
     r = await api.get(f"{API}/commit-message/J-1", params={"model": "a\u0000b"})
-    assert r.status_code == 400 and "model" in r.json()["error"]["message"]
+    assert r.status_code == 400 and "model" in r.json()["error"]
     bad = {**body, "ticketId": "J-2", "judges": [{"name": "x", "provider": "claude", "threshold": 3}]}
     r = await api.post(f"{API}/loop", json=bad)
-    assert r.status_code == 400 and "judges.0.threshold" in r.json()["error"]["message"]
+    assert r.status_code == 400 and "judges.0.threshold" in r.json()["error"]
 
 
 async def test_comment_chat_sessions_and_history_routes(api: httpx.AsyncClient, md: ModelDouble) -> None:
@@ -146,11 +146,11 @@ async def test_comment_chat_sessions_and_history_routes(api: httpx.AsyncClient, 
     assert r.status_code == 200 and r.json()["resolved"] is True
     assert r.json()["messages"][0]["content"] == "why this guard?"
     r = await api.patch(url, json={"resolved": "yes"})
-    assert r.status_code == 400 and "resolved" in r.json()["error"]["message"]
+    assert r.status_code == 400 and "resolved" in r.json()["error"]
     assert (await api.patch(url, json={"messageId": 99999, "content": "x"})).status_code == 404
     assert (await api.patch(f"{API}/comment-chat/nope", json={"resolved": True})).status_code == 404
     bad = await api.post(url, json={"message": "no ticket"})
-    assert bad.status_code == 400 and "ticketId" in bad.json()["error"]["message"]
+    assert bad.status_code == 400 and "ticketId" in bad.json()["error"]
     assert (await api.delete(url)).json() == {"commentId": "c-42", "deleted": 4}
     assert (await api.delete(url)).status_code == 404
 
@@ -162,7 +162,7 @@ async def test_comment_chat_sessions_and_history_routes(api: httpx.AsyncClient, 
     assert (await api.get(f"{API}/sessions/unread-count")).json()["byTicket"] == {"K-1": 0}
     assert (await api.post(f"{API}/sessions", json={"ticketId": "K-404"})).status_code == 404
     r = await api.post(f"{API}/sessions", json={"ticketId": "K-1", "bogus": 1})
-    assert r.status_code == 400 and "bogus" in r.json()["error"]["message"]
+    assert r.status_code == 400 and "bogus" in r.json()["error"]
     assert (await api.delete(f"{API}/sessions")).status_code == 400
     r = await api.request("DELETE", f"{API}/sessions", json={"sessionId": session["id"]})
     assert r.status_code == 200 and r.json()["deleted"] == [session["id"]]
@@ -178,7 +178,7 @@ async def test_comment_chat_sessions_and_history_routes(api: httpx.AsyncClient, 
     r = await api.post(f"{API}/chat-history/K-1", json={"content": "hello"})
     assert r.status_code == 201 and r.json()["message"]["role"] == "user"
     r = await api.post(f"{API}/chat-history/K-1", json={"role": "robot", "content": "x"})
-    assert r.status_code == 400 and "role" in r.json()["error"]["message"]
+    assert r.status_code == 400 and "role" in r.json()["error"]
     assert (await api.post(f"{API}/chat-history/K-404", json={"content": "x"})).status_code == 404
     msgs = (await api.get(f"{API}/chat-history/K-1")).json()["messages"]
     assert [(m["role"], m["content"]) for m in msgs] == [("system", "note to self"), ("user", "hello")]
@@ -192,12 +192,12 @@ async def test_plan_approve_with_launch(api: httpx.AsyncClient, md: ModelDouble)
     )
     assert r.status_code == 201, r.text
     r = await api.post(f"{API}/plan-loop/start", json={"ticketId": "P-2", "repoId": "r1"})
-    assert r.status_code == 400 and "prompt" in r.json()["error"]["message"]
+    assert r.status_code == 400 and "prompt" in r.json()["error"]
     with trio.fail_after(30):
         while not (await api.get(f"{API}/plan/P-1")).json()["waitingForFeedback"]:
             await trio.sleep(0.05)
     r = await api.post(f"{API}/plan-loop/feedback", json={"ticketId": "P-1"})
-    assert r.status_code == 400 and "feedback" in r.json()["error"]["message"]
+    assert r.status_code == 400 and "feedback" in r.json()["error"]
     r = await api.post(f"{API}/plan-loop/approve", json={"ticketId": "P-1", "launch": True})
     assert r.status_code == 200, r.text
     out = r.json()
@@ -248,7 +248,7 @@ async def test_worktree_is_removed_only_when_a_teardown_asks(
     r = await api.post(f"{API}/launch", json={"ticketId": "W-2", "repoId": "r1", "prompt": "again"})
     assert r.status_code == 201 and await wt2.is_dir()
     r = await api.post(f"{API}/kill", json={"ticketId": "W-2", "removeWorktree": "yes"})
-    assert r.status_code == 400 and "removeWorktree" in r.json()["error"]["message"]
+    assert r.status_code == 400 and "removeWorktree" in r.json()["error"]
     await wait_for(api, "W-2", lambda s: s["active"] is None)
 
 

@@ -114,7 +114,7 @@ async def test_limits_over_http_change_persist_and_refuse_bad_input(tmp_path: Pa
                 json={"ticketId": "T-1", "repoId": "nope", "prompt": "x", "limits": {"maxRuntime": 9000}},
             )
             assert too_long.status_code == 400
-            assert "limits.maxRuntime" in too_long.json()["error"]["message"]
+            assert "limits.maxRuntime" in too_long.json()["error"]
             metrics = (await api.get("/api/gateway/metrics")).text
             assert 'operation="symphony_settings"' in metrics
         handle.request_shutdown()

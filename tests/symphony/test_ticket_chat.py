@@ -45,5 +45,5 @@ async def test_ticket_chat_refusals(api: httpx.AsyncClient) -> None:
     assert (await api.get(URL, params={"ticketId": "C-404"})).status_code == 404
     assert (await api.post(URL, json={"message": "hi"})).status_code == 400
     missing = await api.post(URL, json={"ticketId": "C-404", "message": "hi"})
-    assert missing.status_code == 404 and missing.json()["error"]["operation"] == "ticket_chat"
+    assert missing.status_code == 404 and missing.json()["operation"] == "ticket_chat"
     assert (await api.request("DELETE", URL, json={"ticketId": "C-404"})).status_code == 404
