@@ -7,7 +7,7 @@ private helpers.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from quart import request
@@ -18,7 +18,15 @@ from gateway.supervisor.symphony import Symphony
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
-__all__ = ["optional_body", "query_str", "required", "services", "symphony"]
+__all__ = [
+    "json_object_body",
+    "optional_body",
+    "query_str",
+    "required",
+    "services",
+    "symphony",
+    "validated",
+]
 
 
 def services() -> Services:
@@ -56,3 +64,22 @@ def query_str(name: str) -> str | None:
     if raw is not None and ("\x00" in raw or len(raw) > 200):
         raise ApiError(400, "invalid_query", f"{name}: at most 200 characters, no NUL")
     return raw
+
+
+async def json_object_body() -> dict[str, Any]:
+    """The body as a JSON object; an empty body is ``{}`` (ClosedLoop's ``parseBody``)."""
+    raw = await request.get_data()
+    if not raw.strip():
+        return {}
+    data = await request.get_json(force=True)
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "Invalid JSON body")
+    return data
+
+
+def validated(model: type[ModelT], data: Any) -> ModelT:
+    """``data`` checked against ``model``; a 400 naming the fields otherwise."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_request", describe_validation(exc)) from None

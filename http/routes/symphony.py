@@ -11,15 +11,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Literal
 
 from quart import Blueprint, Response, request
 from quart_schema import document_request, document_response, validate_request
 
+from gateway.http.agent_stream import event_stream, turn_stream
 from gateway.http.context import GatewayContext, current_gateway
 from gateway.http.errors import ApiError
 from gateway.http.query import flag, log_window
-from gateway.http.routes.common import optional_body, query_str, required, symphony
+from gateway.http.routes.common import (
+    json_object_body,
+    optional_body,
+    query_str,
+    required,
+    symphony,
+    validated,
+)
 from gateway.http.schemas.core import ReceiptOut
 from gateway.http.schemas.symphony import (
     ChatHistoryOut,
@@ -43,9 +51,11 @@ from gateway.http.schemas.symphony import (
     SymphonyLimitsOut,
     TicketIn,
     UnreadOut,
+    WireChatIn,
 )
 from gateway.http.streams import counted, dumps, end_line, log_chunks, ndjson_response
 from gateway.supervisor import ProcessRecord
+from gateway.supervisor.agents.frames import FrameMapper
 from gateway.supervisor.symphony import log_line_json
 
 bp = Blueprint("symphony", __name__, url_prefix="/api/gateway/symphony")
@@ -252,10 +262,53 @@ async def unread_count() -> dict[str, Any]:
 
 
 @bp.post("/chat/<ticketId>")
-@validate_request(ChatIn)
-async def chat(ticketId: str, data: ChatIn) -> Response:
-    """Send a message into the ticket's session (resumed); the reply streams as NDJSON."""
-    return await chat_turn(ticketId, data)
+@document_request(WireChatIn)
+async def chat(ticketId: str) -> Response:
+    """A chat turn on the ticket; the reply streams as ClosedLoop's frames.
+
+    ClosedLoop's form (``?repo=`` or ``repoPath``: the repo by path, history in the worktree's
+    ``.closedloop-ai/work``) answers ``text/event-stream`` frames (``status``, ``sessionId``,
+    ``text``, ``tool_use``, ``tool_result``, ``thinking``, ``usage``, ``result``, ``error``,
+    ``done``); without a repo it is our Symphony-ticket chat (``{message, provider?, model?}``,
+    NDJSON log lines). A client that hangs up kills the turn.
+    """
+    raw = await json_object_body()
+    repo = request.args.get("repo") or raw.get("repoPath")
+    if repo is None:
+        return await chat_turn(ticketId, validated(ChatIn, raw))
+    data = validated(WireChatIn, raw)
+    if not (data.message and data.message.strip()):
+        raise ApiError(400, "invalid_request", "message and repoPath are required")
+    svc = symphony()
+    record = await svc.work_chats.turn(
+        str(repo), ticketId, data.message, provider=data.provider, model=data.model,
+        context_repos=data.context_repo_paths or [],
+    )  # fmt: skip
+    return frames_response(record, stderr="live")
+
+
+def frames_response(
+    record: ProcessRecord,
+    *,
+    head: list[dict[str, Any]] | None = None,
+    running: dict[str, Any] | None = None,
+    stderr: Literal["live", "on-failure"] = "live",
+    session_frame: Literal["sessionId", "status"] = "sessionId",
+    keep_running: bool = False,
+) -> Response:
+    """One agent turn as ClosedLoop's frame stream (``done`` last, once the turn is stored)."""
+    gw = current_gateway()
+    svc = symphony()
+
+    async def settled() -> ProcessRecord:
+        await svc.settled(record.id)
+        return gw.sup.table.get(record.id) or record
+
+    body = turn_stream(
+        gw, record, FrameMapper(session_frame=session_frame), head=head or [], running=running,
+        stderr=stderr, settled=settled, keep_running=keep_running,
+    )  # fmt: skip
+    return event_stream(gw, body)
 
 
 async def chat_turn(ticket_id: str, data: ChatIn) -> Response:
@@ -286,20 +339,39 @@ def stream_turn(record: ProcessRecord, head: bytes = b"") -> Response:
 @bp.get("/chat-history/<ticketId>")
 @document_response(ChatHistoryOut)
 async def chat_history(ticketId: str) -> dict[str, Any]:
-    """The ticket's chat; reading it marks its sessions read (``markRead=0`` to peek)."""
+    """The ticket's chat. ClosedLoop's form (``?repo=&provider=``): the history file
+    ``{messages, ticketId, repoPath, sessionId?, contextPercent?, codexSessionExists}``; without
+    ``repo``: our Symphony-ticket chat (reading marks it read, ``markRead=0`` to peek)."""
+    repo = request.args.get("repo")
+    if repo is not None:
+        return await symphony().work_chats.history(repo, ticketId, request.args.get("provider"))
     return await symphony().chat.history(ticketId, mark_read=flag("markRead", "1"))
 
 
 @bp.post("/chat-history/<ticketId>")
-@validate_request(ChatMessageIn)
-async def add_chat_history(ticketId: str, data: ChatMessageIn) -> tuple[dict[str, Any], int]:
-    """Append one message (e.g. a note the UI shows in the conversation)."""
+@document_request(ChatMessageIn)
+async def add_chat_history(ticketId: str) -> tuple[dict[str, Any], int]:
+    """Append one message. ClosedLoop's form (``?repo=``): body ``{message: {id, role,
+    content, timestamp, sender?}}`` or ``{sessionId}``, answer 200 ``{success, history}``;
+    without ``repo``: ``{role, content}``, answer 201 ``{message}``."""
+    raw = await json_object_body()
+    repo = request.args.get("repo")
+    if repo is not None:
+        return await symphony().work_chats.add_history(repo, ticketId, request.args.get("provider"), raw), 200
+    data = validated(ChatMessageIn, raw)
     message = await symphony().chat.add_history(ticketId, data.role, data.content)
     return {"message": message}, 201
 
 
 @bp.delete("/chat-history/<ticketId>")
 async def clear_chat_history(ticketId: str) -> dict[str, Any]:
+    """Clear the history (ClosedLoop's form ``?repo=&provider=&index=``: one message by index)."""
+    repo = request.args.get("repo")
+    if repo is not None:
+        args = request.args
+        return await symphony().work_chats.delete_history(
+            repo, ticketId, args.get("provider"), args.get("index")
+        )
     return await symphony().chat.clear_history(ticketId)
 
 

@@ -46,6 +46,8 @@ from .runner import Runner
 from .runs import Runs
 from .scoped_chat import ScopedChats
 from .settings import SymphonySettings, load_limits, save_limits
+from .workchat import WorkChats
+from .workfiles import JsonFiles
 
 #: Set on the record a ``kill`` with ``removeWorktree`` tears down; the teardown hook acts on
 #: it only, so a plain teardown (e.g. ``POST /processes/:id/teardown``) keeps the worktree.
@@ -80,6 +82,9 @@ class Symphony:
         self.learnings = Learnings(self.runner)
         self.reviews = Reviews(self.runner)
         self.scoped_chats = ScopedChats(self.runner)
+        #: ClosedLoop's JSON work files (chat histories, review state), one lock per file.
+        self.files = JsonFiles()
+        self.work_chats = WorkChats(self.runner, self.files)
         for kind in SYMPHONY_KINDS:
             sup.register_teardown(kind, self._teardown_worktree)
 
