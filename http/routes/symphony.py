@@ -172,29 +172,65 @@ async def plan_loop(action: str, data: PlanLoopIn) -> tuple[dict[str, Any], int]
 
 @bp.get("/status")
 async def status() -> dict[str, Any]:
+    """``?workDir=``: ClosedLoop's ``{isRunning, phase, status, iteration, lastUpdate}`` (or
+    ``{isRunning: false, reason}``); without it, every ticket's records (ours)."""
+    work_dir = request.args.get("workDir")
+    if work_dir is not None:
+        return await symphony().views.workdir_status(work_dir)
     return symphony().status()
 
 
 @bp.get("/status/<ticketId>")
 async def ticket_status(ticketId: str) -> dict[str, Any]:
+    """``?repo=``: ClosedLoop's status (200 with ``exists: false`` when there is nothing);
+    without it, the Symphony ticket's records (ours)."""
+    repo = request.args.get("repo")
+    if repo is not None:
+        return await symphony().views.status(repo, ticketId)
     return await symphony().ticket_status(ticketId)
 
 
 @bp.get("/plan/<ticketId>")
 async def plan(ticketId: str) -> dict[str, Any]:
+    """``?repo=``: ClosedLoop's ``{exists, planExists, content, raw, worktreeDir}``."""
+    repo = request.args.get("repo")
+    if repo is not None:
+        return await symphony().views.plan(repo, ticketId)
     return await symphony().plans.get(ticketId)
 
 
 @bp.get("/judges/<ticketId>")
 @document_response(JudgesOut)
 async def judges(ticketId: str) -> dict[str, Any]:
+    """``?repo=``: ClosedLoop's ``{exists, isMock, data: EvaluationReport, worktreeDir}``."""
+    repo = request.args.get("repo")
+    if repo is not None:
+        return await symphony().views.judges(repo, ticketId)
     return await symphony().loops.judges(ticketId, request.args.get("jobId") or None)
 
 
+def wants_ndjson() -> bool:
+    """The log as our NDJSON cursor stream: asked for by ``follow``/``since``/``tail``/``limit``
+    or ``Accept: application/x-ndjson``; otherwise ClosedLoop's one JSON object."""
+    if any(name in request.args for name in ("follow", "since", "tail", "limit", "processId")):
+        return True
+    return "application/x-ndjson" in request.headers.get("Accept", "")
+
+
 @bp.get("/logs/<ticketId>")
-async def logs(ticketId: str) -> Response:
-    """NDJSON log of the ticket's latest run or loop (or ``processId``), parsed events included."""
+async def logs(ticketId: str) -> Response | dict[str, Any]:
+    """ClosedLoop's JSON by default: ``{exists, format: "jsonl"|"text", lines|content,
+    totalLines, returnedLines}`` (``?repo=&lines=100``). Our NDJSON cursor stream (parsed
+    events, ``status`` and ``end`` lines) behind ``follow=1``, ``since=``, ``tail=``, ``limit=``,
+    ``processId=`` or ``Accept: application/x-ndjson``."""
     gw = current_gateway()
+    if not wants_ndjson():
+        lines = request.args.get("lines", "100")
+        count = min(max(int(lines), 1), 10_000) if lines.isdigit() else 100
+        repo = request.args.get("repo")
+        if repo is not None:
+            return await symphony().views.logs(repo, ticketId, count)
+        return await symphony().views.ticket_logs(ticketId, count)
     record = symphony().log_target(ticketId, request.args.get("processId") or None)
     window = log_window(gw.sup.log(record.id))
     return ndjson_response(counted(gw, _symphony_log(gw, record, window.since, window.limit, window.follow)))

@@ -46,6 +46,7 @@ from .runner import Runner
 from .runs import Runs
 from .scoped_chat import ScopedChats
 from .settings import SymphonySettings, load_limits, save_limits
+from .ticket_views import TicketViews
 from .workchat import WorkChats
 from .workfiles import JsonFiles
 
@@ -85,6 +86,7 @@ class Symphony:
         #: ClosedLoop's JSON work files (chat histories, review state), one lock per file.
         self.files = JsonFiles()
         self.work_chats = WorkChats(self.runner, self.files)
+        self.views = TicketViews(self)
         for kind in SYMPHONY_KINDS:
             sup.register_teardown(kind, self._teardown_worktree)
 
