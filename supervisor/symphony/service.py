@@ -47,6 +47,7 @@ from .runs import Runs
 from .scoped_chat import ScopedChats
 from .settings import SymphonySettings, load_limits, save_limits
 from .ticket_views import TicketViews
+from .work_learnings import WorkLearnings
 from .workchat import WorkChats
 from .workfiles import JsonFiles
 
@@ -87,6 +88,7 @@ class Symphony:
         self.files = JsonFiles()
         self.work_chats = WorkChats(self.runner, self.files)
         self.views = TicketViews(self)
+        self.work_learnings = WorkLearnings(self.runner, self.files)
         for kind in SYMPHONY_KINDS:
             sup.register_teardown(kind, self._teardown_worktree)
 
