@@ -32,6 +32,7 @@ from gateway.supervisor.errors import (
     Timeout,
     Unavailable,
 )
+from gateway.supervisor.symphony.cloud_loops import ApiOriginMissing
 
 log = logging.getLogger("gateway.http")
 
@@ -54,6 +55,7 @@ _CODES = {
 
 #: The HTTP status of each domain error class (looked up along the raised class's MRO).
 STATUS: dict[type[GatewayError], int] = {
+    ApiOriginMissing: 503,
     BadRequest: 400,
     Forbidden: 403,
     NotFound: 404,

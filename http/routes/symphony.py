@@ -99,10 +99,18 @@ async def launch(data: RunIn) -> tuple[dict[str, Any], int]:
 
 
 @bp.post("/loop")
-@validate_request(LoopIn)
+@document_request(LoopIn)
 @document_response(StartedOut, 201)
-async def loop(data: LoopIn) -> tuple[dict[str, Any], int]:
-    """Start a loop job: agent run, judges, feedback, until all pass or ``maxIterations``."""
+async def loop() -> tuple[dict[str, Any], int]:
+    """ClosedLoop's loop protocol when the body has ``loopId``/``command``: 200 ``{success,
+    loopId, pid, worktreePath}``, callbacks to the configured ClosedLoop API (see
+    ``docs/symphony.md``). Our judges loop otherwise (``{ticketId, repoId, prompt, judges,
+    maxIterations}``, 201)."""
+    body = await json_object_body()
+    if any(k in body for k in ("loopId", "command", "closedLoopAuthToken")):
+        source = "relay" if request.headers.get("x-desktop-source") == "cloud-socket" else "local"
+        return await symphony().cloud_loops.start(body, source=source), 200
+    data = validated(LoopIn, body)
     args = data.run_args()
     svc = symphony()
     record = await svc.loops.start(judges=data.judge_dicts(), max_iterations=data.max_iterations, **args)
@@ -111,10 +119,15 @@ async def loop(data: LoopIn) -> tuple[dict[str, Any], int]:
 
 
 @bp.post("/loop/kill")
-@validate_request(TicketIn)
+@document_request(TicketIn)
 @document_response(ReceiptOut)
-async def loop_kill(data: TicketIn) -> dict[str, Any]:
-    """Stop the ticket's loop (the current agent or judge tree included); the kill receipt."""
+async def loop_kill() -> dict[str, Any]:
+    """``{loopId}`` (ClosedLoop): kill the loop's whole tree -> ``{success, message}`` plus our
+    receipt; the ``CANCELLED`` event follows. ``{ticketId}`` (ours): the ticket's judges loop."""
+    body = await json_object_body()
+    if "loopId" in body or "ticketId" not in body:
+        return await symphony().cloud_loops.kill(body.get("loopId"))
+    data = validated(TicketIn, body)
     receipt = await symphony().kill_loop(data.ticket_id)
     return receipt.to_json()
 

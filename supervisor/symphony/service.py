@@ -37,6 +37,7 @@ from ..logs import LogLine
 from ..services.worktrees import Git
 from ..spec import ACTIVE_STATES, ProcessRecord, StopReason, iso
 from .chat import Chat
+from .cloud_loops import CloudLoops
 from .learnings import Learnings
 from .loops import Loops
 from .model import SYMPHONY_KINDS, TOP_KINDS, Ticket
@@ -89,6 +90,7 @@ class Symphony:
         self.work_chats = WorkChats(self.runner, self.files)
         self.views = TicketViews(self)
         self.work_learnings = WorkLearnings(self.runner, self.files)
+        self.cloud_loops = CloudLoops(self.runner)
         for kind in SYMPHONY_KINDS:
             sup.register_teardown(kind, self._teardown_worktree)
 
