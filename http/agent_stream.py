@@ -18,6 +18,7 @@ the service's watcher, not here, so a killed or abandoned turn still lands in th
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Literal
 
@@ -122,3 +123,72 @@ def event_stream(gw: GatewayContext, body: AsyncIterator[bytes]) -> Response:
     response.headers["X-Accel-Buffering"] = "no"
     response.headers["Connection"] = "close"
     return response
+
+
+_SESSION = re.compile(r"session id:\s*([0-9a-f-]{36})", re.IGNORECASE)
+_CONTEXT = re.compile(r"context window|out of room", re.IGNORECASE)
+
+
+async def review_stream(
+    gw: GatewayContext,
+    record: ProcessRecord,
+    *,
+    provider: str,
+    settled: Callable[[], Awaitable[ProcessRecord]],
+) -> AsyncIterator[bytes]:
+    """A codex review as ClosedLoop streams it (``codex.ts`` ``streamCodexReview``): its
+    plain-text output as ``text`` frames, ``status {sessionId}`` once codex names its session
+    (0.171 prints it on stderr), then ``result`` and ``done``, or a terminal ``error`` when codex
+    ran out of context. The review is a run: a client that hangs up does not stop it."""
+    log = gw.sup.log(record.id)
+    yield frame_bytes(
+        {
+            "type": "status",
+            "status": "running",
+            "pid": record.pid,
+            "provider": provider,
+            "processId": record.id,
+        }
+    )
+    since, session, stderr = 0, None, []
+    while True:
+        changed = log.changed
+        lines = log.read(since, _BATCH)
+        if lines:
+            since = lines[-1].seq
+            out: list[dict[str, Any]] = []
+            for line in lines:
+                if line.stream == "system":
+                    continue
+                found = _SESSION.search(line.text)
+                if found and session is None:
+                    session = found.group(1)
+                    out.append({"type": "status", "sessionId": session})
+                if line.stream == "stdout":
+                    out.append({"type": "text", "content": line.text + "\n", "seq": line.seq})
+                else:
+                    stderr.append(line.text)
+            if out:
+                yield b"".join(frame_bytes(f) for f in out)
+            continue
+        if log.ended:
+            break
+        woke = await gw.wait(changed, gw.heartbeat)
+        if woke == "shutdown":
+            break
+        if woke == "timeout":
+            yield KEEPALIVE
+    final = await settled()
+    ok = final.state is State.EXITED
+    err = "\n".join(stderr)
+    if not ok and _CONTEXT.search(err):
+        message = (
+            "Review interrupted: codex ran out of context window space. Partial findings may appear above."
+        )
+        yield frame_bytes({"type": "error", "terminal": True, "error": message})
+        return
+    tail: list[dict[str, Any]] = []
+    if not ok:
+        tail.append({"type": "error", "error": (final.error or err or "the review failed").strip()[-4000:]})
+    tail += [{"type": "result", "success": ok, "processId": final.id}, {"type": "done"}]
+    yield b"".join(frame_bytes(f) for f in tail)

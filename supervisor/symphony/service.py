@@ -38,6 +38,7 @@ from ..services.worktrees import Git
 from ..spec import ACTIVE_STATES, ProcessRecord, StopReason, iso
 from .chat import Chat
 from .cloud_loops import CloudLoops
+from .codex_wire import CodexWire
 from .learnings import Learnings
 from .loops import Loops
 from .model import SYMPHONY_KINDS, TOP_KINDS, Ticket
@@ -91,6 +92,7 @@ class Symphony:
         self.views = TicketViews(self)
         self.work_learnings = WorkLearnings(self.runner, self.files)
         self.cloud_loops = CloudLoops(self.runner)
+        self.codex_wire = CodexWire(self.runner, self.files)
         for kind in SYMPHONY_KINDS:
             sup.register_teardown(kind, self._teardown_worktree)
 
