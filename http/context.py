@@ -20,15 +20,18 @@ from gateway.http.auth import Auth
 from gateway.http.policy import Approvals, Policy
 from gateway.http.telemetry import Metrics
 from gateway.supervisor import StateDir, Supervisor
+from gateway.supervisor.nodes import NodeManager
 from gateway.supervisor.services.deploys import Deploys
 from gateway.supervisor.services.files import Attachments, RunViewer
 from gateway.supervisor.services.git import GitOps
+from gateway.supervisor.services.github import PullRequests
 from gateway.supervisor.services.repos import Repos
 from gateway.supervisor.symphony import Symphony
 from gateway.supervisor.symphony.workspace import Workspaces
 
 if TYPE_CHECKING:
     from gateway.http.binaries import Binaries
+    from gateway.http.relay.client import RelayClient
 
 HEARTBEAT_INTERVAL = 15.0
 BODY_TIMEOUT = 60.0  # a request body must arrive whole within this, or the answer is 408
@@ -45,6 +48,9 @@ class Services:
     deploys: Deploys
     attachments: Attachments
     run_viewer: RunViewer
+    pulls: PullRequests
+    #: Node agents on other machines (``gateway serve`` sets it; None in apps built without).
+    nodes: NodeManager | None = None
 
 
 @dataclass
@@ -69,6 +75,8 @@ class GatewayContext:
     open_streams: int = 0  # NDJSON generators alive right now (a disconnect must drop it)
     #: Serialized answers the fast paths reuse (health, listing, record JSON), keyed per use.
     caches: dict[str, Any] = field(default_factory=dict)
+    #: The cloud relay client while one runs (``gateway.http.relay.run_relay``), else None.
+    relay: RelayClient | None = None
 
     async def wait(self, event: trio.Event | None, timeout: float) -> str:
         """Wait for ``event`` (if any), the timeout or shutdown; say which came first.

@@ -29,8 +29,10 @@ from gateway.supervisor.errors import (
     Forbidden,
     GatewayError,
     NotFound,
+    Rejected,
     Timeout,
     Unavailable,
+    UpstreamFailed,
 )
 from gateway.supervisor.symphony.cloud_loops import ApiOriginMissing
 
@@ -60,7 +62,9 @@ STATUS: dict[type[GatewayError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    Rejected: 422,
     AgentFailed: 502,
+    UpstreamFailed: 502,
     AgentReplyError: 502,
     Unavailable: 503,
     Timeout: 504,
@@ -105,6 +109,21 @@ def error_response(
     return response
 
 
+def wire_error_response(exc: GatewayError) -> Response:
+    """A domain error in ClosedLoop's envelope, ``{"error": "<message>", "code", "details"?}``.
+
+    ClosedLoop's clients do ``new Error(data.error)``, so the message is the string ``error``.
+    The status is the ``STATUS`` table's, like every other answer; the route families that speak
+    ClosedLoop's wire register this for ``GatewayError`` on their blueprint.
+    """
+    body: dict[str, Any] = {"error": exc.message, "code": exc.code}
+    if exc.details:
+        body["details"] = exc.details
+    response = jsonify(body)
+    response.status_code = status_of(exc)
+    return response
+
+
 def describe_validation(exc: BaseException | None) -> str:
     """Name the offending fields, e.g. ``argv.0: Input should be a valid string``."""
     if isinstance(exc, ValidationError):
@@ -122,6 +141,15 @@ class GatewayRequest(TrioRequest):
     """Quart's request, with JSON decoding failures as our JSON errors (not a bare 400)."""
 
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        if not force and not self.is_json and not silent:
+            # Quart answers None here, which a schema then reports as a wrong type; the
+            # contract's answer for a body in another format is 415. No body and no
+            # Content-Type stays a schema error (400: the body is missing).
+            content_type = self.headers.get("Content-Type")
+            if content_type or (await self.get_data()).strip():
+                got = f"got {content_type[:100]}" if content_type else "no Content-Type"
+                message = f"send the body as JSON with Content-Type: application/json ({got})"
+                raise ApiError(415, "unsupported_media_type", message)
         try:
             return await super().get_json(force=force, silent=silent, cache=cache)
         except UnicodeDecodeError:  # decoded before parsing, so on_json_loading_failed misses it

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -39,8 +40,9 @@ from gateway.http.auth import GATEWAY_HEADER, SESSION_HEADER
 from gateway.http.context import GatewayContext
 from gateway.http.errors import MAX_BODY_HINT, ApiError, error_payload
 from gateway.http.operations import PUBLIC_RULES, operation_for
-from gateway.http.policy import Outcome
+from gateway.http.policy import Outcome, approval_detail
 from gateway.http.telemetry import log_access, operation_var, principal_var
+from gateway.supervisor import spawn_labels
 
 log = logging.getLogger("gateway.http")
 
@@ -53,6 +55,10 @@ FastHandler = Callable[[GatewayContext, Mapping[str, str]], bytes]
 
 MAX_BODY = 1024 * 1024
 SCOPE_KEY = "gateway.admission"
+#: The label every process started while serving a relayed command carries (its command id),
+#: so that the relay client can kill what a cancelled or timed-out command started.
+COMMAND_LABEL = "relay.commandId"
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
 CORS_HEADERS = ", ".join(
     [
@@ -64,7 +70,39 @@ CORS_HEADERS = ", ".join(
     ]
 )
 CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+#: Methods a same-origin read may use without ``Origin`` (browsers add it to all others).
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 _JSON = (b"content-type", b"application/json")
+
+
+METRICS_RULE = "/api/gateway/metrics"
+
+
+def bearer_token(value: str | None) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` (the scheme is case-insensitive)."""
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def unauthorized(gateway_token: str | None, session_token: str | None) -> ApiError:
+    """The 401, saying which token was wrong or missing and how to get a good one."""
+    how = "`gateway token` prints the right one (`eval \"$(gateway env)\"` sets $TOKEN and $H)"
+    if gateway_token:
+        reason = "bad_token"
+        message = (
+            f"{GATEWAY_HEADER} is not this gateway's token (another state dir, or an old copy?); {how}"
+        )
+    elif session_token:
+        reason = "session_expired"
+        message = f"{SESSION_HEADER} is unknown or expired; run `gateway open` for a new sign-in link"
+    else:
+        reason = "missing_token"
+        message = (
+            f"send {GATEWAY_HEADER} or {SESSION_HEADER}: {how}; `gateway open` signs a browser in"
+        )
+    return ApiError(401, "unauthorized", message, extra={"reason": reason})
 
 
 @dataclass(slots=True)
@@ -97,6 +135,14 @@ def install_guard(
 
 def _is_protected(path: str) -> bool:
     return path.startswith("/api/")
+
+
+def relayed_command(headers: Mapping[str, str]) -> str | None:
+    """The relayed command's id (``x-desktop-command-id`` from the cloud socket), if any."""
+    if headers.get("x-desktop-source") != "cloud-socket":
+        return None
+    command_id = headers.get("x-desktop-command-id", "")
+    return command_id if _UUID.match(command_id) else None
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -182,6 +228,7 @@ class Guard:
         admission = Admission(None, None, t0)
         operation_var.set(None)
         principal_var.set(None)
+        spawn_labels.set(())
 
         async def answer(status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
             fixed = [_JSON, (b"content-length", str(len(body)).encode())] if status != 204 else []
@@ -207,7 +254,7 @@ class Guard:
         try:
             admission.operation = operation_for(rule, method)
             operation_var.set(admission.operation)
-            preflight = await self._admit(scope, headers, rule, admission, receive)
+            preflight = await self._admit(scope, headers, rule, admission, receive, body)
             if preflight:
                 await answer(204, b"")
                 return
@@ -239,6 +286,14 @@ class Guard:
         async def tracked_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 await self._send_start(send, message, scope, headers, admission, cors)
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Shielded: within this call Hypercorn ends the exchange, queues the app's
+                # ``http.disconnect`` and then closes the socket (HTTP/1.0, ``Connection:
+                # close``) or re-arms keep-alive. Quart-Trio cancels the view's task as soon as
+                # it sees that disconnect, which would interrupt the close half-way and leave
+                # the client waiting on an open socket.
+                with trio.CancelScope(shield=True):
+                    await send(message)
             else:
                 await send(message)
 
@@ -286,6 +341,7 @@ class Guard:
         rule: str | None,
         admission: Admission,
         receive: Receive,
+        body: bytes = b"",
     ) -> bool:
         """Raise the refusal, or return whether this is a CORS preflight to answer with 204."""
         auth = self.gw.auth
@@ -302,18 +358,31 @@ class Guard:
         if rule in PUBLIC_RULES or (rule is None and not _is_protected(path)):
             return False
 
+        command_id: str | None = None
         if auth.check_gateway_token(headers.get(GATEWAY_HEADER.lower())):
-            principal = "gateway"
+            # A relayed command holds the gateway token but is its own principal, so policy
+            # can treat the cloud apart (thresholds, rules) and the access log tells them apart.
+            command_id = relayed_command(headers)
+            principal = "relay" if command_id else "gateway"
+        elif rule == METRICS_RULE and auth.check_gateway_token(bearer_token(headers.get("authorization"))):
+            principal = "gateway"  # a Prometheus server: it can send a bearer token, not our header
         elif auth.check_session(headers.get(SESSION_HEADER.lower())):
-            # Browsers omit Origin on same-origin GETs; Sec-Fetch-Site is a forbidden header (no
-            # page script can set it), so "same-origin" vouches for a call from the dashboard.
-            if origin is None and headers.get("sec-fetch-site") != "same-origin":
+            # Browsers omit Origin on same-origin GETs (and send it on every other method);
+            # Sec-Fetch-Site is a forbidden header (no page script can set it), so "same-origin"
+            # vouches for a dashboard read, never for a call that changes something.
+            if origin is None and (
+                method not in SAFE_METHODS or headers.get("sec-fetch-site") != "same-origin"
+            ):
                 raise ApiError(403, "origin_required", "session calls must send an allowed Origin")
             principal = "session"
         else:
-            raise ApiError(401, "unauthorized", f"send {GATEWAY_HEADER} or {SESSION_HEADER}")
+            offered = headers.get(GATEWAY_HEADER.lower())
+            if rule == METRICS_RULE:
+                offered = offered or bearer_token(headers.get("authorization"))
+            raise unauthorized(offered, headers.get(SESSION_HEADER.lower()))
         admission.principal = principal
         principal_var.set(principal)
+        spawn_labels.set(((COMMAND_LABEL, command_id),) if command_id else ())
 
         operation = admission.operation
         if operation is None:  # unknown path or method: Quart's routing answers 404/405
@@ -324,7 +393,10 @@ class Guard:
             raise ApiError(403, "operation_denied", f"{operation} is denied by policy")
         if verdict == "ask":
             reason = headers.get("x-desktop-approval-reason")
-            outcome = await self._hold(receive, operation, principal, method, path, reason)
+            detail = approval_detail(body, headers.get("content-type"))
+            outcome = await self._hold(
+                receive, operation, principal, method, path, reason, command_id, detail
+            )  # fmt: skip
             if outcome == "expired":
                 raise ApiError(403, "approval_expired", f"{operation} was not approved in time")
             if outcome == "denied":
@@ -332,7 +404,15 @@ class Guard:
         return False
 
     async def _hold(
-        self, receive: Receive, operation: str, principal: str, method: str, path: str, reason: str | None
+        self,
+        receive: Receive,
+        operation: str,
+        principal: str,
+        method: str,
+        path: str,
+        reason: str | None,
+        command_id: str | None,
+        detail: dict[str, Any] | None = None,
     ) -> Outcome:
         """Wait for the person's decision; a client that hangs up withdraws its request.
 
@@ -348,7 +428,13 @@ class Guard:
 
             nursery.start_soon(watch_disconnect)
             outcome = await self.gw.approvals.hold(
-                operation, principal, method, path, reason[:500] if reason else None
+                operation,
+                principal,
+                method,
+                path,
+                reason[:500] if reason else None,
+                command_id=command_id,
+                detail=detail,
             )
             nursery.cancel_scope.cancel()
         if outcome is None:

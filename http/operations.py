@@ -190,16 +190,23 @@ ROUTES: tuple[Route, ...] = (
     # ---- extensions: the process table
     _r("/api/gateway/processes", "GET", "process_table", extension=True),
     _r("/api/gateway/processes", "POST", "process_control", extension=True),
+    _r("/api/gateway/processes/kill", "POST", "process_control", extension=True),
+    _r("/api/gateway/processes/teardown", "POST", "process_control", extension=True),
     _r("/api/gateway/processes/stream", "GET", "process_table", extension=True),
     _r("/api/gateway/processes/:processId", "GET", "process_table", extension=True),
     _r("/api/gateway/processes/:processId/logs", "GET", "process_table", extension=True),
     _r("/api/gateway/processes/:processId/kill", "POST", "process_control", extension=True),
     _r("/api/gateway/processes/:processId/teardown", "POST", "process_control", extension=True),
+    # ---- extensions: node agents on other machines
+    _r("/api/gateway/nodes", "GET", "process_table", extension=True),
+    _r("/api/gateway/nodes", "POST", "process_control", extension=True),
+    _r("/api/gateway/nodes/:name", "GET", "process_table", extension=True),
     # ---- extensions: settings
     _r("/api/gateway/settings/symphony", "GET PATCH", "symphony_settings", extension=True),
     # ---- extensions: administration
     _r("/api/gateway/auth/challenge", "POST", "gateway_admin", extension=True),
     _r("/api/gateway/approvals", "GET", "gateway_admin", extension=True),
+    _r("/api/gateway/approvals/stream", "GET", "gateway_admin", extension=True),
     _r("/api/gateway/approvals/:approvalId", "POST", "gateway_admin", extension=True),
     _r("/api/gateway/policy", "GET PUT", "gateway_admin", extension=True),
     _r("/api/gateway/policy/rules", "POST", "gateway_admin", extension=True),

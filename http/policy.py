@@ -26,7 +26,7 @@ import trio
 from gateway.http.operations import POLICY_EXEMPT, Tier, tier_of
 from gateway.supervisor import Store, iso
 
-PRINCIPALS = ("gateway", "session")
+PRINCIPALS = ("gateway", "session", "relay")
 ALLOW_TTL = 7 * 24 * 3600.0
 APPROVAL_TIMEOUT = 300.0
 _THRESHOLD_KEY = "policy.thresholds"
@@ -183,6 +183,40 @@ Decision = Literal["approved", "denied", "always_allow"]
 Outcome = Literal["pending", "approved", "denied", "always_allow", "expired", "withdrawn"]
 
 
+_DETAIL_STRINGS = ("cwd", "ticketId", "kind", "repoPath", "branch", "provider", "mode")
+
+
+def approval_detail(body: bytes, content_type: str | None) -> dict[str, Any] | None:
+    """What a held request would do, for the person who decides: from its JSON body, the
+    command (``argv``), ``cwd``, the *names* of the variables it sets (never their values),
+    the ticket and a few other short fields. None when the body is not a JSON object.
+    """
+    if not body or "json" not in (content_type or "").lower():
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    detail: dict[str, Any] = {}
+    argv = data.get("argv")
+    if isinstance(argv, list) and all(isinstance(a, str) for a in argv):
+        detail["argv"] = [a[:500] for a in argv[:64]] + (["…"] if len(argv) > 64 else [])
+    env = data.get("env")
+    if isinstance(env, dict):
+        detail["envKeys"] = sorted(str(k)[:100] for k in env)[:64]
+    for key in _DETAIL_STRINGS:
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            detail[key] = value[:500]
+    for key in ("prompt", "message"):
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            detail[key] = value[:300] + ("…" if len(value) > 300 else "")
+    return detail or None
+
+
 @dataclass(slots=True)
 class Approval:
     id: str
@@ -193,8 +227,10 @@ class Approval:
     reason: str | None
     created_at: float
     expires_at: float
+    detail: dict[str, Any] | None = None  # what the request would do: argv, cwd, env keys, ...
     outcome: Outcome = "pending"
     decided: trio.Event = field(default_factory=trio.Event)
+    command_id: str | None = None  # the relayed command this request serves, if any
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -208,6 +244,8 @@ class Approval:
             "createdAt": iso(self.created_at),
             "expiresAt": iso(self.expires_at),
             "status": self.outcome,
+            "commandId": self.command_id,
+            "detail": self.detail,
         }
 
 
@@ -227,8 +265,21 @@ class Approvals:
         self.on_outcome = on_outcome
         self._changed = trio.Event()
 
+    @property
+    def changed(self) -> trio.Event:
+        """Set at the next change of the pending or recent list (grab it before reading)."""
+        return self._changed
+
     async def hold(
-        self, operation: str | None, principal: str, method: str, path: str, reason: str | None
+        self,
+        operation: str | None,
+        principal: str,
+        method: str,
+        path: str,
+        reason: str | None,
+        *,
+        command_id: str | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> Outcome:
         """Wait for a decision or the timeout; cancellation (client gone) withdraws it."""
         now = self.policy.clock()
@@ -239,8 +290,10 @@ class Approvals:
             method=method,
             path=path,
             reason=reason,
+            detail=detail,
             created_at=now,
             expires_at=now + self.timeout,
+            command_id=command_id,
         )
         self.pending[approval.id] = approval
         self._wake()

@@ -20,6 +20,7 @@ import errno
 import fcntl
 import hashlib
 import ipaddress
+import logging
 import os
 import socket
 import time
@@ -40,13 +41,18 @@ from gateway.http.auth import Auth
 from gateway.http.binaries import Binaries
 from gateway.http.context import BODY_TIMEOUT, HEARTBEAT_INTERVAL, GatewayContext, Services
 from gateway.http.policy import APPROVAL_TIMEOUT, Approvals, Policy
+from gateway.http.relay import run_relay
 from gateway.http.routes.meta import VERSION
-from gateway.http.telemetry import Metrics
+from gateway.http.telemetry import HYPERCORN_LOGGER, Metrics
 from gateway.supervisor import StateDir, Supervisor, iso, open_supervisor
 from gateway.supervisor.agents.providers import ProviderRegistry
+from gateway.supervisor.nodes import NodeConfig, NodeManager, load_nodes, save_nodes
+from gateway.supervisor.nodes.ray import DEFAULT_AGENT_PORT, RayBackend, RayOptions
 from gateway.supervisor.services.deploys import Deploys
 from gateway.supervisor.services.files import Attachments, RunViewer
+from gateway.supervisor.services.gh import Gh
 from gateway.supervisor.services.git import GitOps
+from gateway.supervisor.services.github import PullRequests
 from gateway.supervisor.services.repos import Repos
 from gateway.supervisor.services.worktrees import Git
 from gateway.supervisor.symphony import SymphonySettings, open_symphony
@@ -88,6 +94,14 @@ class ServeOptions:
     heartbeat: float = HEARTBEAT_INTERVAL
     body_timeout: float = BODY_TIMEOUT
     probe_binaries: bool = True
+    #: Node agents (``--node NAME=URL``), added to ``<state>/nodes.json``, and their token.
+    nodes: list[NodeConfig] = field(default_factory=list)
+    node_token_file: Path | None = None
+    #: Ray's dashboard (Jobs API) address: keep an agent on every Ray node (``nodes.ray``).
+    ray_address: str | None = None
+    ray_agent_port: int = DEFAULT_AGENT_PORT
+    ray_agent_lease: float = 30.0
+    ray_agent_state_dir: Path | None = None
 
     @classmethod
     def from_env(cls, state_dir: Path, **kw: object) -> ServeOptions:
@@ -256,6 +270,9 @@ async def open_services(
             deploys=Deploys(sup),
             attachments=Attachments(state.root / "attachments"),
             run_viewer=RunViewer(sup),
+            pulls=PullRequests(
+                sup, git, Gh(sup, which=which), repos, worktree_root=symphony.runner.worktrees.root
+            ),
         )
 
 
@@ -272,12 +289,19 @@ async def _serve_fd(
     extra_hosts = list(opts.extra_hosts)
     if not is_loopback_host(opts.host) and opts.host not in ("0.0.0.0", "::"):
         extra_hosts.append(opts.host)
+    nodes = _node_configs(opts, state.root)
+    token_text = _node_token(opts, state.root, nodes)
     async with open_supervisor(state.root) as sup:
+        manager = NodeManager(sup, state.root, token_text)
+        await manager.open(nodes)
+        if opts.ray_address:
+            await sup.start_service(RayBackend(manager, _ray_options(opts, state.root)).run)
         policy = Policy(sup.store, clock=opts.clock)
         await policy.load()
         binaries = Binaries(sup.store)
         await binaries.load()
         async with open_services(sup, state, binaries.path) as services:
+            services.nodes = manager
             gw = GatewayContext(
                 sup=sup,
                 services=services,
@@ -287,7 +311,7 @@ async def _serve_fd(
                 auth=Auth(token, port, opts.extra_origins, extra_hosts, clock=opts.clock),
                 policy=policy,
                 approvals=Approvals(policy, timeout=opts.approval_timeout),
-                metrics=Metrics(sup),
+                metrics=Metrics(sup, VERSION),
                 binaries=binaries,
                 instance=instance,
                 clock=opts.clock,
@@ -311,7 +335,7 @@ async def _serve_http(
     config = HypercornConfig()
     config.bind = [f"fd://{fd}"]
     config.accesslog = None
-    config.errorlog = "-"
+    config.errorlog = logging.getLogger(HYPERCORN_LOGGER)  # through the gateway's handler
     config.graceful_timeout = GRACEFUL_TIMEOUT
     config.keep_alive_timeout = 75  # > typical client pool idle times: no reuse-after-close race
     config.include_server_header = False
@@ -333,6 +357,7 @@ async def _serve_http(
                 nursery.cancel_scope.cancel()
 
             await nursery.start(serve_then_cancel)
+            nursery.start_soon(run_relay, gw)  # the cloud relay, when one is configured
             state.write_info(
                 {"port": port, "pid": os.getpid(), "version": VERSION,
                  "startedAt": iso(gw.started_at), "host": opts.host, "instance": gw.instance}
@@ -341,6 +366,51 @@ async def _serve_http(
     finally:
         gw.shutting_down.set()
         state.remove_info(os.getpid())
+
+
+def _node_configs(opts: ServeOptions, root: Path) -> list[NodeConfig]:
+    """Saved nodes plus ``--node`` ones (saved too, so a restart needs no flags)."""
+    try:
+        saved = load_nodes(root)
+    except ValueError as exc:
+        raise ServeError(str(exc)) from None
+    by_name = {n.name: n for n in saved}
+    for node in opts.nodes:
+        by_name[node.name] = node
+    merged = list(by_name.values())
+    if merged != saved:
+        save_nodes(root, merged)
+    return merged
+
+
+def _ray_options(opts: ServeOptions, root: Path) -> RayOptions:
+    token_file = opts.node_token_file if opts.node_token_file is not None else root / "node-token"
+    assert opts.ray_address is not None
+    return RayOptions(
+        address=opts.ray_address.rstrip("/"),
+        state_root=opts.ray_agent_state_dir or root / "ray-nodes",
+        token_file=Path(token_file).resolve(),
+        agent_port=opts.ray_agent_port,
+        lease=opts.ray_agent_lease,
+    )
+
+
+def _node_token(opts: ServeOptions, root: Path, nodes: list[NodeConfig]) -> str | None:
+    """The agents' token: ``--node-token-file``, else ``<state>/node-token`` if there is one."""
+    path = opts.node_token_file
+    if path is None and (root / "node-token").is_file():
+        path = root / "node-token"
+    if path is None:
+        if nodes or opts.ray_address:
+            raise ServeError("nodes are configured: give the agents' token with --node-token-file")
+        return None
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ServeError(f"cannot read the node token {path}: {exc.strerror}") from None
+    if not token:
+        raise ServeError(f"the node token file {path} is empty")
+    return token
 
 
 async def serve_forever(opts: ServeOptions, on_ready: Callable[[GatewayHandle], None]) -> None:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
+from functools import partial
 from typing import Any
 
 from quart import Response
 
 from gateway.http.context import GatewayContext
 from gateway.supervisor import LogLine, ProcessLog, ProcessRecord, iso
+from gateway.supervisor.agents.providers import parse_event
+from gateway.supervisor.logs import FOLLOW_BYTES
 
 NDJSON = "application/x-ndjson"
 _HEARTBEAT = b'{"type":"heartbeat"}\n'
@@ -42,6 +45,23 @@ def log_line(line: LogLine, process_id: str) -> dict[str, Any]:
 def encode_lines(lines: list[LogLine], process_id: str) -> bytes:
     """One chunk for a batch: ``b"".join`` keeps the per-line cost to a dict and a dumps."""
     return b"".join(dumps(log_line(line, process_id)) for line in lines)
+
+
+def encode_agent_lines(lines: list[LogLine], record: ProcessRecord) -> bytes:
+    """Like ``encode_lines``, plus the provider's parsed ``event`` on an agent's stdout lines.
+
+    Only records started with an ``event_parser`` (agent runs) pay for the parse; the
+    dashboard and ``gateway logs`` render those events as a conversation.
+    """
+    out = []
+    for line in lines:
+        obj = log_line(line, record.id)
+        if line.stream == "stdout":
+            event = parse_event(record.event_parser, line.raw)
+            if event is not None:
+                obj["event"] = event
+        out.append(dumps(obj))
+    return b"".join(out)
 
 
 def end_line(record: ProcessRecord | None) -> bytes:
@@ -85,9 +105,11 @@ def log_stream(
     has ended. With ``follow`` it ends with the ``end`` line when the process has ended and
     every line was sent, or when the gateway shuts down.
     """
-    chunks = log_chunks(
-        gw, record_id, since, limit, follow, encode=lambda lines: encode_lines(lines, record_id)
-    )
+    record = gw.sup.table.get(record_id)
+    encode: Callable[[list[LogLine]], bytes] = partial(encode_lines, process_id=record_id)
+    if record is not None and record.event_parser:
+        encode = partial(encode_agent_lines, record=record)
+    chunks = log_chunks(gw, record_id, since, limit, follow, encode=encode)
     return counted(gw, chunks)
 
 
@@ -114,7 +136,9 @@ async def log_chunks(
     while True:
         changed = log.changed  # before reading: a change after the read still wakes us
         batch = _BATCH if remaining is None else min(_BATCH, remaining)
-        lines = log.read(since, batch) if batch > 0 else []
+        # Bounded in lines and bytes: the generator reads its next batch only once Quart has
+        # sent the last one, so a follower is never more than a batch ahead of its client.
+        lines = await log.read_async(since, batch, FOLLOW_BYTES) if batch > 0 else []
         if lines:
             since = lines[-1].seq
             if remaining is not None:
@@ -139,6 +163,12 @@ async def log_chunks(
             yield _HEARTBEAT
 
 
+def _change_line(version: int, change: ProcessRecord | str) -> dict[str, Any]:
+    if isinstance(change, str):
+        return {"type": "removed", "version": version, "id": change}
+    return {"type": "status", "version": version, "process": change.to_json()}
+
+
 def status_stream(gw: GatewayContext, *, since: int) -> AsyncIterator[bytes]:
     """``status`` lines for records changed after table version ``since``; ends on shutdown."""
     return counted(gw, _status_chunks(gw, since))
@@ -150,23 +180,45 @@ async def _status_chunks(gw: GatewayContext, since: int) -> AsyncIterator[bytes]
     while True:
         changed = table.changed
         if table.version > seen:
-            # Changes and removals (retention), in version order.
-            lines = [
-                (r.version, {"type": "status", "version": r.version, "process": r.to_json()})
-                for r in table.records.values()
-                if r.version > seen
-            ]
-            lines += [
-                (v, {"type": "removed", "version": v, "id": rid}) for v, rid in table.removed_since(seen)
-            ]
+            # Changes and removals (retention), in version order: from the table's change log
+            # (O(changes)); a watcher further behind than the log scans once.
+            logged = table.changes_since(seen)
+            if logged is None:
+                logged = [(r.version, r) for r in table.records.values() if r.version > seen]
+                logged += table.removed_since(seen)
+                logged.sort(key=lambda item: item[0])
             seen = table.version
-            if lines:
-                lines.sort(key=lambda item: item[0])
-                yield b"".join(dumps(line) for _v, line in lines)
+            if logged:
+                yield b"".join(dumps(_change_line(v, change)) for v, change in logged)
             continue
         woke = await gw.wait(changed, gw.heartbeat)
         if woke == "shutdown":
             yield end_line(None)
             return
         if woke == "timeout":
+            yield _HEARTBEAT
+
+
+def approvals_stream(gw: GatewayContext) -> AsyncIterator[bytes]:
+    """``approvals`` lines: the whole list (recent outcomes, then pending) now and on each change.
+
+    Lists are small (at most 50 recent plus what is held), so each line carries the whole
+    list and a client simply replaces what it shows; silence turns into heartbeats.
+    """
+    return counted(gw, _approval_chunks(gw))
+
+
+async def _approval_chunks(gw: GatewayContext) -> AsyncIterator[bytes]:
+    approvals = gw.approvals
+    while True:
+        changed = approvals.changed
+        items = [*approvals.recent, *approvals.pending.values()]
+        yield dumps({"type": "approvals", "approvals": [a.to_json() for a in items]})
+        while True:
+            woke = await gw.wait(changed, gw.heartbeat)
+            if woke == "shutdown":
+                yield end_line(None)
+                return
+            if woke == "changed":
+                break
             yield _HEARTBEAT

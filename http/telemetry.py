@@ -12,11 +12,20 @@ import bisect
 import contextvars
 import json
 import logging
+import platform
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -63,25 +72,51 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class HumanFormatter(logging.Formatter):
+    """``12:04:31 info  gateway: listening on ...``: for a person watching a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        name = record.name.removeprefix("gateway.") if record.name != "gateway" else "gateway"
+        line = f"{stamp} {record.levelname.lower():<7} {name}: {record.getMessage()}"
+        operation = getattr(record, "operation", None)
+        if operation:
+            line += f" [{operation}]"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
 _access_stream: TextIO | None = None
+_access_human = False
+
+HYPERCORN_LOGGER = "gateway.hypercorn"
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """JSON lines on stderr for the gateway's loggers (the CLI's ``serve`` calls this).
+def configure_logging(
+    level: int = logging.INFO, *, access: bool = True, human: bool = False
+) -> logging.Logger:
+    """The gateway's log on stderr: human lines (a terminal) or JSON lines (anything else).
 
-    The access log then bypasses ``logging`` and writes the same JSON line straight to stderr:
-    going through LogRecord, filters and a formatter for every request cost a quarter of the
-    gateway's throughput on small answers (``benchmarks/bench_http.py``).
+    Every logger under ``gateway`` shares one handler, Hypercorn's own error log included
+    (``serve`` hands it ``HYPERCORN_LOGGER``). The access log bypasses ``logging`` and writes
+    its line straight to stderr: going through LogRecord, filters and a formatter for every
+    request cost a quarter of the gateway's throughput on small answers
+    (``benchmarks/bench_http.py``). ``access=False`` drops it. Returns the ``gateway``
+    logger, which the CLI's ``serve`` uses for its own lines.
     """
-    global _access_stream
+    global _access_stream, _access_human
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(HumanFormatter() if human else JsonFormatter())
     handler.addFilter(OperationFilter())
     root = logging.getLogger("gateway")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    _access_stream = handler.stream
+    access_log.setLevel(logging.INFO if access and level <= logging.INFO else logging.WARNING)
+    _access_stream = handler.stream if access and level <= logging.INFO else None
+    _access_human = human
+    return root
 
 
 class _EngineCollector(Collector):
@@ -153,7 +188,7 @@ class _RequestCollector(Collector):
 
 
 class Metrics:
-    def __init__(self, sup: Supervisor) -> None:
+    def __init__(self, sup: Supervisor, version: str = "unknown") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._requests = _RequestCollector()
         self.registry.register(self._requests)
@@ -164,6 +199,13 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_EngineCollector(sup))
+        # The usual process_* (CPU, memory, fds, start time), python_info and python_gc_*
+        # series, so stock dashboards and alerts work; and which build answers.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        build = Info("gateway_build", "The gateway's version and Python", registry=self.registry)
+        build.info({"version": version, "python": platform.python_version()})
 
     def observe(
         self, operation: str | None, principal: str | None, method: str, status: int, seconds: float
@@ -188,6 +230,11 @@ def log_access(
         return
     if _access_stream is not None:
         now = time.time()
+        if _access_human:
+            stamp = time.strftime("%H:%M:%S", time.localtime(now))
+            ms = seconds * 1000
+            _access_stream.write(f"{stamp} {'info':<7} access: {method} {path} {status} {ms:.1f}ms\n")
+            return
         line = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
             "level": "info",

@@ -49,11 +49,16 @@ echo "install-agent-clis: installing @anthropic-ai/claude-code@$CLAUDE_CODE_VERS
   "@openai/codex@$CODEX_VERSION into $PREFIX" >&2
 # --include=optional: the native binaries are optional dependencies; a global
 # omit=optional would leave only stubs. --foreground-scripts: show install.cjs's output.
+# npm shows no progress off a terminal: say every 15 s that it is still working.
+( while sleep 15; do echo "install-agent-clis: npm still installing (${SECONDS}s so far)" >&2; done ) &
+ticker=$!
+trap 'kill "$ticker" 2>/dev/null || true' EXIT
 if ! npm install --prefix "$PREFIX" --no-audit --no-fund --include=optional \
   --foreground-scripts --loglevel=error \
   "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" "@openai/codex@$CODEX_VERSION" >&2; then
   die "npm install failed (is the npm registry reachable? see the npm output above)"
 fi
+kill "$ticker" 2>/dev/null || true
 
 # npm versions that gate install scripts (allowScripts) may skip claude-code's postinstall,
 # leaving the bin/claude.exe placeholder. Running it by hand is harmless when it already ran.

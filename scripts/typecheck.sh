@@ -14,4 +14,5 @@ ln -s "$ROOT/supervisor" "$SHIM/gateway/supervisor"
 ln -s "$ROOT/http" "$SHIM/gateway/http"
 cd "$SHIM"
 "$PY" -m mypy --config-file "$ROOT/pyproject.toml" --python-executable "$PY" \
+  --cache-dir "$ROOT/.mypy_cache" \
   -p gateway.supervisor -p gateway.http

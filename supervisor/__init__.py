@@ -1,6 +1,10 @@
 """desktop-gateway's engine: supervised child processes, tree kills, logs and the process table.
 
 Nothing here speaks HTTP; the front (``gateway.http``) takes a ``Supervisor`` and the services.
+
+The names below are loaded on first use (PEP 562): ``gateway ps`` needs only ``statedir`` to
+find a running gateway, and importing the engine (trio, SQLite, psutil) would cost it most of
+its start-up time.
 """
 
 # General layout:
@@ -20,19 +24,26 @@ Nothing here speaks HTTP; the front (``gateway.http``) takes a ``Supervisor`` an
 # of the floors; services never import symphony; nothing here imports gateway.http. No
 # _private name crosses a module. tests/test_layout.py checks all of it.
 
-from .engine import (
-    Job,
-    KillReceipt,
-    SignalSent,
-    Supervisor,
-    SupervisorConfig,
-    new_id,
-    open_supervisor,
-)
-from .logs import LogLimits, LogLine, ProcessLog
-from .spec import ProcessRecord, ProcessSpec, RestartPolicy, State, StopReason, iso
-from .statedir import StateDir, resolve_state_dir
-from .store import Store
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .engine import (
+        Job,
+        KillReceipt,
+        SignalSent,
+        Supervisor,
+        SupervisorConfig,
+        new_id,
+        open_supervisor,
+        spawn_labels,
+    )
+    from .logs import LogLimits, LogLine, ProcessLog
+    from .spec import ProcessRecord, ProcessSpec, RestartPolicy, State, StopReason, iso
+    from .statedir import StateDir, resolve_state_dir
+    from .store import Store
 
 __all__ = [
     "Job",
@@ -54,6 +65,38 @@ __all__ = [
     "new_id",
     "open_supervisor",
     "resolve_state_dir",
+    "spawn_labels",
 ]
 
+_HOMES = {
+    "engine": (
+        "Job",
+        "KillReceipt",
+        "SignalSent",
+        "Supervisor",
+        "SupervisorConfig",
+        "new_id",
+        "open_supervisor",
+        "spawn_labels",
+    ),
+    "logs": ("LogLimits", "LogLine", "ProcessLog"),
+    "spec": ("ProcessRecord", "ProcessSpec", "RestartPolicy", "State", "StopReason", "iso"),
+    "statedir": ("StateDir", "resolve_state_dir"),
+    "store": ("Store",),
+}
+_WHERE = {name: module for module, names in _HOMES.items() for name in names}
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

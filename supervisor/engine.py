@@ -9,6 +9,7 @@ goes away half-way cannot leave a kill half done.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import math
@@ -20,6 +21,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,9 @@ from typing import Any
 import trio
 
 from . import proctree
+from .cgroups import Cgroup, CgroupError, Cgroups, EventsWatch
 from .logs import LogLimits, ProcessLog
+from .placement import LOCAL, Placement
 from .spec import ProcessRecord, ProcessSpec, State, StopReason, TeardownHook
 from .store import Store
 from .table import ProcessTable
@@ -35,11 +39,20 @@ from .table import ProcessTable
 _READ_SIZE = 256 * 1024
 _PIPE_SIZE = 256 * 1024
 _POLL = 0.02
+_KILL_RETRY = 0.002
+#: While a cgroup kill waits for ``populated 0``, how often it looks for members forked since.
+_RECHECK = 0.05
 _KILL_HARD_LIMIT = 10.0
 
 
 _ID_SALT = secrets.token_hex(3)
 _ID_COUNTER = itertools.count()
+
+
+#: Labels added to every record started from this context (a task and the tasks it starts).
+#: The HTTP front sets it while it serves a relayed command, so that the command's children
+#: can be found (and killed) by label. The engine merges the labels in and never reads them.
+spawn_labels: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("spawn_labels", default=())
 
 
 def new_id(prefix: str = "p") -> str:
@@ -72,6 +85,8 @@ class KillReceipt:
     survivors: list[int] = field(default_factory=list)
     elapsed_ms: int = 0
     already_ended: bool = False
+    #: ``"cgroup"`` (members from cgroup.procs, ``cgroup.kill``) or ``"proc"`` (/proc scans).
+    method: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -80,11 +95,13 @@ class KillReceipt:
             "survivors": self.survivors,
             "elapsedMs": self.elapsed_ms,
             "alreadyEnded": self.already_ended,
+            "method": self.method,
+            "node": self.process.node,
         }
 
 
 def _default_keep() -> dict[str, int]:
-    return {"git": 200}
+    return {"git": 200, "gh": 200}
 
 
 @dataclass(slots=True)
@@ -94,10 +111,12 @@ class SupervisorConfig:
     reap_interval: float = 1.0
     #: Retention per kind: at most this many ended records (and their logs) are kept; the
     #: oldest go first. Kinds not listed (agent runs, ad-hoc commands) are kept for good. Short
-    #: helpers like ``git`` would otherwise grow the table by one record per UI poll.
+    #: helpers like ``git`` and ``gh`` would otherwise grow the table by one record per UI poll.
     keep_ended: dict[str, int] = field(default_factory=_default_keep)
     #: A record younger than this stays whatever the count: its caller may still read its log.
     keep_grace: float = 60.0
+    #: A cgroup v2 per child where the gateway may create them (else the /proc path).
+    cgroups: bool = True
 
 
 class _TreeScanner:
@@ -150,8 +169,7 @@ class _Child:
         self.exited = trio.Event()
         self.finished = trio.Event()
         self.receipt: KillReceipt | None = None
-        self.writer_scope = trio.CancelScope()
-        self.writer_done = trio.Event()
+        self.cgroup: Cgroup | None = None
         self.out: trio.lowlevel.FdStream | None = None
         self.err: trio.lowlevel.FdStream | None = None
 
@@ -219,11 +237,21 @@ class Supervisor:
         self._kind_hooks: dict[str, list[TeardownHook]] = {}
         self._prefix = proctree.pdeathsig_prefix()
         self._key = proctree.state_key(str(config.state_dir))
+        self.cgroups = Cgroups.open(self._key) if config.cgroups else None
+        self.cgroup_events: EventsWatch | None = None
+        if self.cgroups is not None:
+            try:
+                self.cgroup_events = EventsWatch()
+            except OSError:
+                self.cgroup_events = None  # kills then watch each member's pidfd
         self._found_executables: set[tuple[str, str | None, str | None]] = set()
         self._closing = False
         self.lines_ingested = 0
         self.bytes_ingested = 0
         self.recovered: list[KillReceipt] = []
+        #: Remote nodes: records whose ``node`` is not ``local`` are started, killed and
+        #: waited for through their node's backend.
+        self.placement = Placement()
 
     # ---- public API ---------------------------------------------------------------------
 
@@ -245,17 +273,39 @@ class Supervisor:
     def job(self, record_id: str) -> Job | None:
         return self._jobs.get(record_id)
 
-    async def start(self, spec: ProcessSpec, *, job_id: str | None = None) -> ProcessRecord:
-        """Start ``spec``; returns the record once the child runs (or raises if it cannot)."""
+    async def start_service(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run ``fn`` in the supervisor's nursery (``nursery.start`` protocol) until shutdown.
+
+        For helpers that must outlive the HTTP front and still serve ``shutdown`` (a node's
+        connection): they are cancelled only after every child was stopped.
+        """
+        return await self._nursery.start(fn, *args)
+
+    async def start(
+        self, spec: ProcessSpec, *, job_id: str | None = None, node: str | None = None
+    ) -> ProcessRecord:
+        """Start ``spec``; returns the record once the child runs (or raises if it cannot).
+
+        ``node`` places it on a remote node (``placement``); None or ``local`` runs it here.
+        """
         if self._closing:
             raise RuntimeError("supervisor is shutting down")
+        if node is not None and node != LOCAL:
+            return await self.placement.get(node).start(spec, job_id=job_id)
+        limits = (spec.memory_max, spec.cpu_max, spec.pids_max)
+        if any(v is not None for v in limits):
+            if self.cgroups is None:
+                raise CgroupError("resource limits need cgroup v2 delegated to the gateway (not here)")
+            why = self.cgroups.supports(*limits)
+            if why is not None:
+                raise CgroupError(why)
         record = ProcessRecord(
             id=new_id("p"),
             kind=spec.kind,
             argv=list(spec.argv),
             cwd=spec.cwd,
             ticket_id=spec.ticket_id,
-            labels=dict(spec.labels),
+            labels={**spec.labels, **dict(spawn_labels.get())},
             job_id=job_id,
             event_parser=spec.event_parser,
         )
@@ -290,7 +340,7 @@ class Supervisor:
             argv=description or [kind],
             cwd=None,
             ticket_id=ticket_id,
-            labels=dict(labels or {}),
+            labels={**(labels or {}), **dict(spawn_labels.get())},
         )
         log = ProcessLog(self.logs_dir / record.id, self.config.log_limits, new=True)
         self._logs[record.id] = log
@@ -312,6 +362,9 @@ class Supervisor:
         record = self.table.get(record_id)
         if record is None:
             raise KeyError(record_id)
+        remote = self.placement.remote(record)
+        if remote is not None:
+            return await remote.wait(record_id)
         return record
 
     async def kill(
@@ -326,6 +379,9 @@ class Supervisor:
         job = self._jobs.get(record_id)
         if job is not None:
             return await self._kill_job(job, reason, began)
+        remote = self.placement.remote(self.table.get(record_id))
+        if remote is not None:
+            return await remote.kill(record_id, reason, grace=grace)
         child = self._children.get(record_id)
         if child is None or child.finished.is_set():
             record = self.table.get(record_id) if child is None else child.record
@@ -342,6 +398,33 @@ class Supervisor:
         if child.receipt is None:
             return KillReceipt(process=child.record, already_ended=True)
         return child.receipt
+
+    async def kill_many(
+        self, record_ids: Iterable[str], reason: StopReason = StopReason.KILL, *, teardown: bool = False
+    ) -> list[KillReceipt]:
+        """Kill (or tear down) every record at once; the receipts in the order asked.
+
+        The kills run concurrently, so their waits overlap: the whole batch takes about as
+        long as its slowest tree. Unknown ids raise ``KeyError`` before anything is killed.
+        Like ``kill``, each kill completes even if the caller is cancelled.
+        """
+        ids = list(dict.fromkeys(record_ids))
+        for record_id in ids:
+            if record_id not in self.table.records and record_id not in self._children:
+                raise KeyError(record_id)
+        receipts: dict[str, KillReceipt] = {}
+
+        async def one(record_id: str) -> None:
+            if teardown:
+                receipts[record_id] = await self.teardown(record_id)
+            else:
+                receipts[record_id] = await self.kill(record_id, reason)
+
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as nursery:
+                for record_id in ids:
+                    nursery.start_soon(one, record_id)
+        return [receipts[record_id] for record_id in ids]
 
     async def teardown(self, record_id: str) -> KillReceipt:
         """Kill, then run the kind's and the spec's teardown hooks once; logs are kept."""
@@ -383,12 +466,21 @@ class Supervisor:
         if exe not in self._found_executables:
             _check_executable(*exe)
             self._found_executables.add(exe)
+        if self.cgroups is not None and child.cgroup is None:
+            try:
+                child.cgroup = self.cgroups.create(record.id)
+            except OSError:
+                child.cgroup = None  # this child takes the /proc path
+            if child.cgroup is not None:
+                child.cgroup.set_limits(spec.memory_max, spec.cpu_max, spec.pids_max)
+        record.kill_method = "proc" if child.cgroup is None else "cgroup"
+        join = child.cgroup.join_argv() if child.cgroup is not None else []
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         _widen_pipe(out_r)
         try:
             child.popen = subprocess.Popen(
-                [*self._prefix, *spec.argv],
+                [*self._prefix, *join, *spec.argv],
                 cwd=spec.cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -436,7 +528,6 @@ class Supervisor:
                     task_status.started()
                     first = False
                     await trio.to_thread.run_sync(log.prepare)
-                    await self._nursery.start(self._log_writer, child)
                 await self._supervise_once(child)
                 if not self._should_restart(child):
                     break
@@ -471,22 +562,14 @@ class Supervisor:
                     record.stop_reason = record.stop_reason or StopReason.SHUTDOWN
                 record.ended_at = record.ended_at or time.time()
                 record.last_seq = log.last_seq
-                child.writer_scope.cancel()
-                if child.out is not None:  # the writer was started
-                    await child.writer_done.wait()
+                if child.cgroup is not None:
+                    self._retire_cgroup(child)
                 log.close()
                 self.table.touch(record)
                 if record.kind in self.config.keep_ended:
                     # Before ``finished``: whoever waits on this child sees the cap applied.
                     await self._retain((record.kind,))
                 child.finished.set()
-
-    async def _log_writer(self, child: _Child, *, task_status: trio.TaskStatus[None]) -> None:
-        try:
-            with child.writer_scope:
-                await child.log.writer(task_status=task_status)
-        finally:
-            child.writer_done.set()
 
     def _should_restart(self, child: _Child) -> bool:
         record, policy = child.record, child.spec.restart
@@ -578,7 +661,12 @@ class Supervisor:
         child.exited.set()
 
     async def _pump(self, child: _Child, stream: trio.lowlevel.FdStream, name: str) -> None:
-        """Drain one pipe into the log, whole chunks at a time; never waits on a reader."""
+        """Drain one pipe into the log, whole chunks at a time; never waits on a reader.
+
+        A read is cut at its last newline and the complete lines go to the log as they are;
+        only a line longer than ``max_line`` (rare: a quick check finds none in ~two
+        ``rfind`` calls per chunk) makes the chunk go through the splitting path.
+        """
         log, spec = child.log, child.spec
         max_line = log.limits.max_line
         detector = spec.result_detector
@@ -600,13 +688,15 @@ class Supervisor:
                             self._ingest(child, name, carry[:max_line] + b"\n", 1)
                             carry = carry[max_line:]
                         continue
-                    complete, carry = buf[:cut], buf[cut:]
-                    if len(complete) > max_line:
+                    if cut == len(buf):
+                        complete, carry = buf, b""
+                    else:
+                        complete, carry = buf[:cut], buf[cut:]
+                    if len(complete) > max_line and has_long_line(complete, max_line):
                         complete, count = _split_long(complete, max_line)
                     else:
                         count = complete.count(b"\n")
                     self._ingest(child, name, complete, count)
-                    await log.wait_for_space()
                     if detector is not None and child.result_scope.deadline == math.inf:
                         for line in complete.splitlines():
                             if detector(line):
@@ -630,6 +720,8 @@ class Supervisor:
     # ---- killing trees ------------------------------------------------------------------
 
     async def _tree(self, child: _Child) -> set[int]:
+        if child.cgroup is not None:
+            return child.cgroup.procs()
         return (await self._tree_and_snapshot(child))[0]
 
     async def _tree_and_snapshot(self, child: _Child) -> tuple[set[int], proctree.Snapshot]:
@@ -647,9 +739,11 @@ class Supervisor:
         Deaths are watched cheaply (the root's pidfd, one stat read per known member); a full
         /proc scan confirms the end, and catches anything forked while the kill ran.
         """
+        if child.cgroup is not None:
+            return await self._kill_cgroup(child, began)
         record, log = child.record, child.log
         root = child.popen.pid if child.popen is not None else None
-        receipt = KillReceipt(process=record)
+        receipt = KillReceipt(process=record, method="proc")
         grace_end = began + child.spec.stop_grace
         hard_end = grace_end + _KILL_HARD_LIMIT
         members, snap = await self._tree_and_snapshot(child)
@@ -688,6 +782,94 @@ class Supervisor:
         await child.exited.wait()
         receipt.elapsed_ms = int((trio.current_time() - began) * 1000)
         return receipt
+
+    async def _kill_cgroup(self, child: _Child, began: float) -> KillReceipt:
+        """SIGTERM the cgroup's members, wait the grace, ``cgroup.kill``, confirm it is empty.
+
+        Members come from ``cgroup.procs``: no /proc scan, and no way out of it (``setsid``,
+        ``env -i``, double forks). Deaths are watched through pidfds; the end is confirmed by
+        ``cgroup.events`` saying ``populated 0``.
+        """
+        cgroup = child.cgroup
+        assert cgroup is not None
+        record, log = child.record, child.log
+        root = child.popen.pid if child.popen is not None else None
+        receipt = KillReceipt(process=record, method="cgroup")
+        grace_end = began + child.spec.stop_grace
+
+        def current() -> set[int]:
+            # The root joins from its ``sh`` prefix, a moment after the spawn returned: until
+            # then (a kill right after a start) it is a member only by being the root.
+            found = cgroup.procs()
+            if root is not None and root not in found and proctree.alive(root):
+                found.add(root)
+            return found
+
+        members = current()
+        sent = cgroup.signal(members, _signal.SIGTERM)
+        receipt.signals.append(SignalSent("SIGTERM", time.time(), sorted(sent)))
+        log.system(f"[gateway] SIGTERM sent to {len(sent)} process(es) of its cgroup")
+        signalled = set(members)
+        while members and trio.current_time() < grace_end:
+            await self._wait_cgroup(cgroup, members, min(grace_end, trio.current_time() + _RECHECK))
+            self._known.update(members - {root})
+            members = current()
+            fresh = members - signalled  # forked after the first SIGTERM: the same courtesy
+            if fresh and trio.current_time() < grace_end:
+                signalled |= fresh
+                cgroup.signal(fresh, _signal.SIGTERM)
+        if members or cgroup.populated():
+            cgroup.kill()
+            cgroup.signal(current() - cgroup.procs(), _signal.SIGKILL)  # a root not joined yet
+            receipt.signals.append(SignalSent("SIGKILL", time.time(), sorted(members)))
+            log.system(f"[gateway] grace over: SIGKILL sent to {len(members)} process(es) (cgroup.kill)")
+            hard_end = trio.current_time() + _KILL_HARD_LIMIT
+            while (cgroup.populated() or current()) and trio.current_time() < hard_end:
+                left = current()
+                self._known.update(left - {root})
+                await self._wait_cgroup(cgroup, left, min(hard_end, trio.current_time() + _RECHECK))
+                if cgroup.populated() or current():
+                    cgroup.kill()  # a fork that raced the first write
+                    cgroup.signal(current(), _signal.SIGKILL)
+                    await trio.sleep(_KILL_RETRY)
+            if cgroup.populated():
+                receipt.survivors = sorted(cgroup.procs())
+                log.system(f"[gateway] survivors after cgroup.kill: {receipt.survivors}")
+        proctree.reap_adopted(self._known)
+        await child.exited.wait()
+        receipt.elapsed_ms = int((trio.current_time() - began) * 1000)
+        return receipt
+
+    async def _wait_cgroup(self, cgroup: Cgroup, members: set[int], until: float) -> None:
+        """Until ``cgroup`` is empty (its ``cgroup.events`` changed) or ``until``.
+
+        One inotify descriptor serves every kill; a root that has not joined its cgroup yet
+        (or a machine without inotify) is watched through pidfds instead.
+        """
+        watch = self.cgroup_events
+        if watch is not None:
+            changed = watch.changed(cgroup)
+            if cgroup.populated():
+                with trio.move_on_at(until):
+                    await changed.wait()
+                return
+        with trio.move_on_at(until):
+            await _wait_gone(members)
+
+    def _retire_cgroup(self, child: _Child) -> None:
+        """Record what the child's cgroup accounted, then remove it (kept while populated)."""
+        cgroup = child.cgroup
+        assert cgroup is not None
+        usage = cgroup.usage()
+        child.record.cpu_usec, child.record.memory_peak = usage.cpu_usec, usage.memory_peak
+        try:
+            removed = cgroup.remove()
+        except OSError:
+            removed = False
+        if self.cgroup_events is not None:
+            self.cgroup_events.forget(cgroup)
+        if not removed:
+            child.log.system(f"[gateway] cgroup {cgroup.name} still populated; kept for the next sweep")
 
     async def _retain(self, kinds: Iterable[str], now: float | None = None) -> list[str]:
         """Forget the oldest ended records of capped kinds (``keep_ended``), logs included."""
@@ -781,15 +963,19 @@ class Supervisor:
         time still matches (a reused pid never does). Records left active are marked lost.
         """
         marked = proctree.find_marked(self._key)
-        stale = {r.id: r for r in self.table.records.values() if not r.state.ended}
-        for record_id in marked.keys() | stale.keys():
+        # A remote record's tree is its node's to sweep: the node client settles it.
+        stale = {r.id: r for r in self.table.records.values() if not r.state.ended and r.node == LOCAL}
+        # A leftover's cgroup holds all of its tree, also what left the marker behind
+        # (``env -i``) or its session (``setsid``).
+        cgroups = self.cgroups.leftovers() if self.cgroups is not None else {}
+        for record_id in marked.keys() | stale.keys() | cgroups.keys():
             record = stale.get(record_id) or self.table.get(record_id)
             pids = set(marked.get(record_id, ()))
             same = record is not None and record.pid and record.pid_start
             if same and proctree.start_time(record.pid) == record.pid_start:  # type: ignore[union-attr,arg-type]
                 pids.add(record.pid)  # type: ignore[union-attr,arg-type]
             began = trio.current_time()
-            receipt = await _kill_foreign(pids)
+            receipt = await _kill_foreign(pids, cgroups.get(record_id))
             receipt.elapsed_ms = int((trio.current_time() - began) * 1000)
             if record is None:
                 continue  # its record never reached the database; the tree is gone all the same
@@ -809,6 +995,7 @@ class Supervisor:
         """Stop every child and job (reason ``shutdown``) and wait for all of them."""
         self._closing = True
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.placement.shutdown)
             for job in list(self._jobs.values()):
                 if not job.finished.is_set():
                     nursery.start_soon(self.kill, job.id, StopReason.SHUTDOWN)
@@ -842,6 +1029,8 @@ async def open_supervisor(
             await sup.table.load()
             await nursery.start(sup.table.flusher)
             await nursery.start(sup._reaper)
+            if sup.cgroup_events is not None:
+                await nursery.start(sup.cgroup_events.run)
             await sup._recover()
             await sup._retain(config.keep_ended)
             try:
@@ -850,6 +1039,8 @@ async def open_supervisor(
                 with trio.CancelScope(shield=True):
                     await sup.shutdown()
                     await sup.table.flush()
+                if sup.cgroups is not None:
+                    sup.cgroups.close()
                 nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
@@ -862,6 +1053,22 @@ def _unlink_logs(paths: list[Path]) -> None:
         targets = path.parent.glob(path.name + ".log") if path.name.endswith(".*") else [path]
         for target in targets:
             target.unlink(missing_ok=True)
+
+
+def has_long_line(data: bytes, max_line: int) -> bool:
+    """Whether ``data`` (complete lines) holds a line longer than ``max_line`` bytes.
+
+    Each step looks for the last newline within ``max_line + 1`` bytes of a line start: none
+    means that line is too long; else the next line start is just past it. So a chunk costs
+    about ``len(data) / max_line`` searches, however many lines it holds.
+    """
+    start, end = 0, len(data)
+    while end - start > max_line:
+        nl = data.rfind(b"\n", start, start + max_line + 1)
+        if nl < 0:
+            return True
+        start = nl + 1
+    return False
 
 
 def _split_long(complete: bytes, max_line: int) -> tuple[bytes, int]:
@@ -911,9 +1118,32 @@ async def _wait_gone(pids: set[int]) -> None:
             os.close(fd)
 
 
-async def _kill_foreign(pids: set[int]) -> KillReceipt:
-    """SIGTERM, a short grace, SIGKILL: for processes that are not this gateway's children."""
-    receipt = KillReceipt(process=ProcessRecord(id="", kind="", argv=[], cwd=None))
+async def _kill_foreign(pids: set[int], cgroup: Cgroup | None = None) -> KillReceipt:
+    """SIGTERM, a short grace, SIGKILL: for processes that are not this gateway's children.
+
+    With ``cgroup`` (a leftover of an earlier gateway's child), its members are killed too,
+    the last step is ``cgroup.kill`` and the emptied cgroup is removed.
+    """
+    receipt = KillReceipt(process=ProcessRecord(id="", kind="", argv=[], cwd=None), method="proc")
+    if cgroup is not None:
+        receipt.method = "cgroup"
+        pids = pids | cgroup.procs()
+        if pids:
+            receipt.signals.append(SignalSent("SIGTERM", time.time(), sorted(pids)))
+            proctree.signal_pids(pids, _signal.SIGTERM)
+            with trio.move_on_after(2.0):
+                await _wait_gone(pids)
+        if cgroup.populated():
+            receipt.signals.append(SignalSent("SIGKILL", time.time(), sorted(cgroup.procs())))
+            cgroup.kill()
+            deadline = trio.current_time() + _KILL_HARD_LIMIT
+            while cgroup.populated() and trio.current_time() < deadline:
+                await trio.sleep(_KILL_RETRY)
+                cgroup.kill()
+        receipt.survivors = sorted(cgroup.procs())
+        with contextlib.suppress(OSError):
+            cgroup.remove()
+        return receipt
     if not pids:
         return receipt
     receipt.signals.append(SignalSent("SIGTERM", time.time(), sorted(pids)))

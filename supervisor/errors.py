@@ -23,8 +23,10 @@ __all__ = [
     "Forbidden",
     "GatewayError",
     "NotFound",
+    "Rejected",
     "Timeout",
     "Unavailable",
+    "UpstreamFailed",
 ]
 
 
@@ -65,6 +67,18 @@ class Conflict(GatewayError):
     """The current state forbids it: the worktree is busy, the branch diverged, the id is taken."""
 
     code = "conflict"
+
+
+class Rejected(GatewayError):
+    """A remote service (GitHub) understood the request and refused it; the message is its words."""
+
+    code = "rejected"
+
+
+class UpstreamFailed(GatewayError):
+    """A helper CLI or remote service failed otherwise (gh's own error, unreadable output)."""
+
+    code = "upstream_failed"
 
 
 class Timeout(GatewayError):

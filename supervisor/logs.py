@@ -1,23 +1,29 @@
-"""The log of one process: numbered lines in a bounded ring and in rotated files on disk.
+"""The log of one process: numbered lines in a byte-bounded ring and in rotated files on disk.
 
 Ingest works per *chunk*, not per line: each read from the child's pipe is cut at its last
 newline and appended as one framed record (stream, first seq, line count, time) with
 ``bytes.count`` doing the counting, because building a dict per line caps ingest at a few tens
-of MB/s while the pipe delivers hundreds. Line objects are only built when a reader asks.
+of MB/s while the pipe delivers hundreds. Line objects are only built when a reader asks. The
+record is written with one ``writev`` of the very bytes the pipe read returned, inline: a
+page-cache write costs less than handing the chunk to a worker thread and back.
 
 Readers never block the writer: ``append`` writes to the file, pushes onto the ring and wakes
-followers, and returns. A follower that falls behind the ring reads the same records back from
-disk through a sparse seq -> offset index, so it neither misses nor repeats a line.
+followers, and returns. The ring holds the newest ``ring_bytes`` (8 MiB by default) of a live
+process, so a follower that reconnects after a short break reads memory. One that fell further
+behind reads the same records back from disk, in a worker thread (``read_async``), through a
+sparse seq -> offset index kept sorted as it grows, so it neither misses nor repeats a line.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 import struct
+import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +35,12 @@ STREAM_CODES = {name: i for i, name in enumerate(STREAMS)}
 _HEADER = struct.Struct("<2sBQIdI")
 _MAGIC = b"GL"
 _INDEX_EVERY = 64 * 1024
-_THREAD_WRITE = 128 * 1024
-_BACKLOG = 16 * 1024 * 1024
+#: What a ring entry costs beyond its bytes (the chunk object, the bytes header): counted, so
+#: a ring of many tiny chunks stays within its budget too.
+_CHUNK_OVERHEAD = 128
+#: What one follower batch may hold (plus one line): a follower is never further ahead of its
+#: client than one batch, whatever the line length.
+FOLLOW_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +75,25 @@ class _Chunk:
         return self.first_seq + self.count - 1
 
 
+def _first_seq(chunk: _Chunk) -> int:
+    return chunk.first_seq
+
+
 @dataclass(frozen=True, slots=True)
 class LogLimits:
-    """Per-process bounds: ring size in lines and bytes, segment size, total kept on disk."""
+    """Per-process bounds: the ring (bytes, optionally lines), segment size, total on disk.
 
-    ring_lines: int = 1000
-    ring_bytes: int = 2 * 1024 * 1024
+    ``ring_bytes`` holds for a live process; once it ended its ring shrinks to
+    ``ended_ring_bytes`` (its readers are rarely followers, and an ended log may stay
+    referenced for the gateway's whole life).
+    """
+
+    ring_lines: int | None = None
+    ring_bytes: int = 8 * 1024 * 1024
     segment_bytes: int = 64 * 1024 * 1024
     max_bytes: int = 2 * 1024 * 1024 * 1024
     max_line: int = 256 * 1024
+    ended_ring_bytes: int = 256 * 1024
 
 
 class ProcessLog:
@@ -91,19 +111,18 @@ class ProcessLog:
         self._ring: deque[_Chunk] = deque()
         self._ring_lines = 0
         self._ring_bytes = 0
-        # Sparse index: (first_seq, segment number, offset) of some records, ascending.
+        self._ring_cap = self.limits.ring_bytes
+        # Sparse index: (first_seq, segment number, offset) of some records, ascending, and
+        # its first_seqs alone (kept alongside, so a lookup is one bisect, no list rebuilt).
         self._index: list[tuple[int, int, int]] = []
+        self._index_seqs: list[int] = []
         self._segments: list[int] = []
         self._seg_size = 0
         self._since_indexed = _INDEX_EVERY
         self._fd: int | None = None
-        self.written_seq = 0
-        self._pending: deque[_Chunk] = deque()
-        self._pending_bytes = 0
-        self._writer_wake: trio.Event | None = None
-        self._space: trio.Event | None = None
         self._changed = trio.Event()
         self._loaded = new  # a brand-new log has nothing on disk to index
+        self._load_lock = threading.Lock()
 
     # ---- writing -------------------------------------------------------------------------
 
@@ -132,132 +151,75 @@ class ProcessLog:
     def append(self, stream: str, data: bytes, count: int | None = None, ts: float | None = None) -> None:
         """Append complete lines (``data`` ends with a newline) as one record.
 
-        The lines are numbered and readable at once (the ring); the disk write follows in order,
-        inline, or through the ``writer`` task while one runs (the engine runs one per child).
+        The record is on disk (in the page cache) when this returns, then readable from the
+        ring; an ``OSError`` from the write leaves the log as it was (no seq is used up).
         """
         if not data:
             return
         if count is None:
             count = data.count(b"\n")
         chunk = _Chunk(STREAM_CODES[stream], self.last_seq + 1, count, ts or time.time(), data)
-        self.last_seq = chunk.last_seq
-        self._ring.append(chunk)
-        self._ring_lines += count
-        self._ring_bytes += len(data)
-        self._pending.append(chunk)
-        self._pending_bytes += len(data)
-        if self._writer_wake is None:
-            self._write_pending_inline()
-        else:
-            self._writer_wake.set()
-        self._wake()
-
-    def _write_pending_inline(self) -> None:
-        while self._pending:
-            chunk = self._pending[0]
-            self._before_write(chunk)
-            assert self._fd is not None
-            os.writev(self._fd, (self._header(chunk), chunk.data))
-            self._after_write(chunk)
-        if self.ended and self._fd is not None:
-            # A note added after the end (teardown): don't keep a descriptor open for it.
-            os.close(self._fd)
-            self._fd = None
-
-    @staticmethod
-    def _header(chunk: _Chunk) -> bytes:
-        return _HEADER.pack(_MAGIC, chunk.stream, chunk.first_seq, chunk.count, chunk.ts, len(chunk.data))
-
-    def _before_write(self, chunk: _Chunk) -> None:
         if self._fd is None:
             self._open_for_append()
         if self._seg_size >= self.limits.segment_bytes:
             self._rotate(chunk)
-
-    def _after_write(self, chunk: _Chunk) -> None:
-        """Book-keeping on the event loop's side once ``chunk`` is in the file."""
-        size = _HEADER.size + len(chunk.data)
+        assert self._fd is not None
+        size = _HEADER.size + len(data)
+        os.writev(self._fd, (self._header(chunk), data))
         if self._since_indexed >= _INDEX_EVERY:
             self._index.append((chunk.first_seq, self._segments[-1], self._seg_size))
+            self._index_seqs.append(chunk.first_seq)
             self._since_indexed = 0
         self._since_indexed += size
         self._seg_size += size
-        self.bytes_written += len(chunk.data)
-        self.written_seq = chunk.last_seq
-        self._pending.popleft()
-        self._pending_bytes -= len(chunk.data)
-        # Only lines already on disk may leave the ring: a reader behind it reads them there.
+        self.bytes_written += len(data)
+        self.last_seq = chunk.last_seq
         ring = self._ring
-        while (
-            len(ring) > 1
-            and ring[0].last_seq <= self.written_seq
-            and (
-                self._ring_lines - ring[0].count >= self.limits.ring_lines
-                or self._ring_bytes > self.limits.ring_bytes
-            )
+        ring.append(chunk)
+        self._ring_lines += count
+        self._ring_bytes += len(data) + _CHUNK_OVERHEAD
+        if self._ring_bytes > self._ring_cap or (
+            self.limits.ring_lines is not None and self._ring_lines - ring[0].count >= self.limits.ring_lines
+        ):
+            self._trim_ring()
+        if self.ended and self._fd is not None:
+            # A note added after the end (teardown): don't keep a descriptor open for it.
+            os.close(self._fd)
+            self._fd = None
+        self._wake()
+
+    def _trim_ring(self) -> None:
+        """Drop the oldest chunks over the bounds; the newest chunk always stays."""
+        ring, cap, lines = self._ring, self._ring_cap, self.limits.ring_lines
+        while len(ring) > 1 and (
+            self._ring_bytes > cap or (lines is not None and self._ring_lines - ring[0].count >= lines)
         ):
             old = ring.popleft()
             self._ring_lines -= old.count
-            self._ring_bytes -= len(old.data)
-        if self._space is not None and self._pending_bytes <= _BACKLOG // 2:
-            self._space.set()
-            self._space = None
+            self._ring_bytes -= len(old.data) + _CHUNK_OVERHEAD
 
-    async def writer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Write queued records in order until cancelled; large ones from a worker thread.
-
-        A big chunk's disk write then overlaps the next pipe read (two cores: ingest runs at
-        the speed of the slower of the two, not their sum), while a small one is written inline
-        because a thread hop would cost more than the write. On exit, whatever is still queued
-        is written inline, so cancellation never loses a line.
-        """
-        self._writer_wake = trio.Event()
-        task_status.started()
-        try:
-            while True:
-                while self._pending:
-                    chunk = self._pending[0]
-                    self._before_write(chunk)
-                    fd = self._fd
-                    assert fd is not None
-                    if len(chunk.data) >= _THREAD_WRITE:
-                        header = self._header(chunk)
-                        # Shielded: once handed to the thread the write happens, and its
-                        # book-keeping must follow, or the final inline drain would repeat it.
-                        with trio.CancelScope(shield=True):
-                            await trio.to_thread.run_sync(os.writev, fd, (header, chunk.data))
-                    else:
-                        os.writev(fd, (self._header(chunk), chunk.data))
-                    self._after_write(chunk)
-                self._writer_wake = trio.Event()
-                await self._writer_wake.wait()
-        finally:
-            self._writer_wake = None
-            self._write_pending_inline()
-
-    async def wait_for_space(self) -> None:
-        """Back-pressure for the pump: wait while more than the backlog waits for the disk."""
-        if self._pending_bytes > _BACKLOG:
-            if self._space is None:
-                self._space = trio.Event()
-            await self._space.wait()
+    @staticmethod
+    def _header(chunk: _Chunk) -> bytes:
+        return _HEADER.pack(_MAGIC, chunk.stream, chunk.first_seq, chunk.count, chunk.ts, len(chunk.data))
 
     def system(self, text: str) -> None:
         """A line from the gateway itself (signals sent, restarts), interleaved in order."""
         self.append("system", text.replace("\n", " ").encode() + b"\n", 1)
 
     def close(self) -> None:
-        """The process will write no more: followers drain and end."""
-        self._write_pending_inline()
+        """The process will write no more: followers drain and end; the ring shrinks."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
         self.ended = True
+        self._ring_cap = min(self.limits.ended_ring_bytes, self.limits.ring_bytes)
+        self._trim_ring()
         self._wake()
 
     def reopen(self) -> None:
         """A restarted process continues the same log with the next seq."""
         self.ended = False
+        self._ring_cap = self.limits.ring_bytes
 
     def _wake(self) -> None:
         self._changed.set()
@@ -274,7 +236,8 @@ class ProcessLog:
         """Start a new segment for ``chunk``; drop the oldest while over the byte cap.
 
         The newest closed segment is always kept, so a cap smaller than a few segments (or
-        one huge chunk) never leaves only the segment being written.
+        one huge chunk) never leaves only the segment being written. The index lists are
+        replaced, never changed in place: a reader thread may be walking the old ones.
         """
         assert self._fd is not None
         os.close(self._fd)
@@ -286,38 +249,51 @@ class ProcessLog:
         self._since_indexed = _INDEX_EVERY
         total = sum(self._segment_path(n).stat().st_size for n in self._segments[:-1])
         while len(self._segments) > 2 and total > self.limits.max_bytes - self.limits.segment_bytes:
-            dropped = self._segments.pop(0)
+            dropped = self._segments[0]
+            self._segments = self._segments[1:]
             path = self._segment_path(dropped)
             total -= path.stat().st_size
             path.unlink()
             self._index = [e for e in self._index if e[1] != dropped]
+            self._index_seqs = [e[0] for e in self._index]
             self.first_seq = self._index[0][0] if self._index else chunk.first_seq
 
     # ---- loading a log written by an earlier gateway --------------------------------------
 
     def _ensure_loaded(self) -> None:
+        """Index the segments an earlier gateway wrote (once; any thread may be the one)."""
         if self._loaded:
             return
-        self._loaded = True
+        with self._load_lock:
+            if self._loaded:
+                return
+            self._load()
+            self._loaded = True
+
+    def _load(self) -> None:
         if not self.prefix.parent.is_dir():
             return
         numbers = (
             p.name[len(self.prefix.name) + 1 : -4]
             for p in self.prefix.parent.glob(f"{self.prefix.name}.*.log")
         )
-        self._segments = sorted(int(n) for n in numbers if n.isdigit())
+        segments = sorted(int(n) for n in numbers if n.isdigit())
+        index: list[tuple[int, int, int]] = []
         first = True
-        for n in self._segments:
+        for n in segments:
             since_indexed = _INDEX_EVERY
             for seq0, count, offset, size in self._scan_headers(n):
                 if first:
                     self.first_seq = seq0
                     first = False
                 if since_indexed >= _INDEX_EVERY:
-                    self._index.append((seq0, n, offset))
+                    index.append((seq0, n, offset))
                     since_indexed = 0
                 since_indexed += size
-                self.last_seq = self.written_seq = seq0 + count - 1
+                self.last_seq = seq0 + count - 1
+        self._segments = segments
+        self._index = index
+        self._index_seqs = [e[0] for e in index]
 
     def _scan_headers(self, seg: int, offset: int = 0) -> Iterator[tuple[int, int, int, int]]:
         """(first_seq, count, offset, record size) of each whole record from ``offset`` on."""
@@ -341,40 +317,80 @@ class ProcessLog:
 
     # ---- reading -------------------------------------------------------------------------
 
-    def read(self, since: int = 0, limit: int | None = None) -> list[LogLine]:
-        """Lines with seq > ``since``, oldest first, at most ``limit`` of them."""
+    def read(self, since: int = 0, limit: int | None = None, max_bytes: int | None = None) -> list[LogLine]:
+        """Lines with seq > ``since``, oldest first, at most ``limit`` of them.
+
+        ``max_bytes`` also ends the batch once that many bytes of lines are in it (it always
+        holds at least one line). Lines behind the ring are read from disk on this thread:
+        event-loop code that may reach that far back uses ``read_async``.
+        """
         self._ensure_loaded()
+        window = self._window(since, limit)
+        if window is None:
+            return []
+        since, limit = window
+        if self._in_ring(since):
+            return _collect(self._ring_from(since), since, limit, max_bytes)
+        self.disk_reads += 1
+        return _collect(self._disk_chunks(since), since, limit, max_bytes)
+
+    async def read_async(
+        self, since: int = 0, limit: int | None = None, max_bytes: int | None = None
+    ) -> list[LogLine]:
+        """``read`` for the event loop: lines from the ring at once, from disk in a thread.
+
+        Cancellation: a disk read already handed to the thread finishes, then the caller is
+        cancelled; nothing is consumed, so the caller simply reads from the same ``since``.
+        """
+        if not self._loaded:
+            await trio.to_thread.run_sync(self._ensure_loaded)
+        window = self._window(since, limit)
+        if window is None:
+            return []
+        since, limit = window
+        if self._in_ring(since):
+            return _collect(self._ring_from(since), since, limit, max_bytes)
+        self.disk_reads += 1
+        chunks = self._disk_chunks(since)
+        return await trio.to_thread.run_sync(_collect, chunks, since, limit, max_bytes)
+
+    def _window(self, since: int, limit: int | None) -> tuple[int, int] | None:
         since = max(since, self.first_seq - 1)
         if limit is None:
             limit = self.last_seq - since
-        out: list[LogLine] = []
         if limit <= 0 or since >= self.last_seq:
-            return out
-        if self._ring and since + 1 >= self._ring[0].first_seq:
-            chunks: Iterator[_Chunk] = iter(self._ring)
-        else:
-            self.disk_reads += 1
-            chunks = self._disk_chunks(since)
-        for chunk in chunks:
-            if chunk.last_seq <= since:
-                continue
-            for line in chunk.lines(since):
-                out.append(line)
-                if len(out) >= limit:
-                    return out
-        return out
+            return None
+        return since, limit
+
+    def _in_ring(self, since: int) -> bool:
+        return bool(self._ring) and since + 1 >= self._ring[0].first_seq
+
+    def _ring_from(self, since: int) -> Iterator[_Chunk]:
+        """The ring's chunks from the one holding ``since + 1`` on (found by bisection)."""
+        ring = self._ring
+        i = max(0, bisect.bisect_right(ring, since + 1, key=_first_seq) - 1)
+        if i < len(ring) // 2:
+            yield from itertools.islice(ring, i, None)
+        else:  # a follower near the end: deque indexing walks from the nearer (right) end
+            for k in range(i, len(ring)):
+                yield ring[k]
 
     def tail(self, n: int) -> list[LogLine]:
         return self.read(max(0, self.last_seq - n))
 
     def _disk_chunks(self, since: int) -> Iterator[_Chunk]:
-        """Records from disk starting with the one holding ``since + 1``."""
-        keys = [e[0] for e in self._index]
-        i = max(0, bisect.bisect_right(keys, since + 1) - 1)
-        if not self._index:
+        """Records from disk starting with the one holding ``since + 1`` (any thread).
+
+        Only records already evicted from the ring are looked for here, and a record leaves
+        the ring only after its write returned, so a reader thread never needs the record
+        being written; one it meets half-written at the end of a file ends the walk.
+        """
+        index, keys, segments = self._index, self._index_seqs, self._segments
+        if not index:
             return
-        _, seg, offset = self._index[i]
-        for n in self._segments[self._segments.index(seg) :] if seg in self._segments else []:
+        i = max(0, bisect.bisect_right(keys, since + 1) - 1)
+        _, seg, offset = index[i]
+        for n in segments[segments.index(seg) :] if seg in segments else []:
             path = self._segment_path(n)
             try:
                 f = open(path, "rb")  # noqa: SIM115 - generator keeps it open between yields
@@ -398,14 +414,18 @@ class ProcessLog:
                     yield _Chunk(stream, seq0, count, ts, data)
             offset = 0
 
-    async def follow(self, since: int = 0, batch: int = 1000) -> AsyncIterator[list[LogLine]]:
+    async def follow(
+        self, since: int = 0, batch: int = 1000, max_bytes: int = FOLLOW_BYTES
+    ) -> AsyncIterator[list[LogLine]]:
         """Batches of new lines as they come; ends once the process ended and all was read.
 
         A reconnecting follower passes the last seq it saw and gets exactly the lines after it.
+        Each batch is read only when the consumer asks for it, so a follower is never more
+        than one batch (``batch`` lines, ``max_bytes`` bytes plus a line) ahead of it.
         """
         while True:
             changed = self._changed
-            lines = self.read(since, batch)
+            lines = await self.read_async(since, batch, max_bytes)
             if lines:
                 since = lines[-1].seq
                 yield lines
@@ -418,3 +438,21 @@ class ProcessLog:
     def changed(self) -> trio.Event:
         """The event the next append or close sets; grab it before reading to miss nothing."""
         return self._changed
+
+
+def _collect(chunks: Iterable[_Chunk], since: int, limit: int, max_bytes: int | None) -> list[LogLine]:
+    """Up to ``limit`` lines after ``since`` from ``chunks``, stopping past ``max_bytes``."""
+    out: list[LogLine] = []
+    budget = max_bytes if max_bytes is not None else -1
+    for chunk in chunks:
+        if chunk.last_seq <= since:
+            continue
+        for line in chunk.lines(since):
+            out.append(line)
+            if len(out) >= limit:
+                return out
+            if budget >= 0:
+                budget -= len(line.raw) + 1
+                if budget <= 0:
+                    return out
+    return out

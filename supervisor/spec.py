@@ -86,6 +86,12 @@ class ProcessSpec:
     result_detector: ResultDetector | None = None
     event_parser: str | None = None
     inherit_env: bool = True
+    #: Resource limits, applied through the child's cgroup (``memory.max`` in bytes,
+    #: ``cpu.max`` in CPUs, ``pids.max``); asking for one where its controller is not
+    #: delegated to the gateway fails the start.
+    memory_max: int | None = None
+    cpu_max: float | None = None
+    pids_max: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.argv, str | bytes):
@@ -96,6 +102,10 @@ class ProcessSpec:
         for name in ("stop_grace", "stall_timeout", "max_runtime", "result_idle_timeout"):
             value = getattr(self, name)
             if not value > 0:
+                raise ValueError(f"{name} must be positive")
+        for name in ("memory_max", "cpu_max", "pids_max"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
                 raise ValueError(f"{name} must be positive")
 
 
@@ -123,7 +133,13 @@ class ProcessRecord:
     job_id: str | None = None
     event_parser: str | None = None
     error: str | None = None
+    #: Where the child runs: ``local`` or the name of a node (see ``placement``).
+    node: str = "local"
     version: int = 0
+    #: How the tree is found and killed: ``"cgroup"`` (its own cgroup v2) or ``"proc"``.
+    kill_method: str | None = None
+    cpu_usec: int | None = None
+    memory_peak: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -145,6 +161,10 @@ class ProcessRecord:
             "labels": dict(self.labels),
             "jobId": self.job_id,
             "error": self.error,
+            "killMethod": self.kill_method,
+            "cpuUsec": self.cpu_usec,
+            "memoryPeak": self.memory_peak,
+            "node": self.node,
         }
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,8 @@ def resolve_state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    import tempfile  # here, not at the top: the CLI imports this module and starts faster without
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, mode)
@@ -96,6 +96,8 @@ class StateDir:
                 return value
         except OSError:
             pass
+        import secrets
+
         value = secrets.token_urlsafe(32)
         write_atomic(self.token_file, value.encode())
         return value

@@ -57,6 +57,16 @@ ENGINE_SCHEMA: list[str] = [
     """
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 3: how a process's tree was killed (cgroup or /proc) and what its cgroup accounted
+    """
+    ALTER TABLE processes ADD COLUMN kill_method TEXT;
+    ALTER TABLE processes ADD COLUMN cpu_usec INTEGER;
+    ALTER TABLE processes ADD COLUMN memory_peak INTEGER;
+    """,
+    # 4: where each child runs: "local" or a node's name
+    """
+    ALTER TABLE processes ADD COLUMN node TEXT NOT NULL DEFAULT 'local';
+    """,
 ]
 
 #: What a database made before tables were registered per owner holds, by its old global
@@ -73,7 +83,8 @@ LEGACY_VERSIONS: dict[str, tuple[int, ...]] = {
 _COLUMNS = (
     "id", "kind", "ticket_id", "state", "pid", "pid_start", "argv", "cwd", "started_at",
     "ended_at", "exit_code", "signal", "restarts", "last_seq", "torn_down", "stop_reason",
-    "labels", "job_id", "event_parser", "error",
+    "labels", "job_id", "event_parser", "error", "kill_method", "cpu_usec", "memory_peak",
+    "node",
 )  # fmt: skip
 
 
@@ -216,7 +227,7 @@ def _to_row(r: ProcessRecord) -> tuple[Any, ...]:
         r.id, r.kind, r.ticket_id, r.state.value, r.pid, r.pid_start, json.dumps(r.argv), r.cwd,
         r.started_at, r.ended_at, r.exit_code, r.signal, r.restarts, r.last_seq, int(r.torn_down),
         r.stop_reason.value if r.stop_reason else None, json.dumps(r.labels), r.job_id,
-        r.event_parser, r.error,
+        r.event_parser, r.error, r.kill_method, r.cpu_usec, r.memory_peak, r.node,
     )  # fmt: skip
 
 
@@ -242,4 +253,8 @@ def _from_row(row: sqlite3.Row) -> ProcessRecord:
         job_id=row["job_id"],
         event_parser=row["event_parser"],
         error=row["error"],
+        kill_method=row["kill_method"],
+        cpu_usec=row["cpu_usec"],
+        memory_peak=row["memory_peak"],
+        node=row["node"],
     )

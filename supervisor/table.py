@@ -2,22 +2,35 @@
 
 Watchers never get a queue that could fill up: each record carries the table version of its
 last change, and a watcher asks for everything newer than the version it saw. Bursts coalesce,
-slow watchers cost nothing, and nobody misses the latest state.
+slow watchers cost nothing, and nobody misses the latest state. What changed after a version
+comes from a bounded change log, so a watcher's wake-up costs O(changes), not O(records); one
+further behind than the log falls back to a scan.
+
+The listing order (oldest first) is kept as an index beside the records, so a page after a
+given record is a bisection and ``limit`` steps, however many records there are.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import trio
 
 from .spec import ProcessRecord, State
 from .store import Store
 
+#: How many changes the log keeps; a watcher further behind re-reads by scanning the table.
+CHANGE_LOG = 65536
+
+
+def _version(entry: tuple[int, str, ProcessRecord | None]) -> int:
+    return entry[0]
+
 
 class ProcessTable:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, change_log: int = CHANGE_LOG) -> None:
         self.store = store
         self.records: dict[str, ProcessRecord] = {}
         self.version = 0
@@ -30,11 +43,66 @@ class ProcessTable:
         #: (table version, record id) of records dropped by retention, newest last; streams
         #: turn them into ``removed`` lines. A watcher further behind than this re-snapshots.
         self.removed: deque[tuple[int, str]] = deque(maxlen=4096)
+        #: (version, record id, record; None once removed) of every change, ascending.
+        self.changes: deque[tuple[int, str, ProcessRecord | None]] = deque(maxlen=change_log)
+        self._log_floor = 0  # changes at or below this version have left the log
+        # The listing order: an insertion number per record, and both as sorted lists.
+        self._order: dict[str, int] = {}
+        self._order_nums: list[int] = []
+        self._order_ids: list[str] = []
+        self._next_order = 0
 
     async def load(self) -> list[ProcessRecord]:
         for record in await self.store.load_records():
             self.records[record.id] = record
+            self._place(record.id)
         return list(self.records.values())
+
+    def _place(self, record_id: str) -> None:
+        self._order[record_id] = self._next_order
+        self._order_nums.append(self._next_order)
+        self._order_ids.append(record_id)
+        self._next_order += 1
+
+    def _log(self, record_id: str, record: ProcessRecord | None) -> None:
+        if len(self.changes) == self.changes.maxlen:
+            self._log_floor = self.changes[0][0]
+        self.changes.append((self.version, record_id, record))
+
+    def page(
+        self, after: str | None, limit: int, keep: Callable[[ProcessRecord], bool] | None = None
+    ) -> tuple[list[ProcessRecord], str | None]:
+        """Up to ``limit`` records after record ``after`` (oldest first) that ``keep`` accepts,
+        and the cursor for the next page (None when this page reached the end).
+
+        Raises ``KeyError`` for an ``after`` that is not (or no longer) in the table.
+        """
+        start = 0 if after is None else bisect.bisect_right(self._order_nums, self._order[after])
+        ids, records = self._order_ids, self.records
+        out: list[ProcessRecord] = []
+        i = start
+        while i < len(ids) and len(out) < limit:
+            record = records[ids[i]]
+            if keep is None or keep(record):
+                out.append(record)
+            i += 1
+        return out, (out[-1].id if out and i < len(ids) else None)
+
+    def changes_since(self, version: int) -> list[tuple[int, ProcessRecord | str]] | None:
+        """What changed after ``version``, ascending: the record (its latest state, once), or
+        the id of a removed record. None if the log no longer reaches back that far."""
+        if version < self._log_floor:
+            return None
+        log = self.changes
+        i = bisect.bisect_right(log, version, key=_version)
+        out: list[tuple[int, ProcessRecord | str]] = []
+        for k in range(i, len(log)):
+            v, record_id, record = log[k]
+            if record is None:
+                out.append((v, record_id))
+            elif record.version == v and record_id in self.records:
+                out.append((v, record))
+        return out
 
     def get(self, record_id: str) -> ProcessRecord | None:
         return self.records.get(record_id)
@@ -67,7 +135,10 @@ class ProcessTable:
         """Publish a change of ``record``: bump versions, wake watchers, queue persistence."""
         self.version += 1
         record.version = self.version
+        if record.id not in self.records:
+            self._place(record.id)
         self.records[record.id] = record
+        self._log(record.id, record)
         self._dirty[record.id] = record
         self._dirty_event.set()
         self._changed.set()
@@ -82,6 +153,10 @@ class ProcessTable:
                 continue
             self.version += 1
             self.removed.append((self.version, record_id))
+            self._log(record_id, None)
+            num = self._order.pop(record_id)
+            i = bisect.bisect_left(self._order_nums, num)
+            del self._order_nums[i], self._order_ids[i]
             self._dirty.pop(record_id, None)
             self._deleted.add(record_id)
             gone.append(record_id)
@@ -129,9 +204,13 @@ class ProcessTable:
         while True:
             changed = self._changed
             if self.version > seen:
-                batch = sorted(
-                    (r for r in self.records.values() if r.version > seen), key=lambda r: r.version
-                )
+                logged = self.changes_since(seen)
+                if logged is not None:
+                    batch = [r for _v, r in logged if isinstance(r, ProcessRecord)]
+                else:
+                    batch = sorted(
+                        (r for r in self.records.values() if r.version > seen), key=lambda r: r.version
+                    )
                 seen = self.version
                 if batch:
                     yield batch

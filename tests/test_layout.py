@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SUPERVISOR = ROOT / "supervisor"
 HTTP = ROOT / "http"
 #: The engine's own modules (flat at the root of gateway.supervisor).
-ENGINE = {"engine", "spec", "proctree", "logs", "table", "store", "statedir", "errors", "__init__"}
+ENGINE = {
+    "engine", "spec", "proctree", "logs", "table", "store", "statedir", "errors", "placement", "__init__",
+}  # fmt: skip
 
 
 def _modules(folder: Path) -> list[Path]:

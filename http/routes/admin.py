@@ -29,6 +29,7 @@ from gateway.http.schemas.core import (
     RuleIn,
     RuleOut,
 )
+from gateway.http.streams import approvals_stream, ndjson_response
 from gateway.supervisor import iso
 
 public = Blueprint("auth_public", __name__)
@@ -77,6 +78,13 @@ async def list_approvals() -> dict[str, Any]:
     if request.args.get("all") in ("1", "true"):
         items = [*gw.approvals.recent, *items]
     return {"approvals": [a.to_json() for a in items]}
+
+
+@bp.get("/approvals/stream")
+async def stream_approvals() -> Response:
+    """NDJSON ``approvals`` lines (the whole list) now and on every change: the dashboard's feed."""
+    gw = current_gateway()
+    return ndjson_response(approvals_stream(gw))
 
 
 @bp.post("/approvals/<approvalId>")

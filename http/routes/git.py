@@ -3,7 +3,7 @@
 Targets are a managed repository (``repoId``) or a Symphony ticket's worktree (``ticketId``),
 resolved by ``Workspaces`` (``gateway.supervisor.symphony.workspace``), which also holds the
 rule that commits and pulls in a ticket's worktree take its worktree lock. The ``pr`` routes
-(``git_pr``, driving ``gh``) are not built: they answer 501.
+(``git_pr``, driving ``gh``) are in ``pr.py``.
 """
 
 from __future__ import annotations

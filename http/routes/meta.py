@@ -24,6 +24,7 @@ from gateway.http.binaries import BINARIES, BinaryPathError
 from gateway.http.context import GatewayContext, current_gateway
 from gateway.http.errors import ApiError, describe_validation
 from gateway.http.operations import OPERATIONS, route_table
+from gateway.http.relay import relay_status
 from gateway.http.routes.common import services
 from gateway.http.schemas.core import (
     BinaryPathsIn,
@@ -60,6 +61,7 @@ def health_body(gw: GatewayContext) -> dict[str, Any]:
             "routes": _ROUTES_JSON,
             "binaries": gw.binaries.capabilities(),
         },
+        "relay": relay_status(gw, public=True),
     }
 
 
@@ -120,7 +122,12 @@ async def health_check() -> tuple[dict[str, Any], int]:
         "bytesIngested": gw.sup.bytes_ingested,
     }
     healthy = all(c["ok"] for c in checks.values())
-    body = {"status": "ok" if healthy else "degraded", "version": VERSION, "checks": checks}
+    body = {
+        "status": "ok" if healthy else "degraded",
+        "version": VERSION,
+        "checks": checks,
+        "relay": relay_status(gw),  # informative: a relay problem never fails the gateway's checks
+    }
     return body, 200 if healthy else 503
 
 

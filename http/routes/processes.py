@@ -20,7 +20,10 @@ from quart_schema import document_querystring, document_response, validate_reque
 from gateway.http.context import GatewayContext, current_gateway
 from gateway.http.errors import ApiError
 from gateway.http.query import flag, int_arg, log_window
+from gateway.http.routes.nodes import place
 from gateway.http.schemas.core import (
+    BulkReceiptsOut,
+    BulkStopIn,
     ErrorResponse,
     LogQuery,
     ProcessListOut,
@@ -32,10 +35,13 @@ from gateway.http.schemas.core import (
 )
 from gateway.http.streams import log_stream, ndjson_response, status_stream
 from gateway.supervisor import ProcessRecord, ProcessSpec, RestartPolicy, State
+from gateway.supervisor.cgroups import CgroupError
+from gateway.supervisor.placement import LOCAL
 
 bp = Blueprint("processes", __name__, url_prefix="/api/gateway/processes")
 
 _STATES = {s.value for s in State}
+MAX_PAGE = 1000
 
 
 def _record(process_id: str) -> ProcessRecord:
@@ -60,6 +66,8 @@ def listing_bytes(gw: GatewayContext, args: Mapping[str, str]) -> bytes:
         if unknown:
             raise ApiError(400, "invalid_query", f"state: unknown {sorted(unknown)[0][:50]!r}")
     kind, ticket = args.get("kind") or None, args.get("ticketId") or None
+    if "limit" in args or "after" in args:
+        return _page_bytes(gw, args, kind, ticket, states)
     key = (gw.sup.table.version, kind, ticket, raw_state)
     cached = gw.caches.get("listing")
     if cached is not None and cached[0] == key:
@@ -75,6 +83,40 @@ def listing_bytes(gw: GatewayContext, args: Mapping[str, str]) -> bytes:
     if all(r.state.ended for r in records):
         gw.caches["listing"] = (key, body)
     return body
+
+
+def _page_bytes(
+    gw: GatewayContext, args: Mapping[str, str], kind: str | None, ticket: str | None, states: set[str] | None
+) -> bytes:
+    """One page: ``limit`` records (default 100, at most 1,000) after record ``after``.
+
+    Costs a bisection plus the page itself, whatever the table's size: ended records come
+    from their cached JSON, live ones are serialized fresh. ``next`` is the ``after`` of the
+    following page (null on the last one).
+    """
+    raw_limit = args.get("limit", "100")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        raise ApiError(400, "invalid_query", f"limit: an integer from 1 to {MAX_PAGE}")
+    after = args.get("after") or None
+
+    def keep(r: ProcessRecord) -> bool:
+        return (
+            (kind is None or r.kind == kind)
+            and (ticket is None or r.ticket_id == ticket)
+            and (states is None or r.state.value in states)
+        )
+
+    try:
+        records, cursor = gw.sup.table.page(after, int(raw_limit), keep)
+    except KeyError:
+        raise ApiError(400, "invalid_query", f"after: no record {str(after)[:100]} (removed?)") from None
+    return b"".join(
+        (
+            b'{"processes":[',
+            b",".join(_record_bytes(gw, r) for r in records),
+            b'],"version":%d,"next":%s}' % (gw.sup.table.version, json.dumps(cursor).encode()),
+        )
+    )
 
 
 @bp.get("")
@@ -113,7 +155,8 @@ def _record_bytes(gw: GatewayContext, record: ProcessRecord) -> bytes:
 async def start_process(data: StartProcessIn) -> tuple[dict[str, Any], int]:
     """Start an ad-hoc supervised command; answers the record once the child runs."""
     gw = current_gateway()
-    if data.cwd is not None and not await trio.to_thread.run_sync(os.path.isdir, data.cwd):
+    node = place(gw, data.node)
+    if node == LOCAL and data.cwd is not None and not await trio.to_thread.run_sync(os.path.isdir, data.cwd):
         raise ApiError(400, "invalid_request", f"cwd: {data.cwd[:200]} is not a directory")
     restart = RestartPolicy()
     if data.restart is not None:
@@ -134,18 +177,72 @@ async def start_process(data: StartProcessIn) -> tuple[dict[str, Any], int]:
         restart=restart,
         stall_timeout=data.stall_timeout or math.inf,
         max_runtime=data.max_runtime or math.inf,
+        memory_max=data.memory_max,
+        cpu_max=data.cpu_max,
+        pids_max=data.pids_max,
+        event_parser=data.event_parser,
     )
     if gw.shutting_down.is_set():
         raise ApiError(503, "shutting_down", "the gateway is shutting down")
     try:
-        record = await gw.sup.start(spec)
+        record = await gw.sup.start(spec, node=node)
     except OSError as exc:
         raise ApiError(
             422, "spawn_failed", f"cannot start {data.argv[0][:200]}: {exc.strerror or exc}"
         ) from None
+    except CgroupError as exc:
+        raise ApiError(422, "limits_unavailable", str(exc)) from None
     except RuntimeError as exc:
         raise ApiError(503, "shutting_down", str(exc)) from None
     return record.to_json(), 201
+
+
+def _bulk_targets(gw: GatewayContext, data: BulkStopIn, teardown: bool) -> list[str]:
+    """The ids a bulk stop takes: ``ids`` as given, else every record the filters match."""
+    if data.ids is not None:
+        missing = [i for i in data.ids if gw.sup.table.get(i) is None]
+        if missing:
+            raise ApiError(404, "process_not_found", f"no process {missing[0][:100]}")
+        return list(data.ids)
+    filters = (data.kind, data.ticket_id, data.labels, data.node)
+    if all(f is None for f in filters) and not data.all:
+        raise ApiError(400, "invalid_request", "give ids, a filter (kind, ticketId, labels, node) or all")
+    labels = data.labels or {}
+    return [
+        r.id
+        for r in gw.sup.table.records.values()
+        if (data.kind is None or r.kind == data.kind)
+        and (data.ticket_id is None or r.ticket_id == data.ticket_id)
+        and all(r.labels.get(k) == v for k, v in labels.items())
+        and (data.node is None or r.node == data.node)
+        and (not r.torn_down if teardown else not r.state.ended)
+    ]
+
+
+async def _bulk(data: BulkStopIn, teardown: bool) -> dict[str, Any]:
+    gw = current_gateway()
+    ids = _bulk_targets(gw, data, teardown)
+    try:
+        receipts = await gw.sup.kill_many(ids, teardown=teardown)
+    except KeyError as exc:
+        raise ApiError(404, "process_not_found", f"no process {str(exc.args[0])[:100]}") from None
+    return {"receipts": [r.to_json() for r in receipts], "count": len(receipts)}
+
+
+@bp.post("/kill")
+@validate_request(BulkStopIn)
+@document_response(BulkReceiptsOut)
+async def kill_processes(data: BulkStopIn) -> dict[str, Any]:
+    """Kill every process the body selects, concurrently; one receipt per process."""
+    return await _bulk(data, teardown=False)
+
+
+@bp.post("/teardown")
+@validate_request(BulkStopIn)
+@document_response(BulkReceiptsOut)
+async def teardown_processes(data: BulkStopIn) -> dict[str, Any]:
+    """Tear down every process the body selects; one receipt per process."""
+    return await _bulk(data, teardown=True)
 
 
 @bp.get("/stream")

@@ -68,6 +68,14 @@ class StartProcessIn(Strict):
     restart: RestartIn | None = None
     stall_timeout: float | None = Field(None, alias="stallTimeout", gt=0, le=7 * 86400)
     max_runtime: float | None = Field(None, alias="maxRuntime", gt=0, le=30 * 86400)
+    # Applied through the child's cgroup (422 where the controller is not delegated).
+    memory_max: int | None = Field(None, alias="memoryMax", ge=1 << 20, le=1 << 50)
+    cpu_max: float | None = Field(None, alias="cpuMax", gt=0, le=1024)
+    pids_max: int | None = Field(None, alias="pidsMax", ge=1, le=1 << 22)
+    # An agent CLI's stream format: its log lines then carry parsed ``event``s (a conversation).
+    event_parser: Literal["claude", "codex"] | None = Field(None, alias="eventParser")
+    #: A node name (``local`` = this machine); omitted: placement picks one.
+    node: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")] | None = None
 
     @field_validator("argv")
     @classmethod
@@ -89,6 +97,23 @@ class StartProcessIn(Strict):
         return _no_nul(value) if value is not None else None
 
 
+class BulkStopIn(Strict):
+    """Which processes a bulk kill or teardown stops: ``ids``, or filters that all must match
+    (``labels``: every pair), or ``all: true``. Without ``ids`` a kill takes live records only,
+    a teardown the ones not torn down yet."""
+
+    ids: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] | None = Field(
+        None, max_length=10_000
+    )
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+    ticket_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        None, alias="ticketId"
+    )
+    labels: dict[LabelKey, LabelValue] | None = Field(None, max_length=64)
+    node: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    all: bool = False
+
+
 class ProcessOut(BaseModel):
     """The contract's process record."""
 
@@ -108,17 +133,24 @@ class ProcessOut(BaseModel):
     lastSeq: int = 0
     tornDown: bool = False
     stopReason: str | None = None
+    killMethod: str | None = Field(None, description="cgroup or proc: how its tree is found and killed")
+    cpuUsec: int | None = Field(None, description="CPU time of its cgroup, once ended")
+    memoryPeak: int | None = Field(None, description="peak memory of its cgroup (memory controller)")
+    node: str = "local"
 
 
 class ProcessListOut(BaseModel):
     processes: list[ProcessOut]
     version: int
+    next: str | None = Field(None, description="with limit/after: the next page's after (null: last)")
 
 
 class ProcessQuery(BaseModel):
     kind: str | None = None
     ticketId: str | None = None
     state: str | None = Field(None, description="one state or a comma-separated list")
+    limit: int | None = Field(None, ge=1, le=1000, description="a page of this many (default 100)")
+    after: str | None = Field(None, description="the page after this record id (the last page's next)")
 
 
 class LogQuery(BaseModel):
@@ -145,6 +177,13 @@ class ReceiptOut(BaseModel):
     survivors: list[int]
     elapsedMs: int
     alreadyEnded: bool
+    node: str = "local"
+    method: str | None = None
+
+
+class BulkReceiptsOut(BaseModel):
+    receipts: list[ReceiptOut]
+    count: int
 
 
 # ---- auth, approvals, policy ---------------------------------------------------------------
@@ -170,6 +209,22 @@ class DecisionIn(Strict):
     ttl_seconds: float | None = Field(None, alias="ttlSeconds", gt=0, le=365 * 86400)
 
 
+class ApprovalDetailOut(BaseModel):
+    """What a held request would do, read from its JSON body (env values are never shown)."""
+
+    argv: list[str] | None = None
+    cwd: str | None = None
+    envKeys: list[str] | None = None
+    ticketId: str | None = None
+    kind: str | None = None
+    repoPath: str | None = None
+    branch: str | None = None
+    provider: str | None = None
+    mode: str | None = None
+    prompt: str | None = None
+    message: str | None = None
+
+
 class ApprovalOut(BaseModel):
     id: str
     operation: str | None
@@ -181,6 +236,7 @@ class ApprovalOut(BaseModel):
     createdAt: str | None
     expiresAt: str | None
     status: str
+    detail: ApprovalDetailOut | None = None
 
 
 class ApprovalListOut(BaseModel):
@@ -193,6 +249,7 @@ TierName = Literal["none", "low", "medium", "high"]
 class ThresholdsIn(Strict):
     gateway: TierName | None = None
     session: TierName | None = None
+    relay: TierName | None = None  # commands relayed from ClosedLoop's cloud (docs/relay.md)
 
 
 class PolicyIn(Strict):
@@ -201,7 +258,7 @@ class PolicyIn(Strict):
 
 class RuleIn(Strict):
     effect: Literal["deny", "allow"]
-    principal: Literal["gateway", "session"] | None = None
+    principal: Literal["gateway", "session", "relay"] | None = None
     operation: Annotated[str, StringConstraints(max_length=100)] | None = None
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] | None = None
     path_prefix: Annotated[str, StringConstraints(max_length=1000)] | None = Field(

@@ -38,6 +38,8 @@ const system = new SystemView();
 
 // ---- sign-in -------------------------------------------------------------------------------
 
+const SEEN_KEY = "desktop-gateway.signed-in-once";
+
 function showSignedOut(reason) {
   signedIn = false;
   table.stop();
@@ -48,9 +50,16 @@ function showSignedOut(reason) {
   setText(conn, "");
   const box = $("signin");
   box.hidden = false;
-  box.dataset.state = "expired";
-  setText($("signin-title"), "Session expired: run gateway open");
-  setText($("signin-detail"), reason || "This page has no valid session (it ended, was never opened with a sign-in link, or the link was already used).");
+  // A first visit is not an expired session: say how to sign in, not that something ended.
+  const firstVisit = !reason && !sessionStorage.getItem(SEEN_KEY);
+  box.dataset.state = firstVisit ? "first-visit" : "expired";
+  setText($("signin-title"), firstVisit ? "Sign in to desktop-gateway" : "Session expired: run gateway open");
+  setText(
+    $("signin-detail"),
+    firstVisit
+      ? "This page needs a one-time sign-in link from the gateway: a link proves you can run commands as the user who runs it."
+      : reason || "This page has no valid session (it ended, or the sign-in link was already used).",
+  );
   $("signin-help").hidden = false;
   document.title = "Signed out · desktop-gateway";
   $("signin-title").setAttribute("tabindex", "-1");
@@ -59,6 +68,7 @@ function showSignedOut(reason) {
 
 function showSignedIn() {
   signedIn = true;
+  sessionStorage.setItem(SEEN_KEY, "1");
   $("signin").hidden = true;
   $("signin").dataset.state = "signed-in";
   $("tabs").hidden = false;
@@ -76,6 +86,11 @@ async function signIn() {
   const params = new URLSearchParams(location.hash.slice(1));
   const challenge = params.get("challenge");
   if (challenge !== null) {
+    if (signedIn) {
+      table.stop();
+      approvals.stop();
+    }
+    setText($("signin-title"), "Signing in…");
     // Drop the fragment at once: the challenge is single-use and must not linger in history.
     history.replaceState(null, "", location.pathname + location.search);
     forgetSession();
@@ -224,5 +239,25 @@ function renderReceipt(action, id, r) {
   ];
   $("receipt-body").replaceChildren(...parts.filter(Boolean));
 }
+
+// A fresh `gateway open` link pasted into this tab changes only the fragment: sign in again
+// without a reload.
+window.addEventListener("hashchange", () => {
+  if (new URLSearchParams(location.hash.slice(1)).has("challenge")) signIn();
+});
+
+// The table and approvals arrive over streams, which use the session once, when they open. A
+// small call every few seconds keeps an open tab's session alive (it ends after 10 idle
+// minutes) and notices at once when it ended (gateway restart, pushed out by newer sessions).
+const SESSION_CHECK_MS = 5000;
+setInterval(() => {
+  if (signedIn) api("/api/gateway/version").catch(() => {});
+}, SESSION_CHECK_MS);
+
+// Ages of running processes grow while you watch (the table ticks its own rows).
+setInterval(() => {
+  const record = detailId && table.get(detailId);
+  if (record && isActive(record)) showDetail(record, true);
+}, 1000);
 
 signIn();

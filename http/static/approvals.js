@@ -1,51 +1,75 @@
-// Pending approvals: requests the policy holds until a person decides. Polled once a second
-// (the list is tiny and the route is exempt from policy, so it never holds itself).
+// Pending approvals: requests the policy holds until a person decides. They arrive over
+// GET /api/gateway/approvals/stream (the whole list now and on every change), so a held request
+// shows at once; the stream reconnects after a second if it breaks. The route is exempt from
+// policy, so it never holds itself.
 
-import { api, ApiError, listFrom, SessionExpired } from "./api.js";
-import { $, confirmAction, el, localTime, parseTime, duration, setText } from "./util.js";
+import { api, ApiError, readNdjson, SessionExpired } from "./api.js";
+import { $, confirmAction, el, localTime, parseTime, duration, setText, shortArgv } from "./util.js";
 
-const POLL_MS = 1000;
+const RETRY_MS = 1000;
 
 export class ApprovalsView {
   constructor({ onCount }) {
     this.list = $("approvals-pending");
     this.recent = $("approvals-recent");
     this.onCount = onCount;
-    this.timer = 0;
     this.cards = new Map();
     this.busy = new Set();
-    this.running = false;
+    this.controller = null;
+    this.pending = [];
+    // "expires in" counts down between stream updates.
+    setInterval(() => this.tick(), 1000);
   }
 
   start() {
-    this.running = true;
-    this.poll();
+    this.stop();
+    const controller = new AbortController();
+    this.controller = controller;
+    this.run(controller);
   }
 
   stop() {
-    this.running = false;
-    clearTimeout(this.timer);
+    if (this.controller) this.controller.abort();
+    this.controller = null;
   }
 
-  async poll() {
-    clearTimeout(this.timer);
-    try {
-      await this.refresh();
-    } catch (err) {
-      if (err instanceof SessionExpired) return;
+  async run(controller) {
+    const { signal } = controller;
+    while (!signal.aborted) {
+      try {
+        await readNdjson("/api/gateway/approvals/stream", (batch) => this.ingest(batch), { signal });
+      } catch (err) {
+        if (err instanceof SessionExpired || signal.aborted) return;
+      }
+      if (signal.aborted) return;
+      await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
     }
-    if (this.running) this.timer = setTimeout(() => this.poll(), POLL_MS);
   }
 
+  ingest(batch) {
+    const last = batch.filter((item) => item.type === "approvals").pop();
+    if (!last) return;
+    const all = last.approvals || [];
+    this.render(all.filter((a) => a.status === "pending"), all.filter((a) => a.status !== "pending"));
+  }
+
+  /** A one-off read (the tab was opened): the stream keeps it current afterwards. */
   async refresh() {
-    // ?all=1 adds the most recent outcomes to the pending ones.
-    const all = listFrom(await api("/api/gateway/approvals?all=1"), "approvals", "items");
-    const pending = all.filter((a) => !a.status || a.status === "pending");
-    const recent = all.filter((a) => a.status && a.status !== "pending");
-    this.render(pending, recent);
+    const data = await api("/api/gateway/approvals?all=1");
+    this.ingest([{ type: "approvals", approvals: data.approvals || [] }]);
+  }
+
+  tick() {
+    for (const approval of this.pending) {
+      const card = this.cards.get(approval.id);
+      if (!card) continue;
+      const left = (parseTime(approval.expiresAt) ?? Date.now()) - Date.now();
+      setText(card.querySelector(".expires"), left > 0 ? `expires in ${duration(left)}` : "expiring");
+    }
   }
 
   render(pending, recent) {
+    this.pending = pending;
     const keep = new Set(pending.map((a) => a.id));
     for (const [id, card] of this.cards) {
       if (!keep.has(id)) {
@@ -60,9 +84,8 @@ export class ApprovalsView {
         this.cards.set(approval.id, card);
         this.list.append(card);
       }
-      const left = (parseTime(approval.expiresAt) ?? Date.now()) - Date.now();
-      setText(card.querySelector(".expires"), left > 0 ? `expires in ${duration(left)}` : "expiring");
     }
+    this.tick();
     $("approvals-empty").hidden = pending.length > 0;
     this.onCount(pending.length);
     this.recent.replaceChildren(
@@ -92,14 +115,31 @@ export class ApprovalsView {
         onclick: () => this.decide(a, decision, card),
       }),
     );
+    const d = a.detail || {};
+    // What will run, before who asks and why: the command, where, with which variables.
+    const facts = [
+      ["Command", d.argv ? shortArgv(d.argv, 2000) : null, "argv"],
+      ["Directory", d.cwd, "cwd"],
+      ["Sets variables", d.envKeys?.length ? d.envKeys.join(", ") : null, "env"],
+      ["Ticket", d.ticketId, "ticket"],
+      ["Kind", d.kind, "kind"],
+      ["Repository", d.repoPath, "repo"],
+      ["Branch", d.branch, "branch"],
+      ["Agent", d.provider, "provider"],
+      ["Prompt", d.prompt || d.message, "prompt"],
+      ["Operation", `${a.operation || "unknown operation"} (${a.tier || "?"} risk)`, "operation"],
+      ["Asked by", a.principal, "principal"],
+      ["Request", title, "request"],
+    ].filter(([, value]) => value);
     const card = el(
       "li",
       { class: "card approval", "data-id": a.id },
-      el("h3", {}, el("code", { text: title })),
+      el("h3", {}, d.argv ? el("code", { class: "argv", text: shortArgv(d.argv, 300) }) : el("code", { text: title })),
       el("p", {},
         el("span", { class: `tier tier-${a.tier || "high"}`, text: `${a.tier || "?"} risk` }), " ",
         `${a.operation || "unknown operation"} · asked by ${a.principal} · ${localTime(a.createdAt)} · `,
         el("span", { class: "expires" })),
+      el("dl", { class: "facts approval-facts" }, ...facts.flatMap(([k, v, key]) => [el("dt", { text: k }), el("dd", { "data-fact": key, text: String(v) })])),
       a.reason ? el("p", { class: "reason" }, "Reason: ", el("q", { text: a.reason })) : null,
       el("div", { class: "actions" }, ...buttons),
       el("p", { class: "error", role: "alert" }),
@@ -130,6 +170,5 @@ export class ApprovalsView {
     } finally {
       this.busy.delete(approval.id);
     }
-    this.refresh().catch(() => {});
   }
 }

@@ -3,10 +3,13 @@
 // a busy stream.
 
 import { readNdjson, SessionExpired } from "./api.js";
-import { $, age, el, isActive, setText, shortArgv } from "./util.js";
+import { $, age, el, isActive, setText, shortArgv, shortCommand } from "./util.js";
 
 const KINDS = ["symphony", "symphony_loop", "plan_loop", "codex_review", "deploy", "chat", "learnings", "git"];
 const RETRY_MS = 1000;
+// Short-lived bookkeeping processes (git commands run for a worktree or a commit): once ended,
+// the default view folds them away so they do not bury the live processes.
+const HELPER_KINDS = new Set(["git"]);
 
 export class ProcessTable {
   constructor({ onSelect, onAction, onConnection, onChange }) {
@@ -28,6 +31,10 @@ export class ProcessTable {
       input.addEventListener("input", () => this.schedule());
     }
     $("filters").addEventListener("submit", (e) => e.preventDefault());
+    $("processes-show-all").addEventListener("click", () => {
+      this.stateSelect.value = "";
+      this.schedule();
+    });
     this.ticker = setInterval(() => this.tickAges(), 1000);
   }
 
@@ -100,6 +107,7 @@ export class ProcessTable {
     if (kind && record.kind !== kind) return false;
     if (ticket && !(record.ticketId || "").toLowerCase().includes(ticket)) return false;
     if (state === "active") return isActive(record);
+    if (state === "recent") return isActive(record) || !HELPER_KINDS.has(record.kind);
     if (state && record.state !== state) return false;
     return true;
   }
@@ -142,6 +150,15 @@ export class ProcessTable {
     const total = this.records.size;
     setText($("process-count"), shown.length === total ? `${total} processes` : `${shown.length} of ${total} processes`);
     $("processes-empty").hidden = shown.length > 0;
+    // What the default view folded away, and one click to see it.
+    let folded = 0;
+    if (this.stateSelect.value === "recent") {
+      this.stateSelect.value = "";
+      folded = [...this.records.values()].filter((r) => this.matches(r)).length - shown.length;
+      this.stateSelect.value = "recent";
+    }
+    $("processes-folded").hidden = folded === 0;
+    setText($("processes-folded-text"), `${folded} ended helper ${folded === 1 ? "record" : "records"} (${[...HELPER_KINDS].join(", ")}) folded away.`);
   }
 
   makeRow(id) {
@@ -150,6 +167,7 @@ export class ProcessTable {
     const teardown = el("button", { type: "button", class: "small danger", text: "Tear down", onclick: () => this.onAction("teardown", id) });
     const cells = {
       id: el("td", {}, open),
+      command: el("td", { class: "command-cell" }, el("code")),
       kind: el("td"),
       ticket: el("td"),
       state: el("td", {}, el("span", { class: "state" })),
@@ -169,6 +187,9 @@ export class ProcessTable {
     setText(c.open, r.id);
     c.open.title = shortArgv(r.argv, 400);
     c.open.setAttribute("aria-label", `Show log of ${r.id} (${shortArgv(r.argv, 60)})`);
+    const code = c.command.firstChild;
+    setText(code, shortCommand(r.argv));
+    c.command.title = shortArgv(r.argv, 2000);
     setText(c.kind, r.kind);
     setText(c.ticket, r.ticketId || "");
     const badge = c.state.firstChild;

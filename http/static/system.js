@@ -1,4 +1,4 @@
-// Health, version and the five binaries (path, version, where the path came from).
+// Health, version, the cloud relay and the five binaries (path, version, where the path came from).
 
 import { api, ApiError, publicJson, SessionExpired } from "./api.js";
 import { $, el, localTime } from "./util.js";
@@ -27,6 +27,32 @@ function describeCheck(name, check) {
   if (name === "supervisor" && check.active !== undefined) parts.push(`${check.active} active, ${check.linesIngested ?? 0} lines ingested`);
   if (check.error) parts.push(check.error);
   return parts.join("; ");
+}
+
+const RELAY_STATES = {
+  off: "off (no relay configured)",
+  connecting: "connecting",
+  connected: "connected",
+  degraded: "degraded",
+};
+
+function renderRelay(relay) {
+  const dl = $("sys-relay");
+  dl.replaceChildren();
+  if (!relay) {
+    fact(dl, "State", "unknown");
+    return;
+  }
+  const state = el("span", { class: `ok ok-${relay.state === "connected"}`, text: RELAY_STATES[relay.state] || relay.state });
+  dl.append(el("dt", { text: "State" }), el("dd", { "data-relay-state": relay.state }, state));
+  if (relay.state === "off") return;
+  if (relay.url) fact(dl, "Relay", relay.url);
+  fact(dl, "Compute target", relay.computeTargetId);
+  if (relay.connectedSince) fact(dl, "Connected since", localTime(relay.connectedSince));
+  if (relay.lastError) fact(dl, "Last error", relay.lastError);
+  if (relay.retryAt) fact(dl, "Next retry", localTime(relay.retryAt));
+  fact(dl, "Commands", `${relay.activeCommands ?? 0} running, ${relay.queueDepth ?? 0} queued`);
+  for (const c of relay.inFlight || []) fact(dl, c.commandId.slice(0, 8), `${c.method} ${c.path} (${c.operationId})`);
 }
 
 export class SystemView {
@@ -71,6 +97,7 @@ export class SystemView {
         ),
       );
     } else list.replaceChildren(el("li", { class: "muted", text: `health check unavailable (${checks.reason?.message})` }));
+    renderRelay(body?.relay || h?.relay || null);
 
     // Settings first (path, override, version); /health's capabilities fill gaps.
     const fromSettings = binaries.status === "fulfilled" ? binaries.value?.binaries || binaries.value || {} : {};

@@ -68,6 +68,13 @@ export function shortArgv(argv, max = 120) {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
+/** The program's base name and its arguments, cut to `max`: what fits in a table cell. */
+export function shortCommand(argv, max = 48) {
+  if (!argv || !argv.length) return "";
+  const words = [argv[0].split("/").pop() || argv[0], ...argv.slice(1)];
+  return shortArgv(words, max);
+}
+
 const confirmDialog = () => document.getElementById("confirm");
 
 /** A modal yes/no; resolves true only on the OK button. Cancel has the initial focus. */

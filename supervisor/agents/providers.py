@@ -15,7 +15,8 @@ Normalized events (``type`` plus camelCase fields):
 - ``tool_result``  ``{"toolUseId", "output", "content", "isError"}`` (``output`` as text,
   ``content`` as the CLI gave it; ``fromAssistant`` when it came in an assistant message)
 - ``result``       ``{"ok", "costUsd", "turns", "durationMs", "text", "sessionId", "usage",
-  "subtype", "isError", "contextWindow", "modelUsage"}``
+  "subtype", "isError", "contextWindow", "modelUsage"}``; claude's also ``structured``
+  (``--json-schema``'s ``structured_output``) and ``replyRejected`` when it gave up on the schema
 - ``error``        ``{"message"}``
 
 Unknown event types and non-JSON lines parse to nothing: they stay in the log, and never fail
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import abc
 import json
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +61,10 @@ class RunOptions:
     permission_mode: str | None = None  # claude: default | acceptEdits | plan ...
     sandbox: str | None = None  # codex: read-only | workspace-write | danger-full-access
     extra: Sequence[str] = ()
+    #: A structured reply: the JSON schema's text (claude ``--json-schema``) and the same
+    #: schema in a file (codex ``--output-schema``); see ``replies``.
+    json_schema: str | None = None
+    schema_file: str | None = None
 
 
 def _loads(line: bytes | str) -> dict[str, Any] | None:
@@ -121,6 +125,10 @@ class Provider(abc.ABC):
     def parse_line(self, line: bytes | str) -> list[Event]:
         """Normalized events of one line of the CLI's stream (none for unknown lines)."""
 
+    @abc.abstractmethod
+    def structured(self, summary: RunSummary) -> Any:
+        """The structured reply of a run started with a schema: an object or JSON text, or None."""
+
     def is_result_line(self, line: bytes) -> bool:
         """The engine's result detector: this line is the CLI's final result."""
         return any(e["type"] == "result" for e in self.parse_line(line))
@@ -152,6 +160,8 @@ class ClaudeProvider(Provider):
         allowed = list(opts.allowed_tools) if opts.allowed_tools is not None else list(tools)
         if allowed:
             argv += ["--allowedTools", *allowed]
+        if opts.json_schema is not None:
+            argv += ["--json-schema", opts.json_schema]
         argv += list(opts.extra)
         return argv
 
@@ -201,7 +211,11 @@ class ClaudeProvider(Provider):
                 "isError": bool(obj.get("is_error")),
                 "contextWindow": obj.get("context_window"),
                 "modelUsage": obj.get("modelUsage"),
+                # --json-schema: the StructuredOutput tool's accepted input
+                "structured": obj.get("structured_output"),
             }
+            if obj.get("subtype") == "error_max_structured_output_retries":
+                event["replyRejected"] = True
             if is_error:
                 errors = obj.get("errors")
                 message = text if isinstance(text, str) and text else None
@@ -210,6 +224,10 @@ class ClaudeProvider(Provider):
                 event["error"] = message or obj.get("subtype") or "error result"
             return [event]
         return []
+
+    def structured(self, summary: RunSummary) -> Any:
+        """The result line's ``structured_output`` (None if the model never called the tool)."""
+        return summary.result.get("structured") if summary.result else None
 
     def _blocks(self, obj: dict[str, Any], *, assistant: bool) -> list[Event]:
         message = obj.get("message")
@@ -270,8 +288,12 @@ class CodexProvider(Provider):
         argv = [exe, "exec", "--json", "--skip-git-repo-check"]
         if opts.model:
             argv += ["--model", opts.model]
-        argv += ["--sandbox", opts.sandbox or sandbox, "-c", 'approval_policy="never"', *opts.extra]
-        return argv
+        argv += ["--sandbox", opts.sandbox or sandbox, "-c", 'approval_policy="never"']
+        if opts.json_schema is not None and opts.schema_file is None:
+            raise ValueError("codex takes its output schema as a file: set RunOptions.schema_file")
+        if opts.schema_file is not None:
+            argv += ["--output-schema", opts.schema_file]
+        return [*argv, *opts.extra]
 
     def run_argv(self, exe: str, prompt: str, opts: RunOptions | None = None) -> list[str]:
         return [*self._base(exe, opts or RunOptions(), self.sandbox), "--", prompt]
@@ -288,6 +310,10 @@ class CodexProvider(Provider):
 
     def judge_argv(self, exe: str, prompt: str, opts: RunOptions | None = None) -> list[str]:
         return [*self._base(exe, opts or RunOptions(), "read-only"), "--", prompt]
+
+    def structured(self, summary: RunSummary) -> Any:
+        """The final agent message: with ``--output-schema`` the API constrains it to the JSON."""
+        return summary.texts[-1] if summary.texts else None
 
     def parse_line(self, line: bytes | str) -> list[Event]:
         obj = _loads(line)
@@ -402,6 +428,11 @@ class RunSummary:
         return self.texts[-1] if self.texts else ""
 
     @property
+    def reply_rejected(self) -> bool:
+        """The CLI gave up on a structured reply (claude: the model kept breaking the schema)."""
+        return bool(self.result and self.result.get("replyRejected"))
+
+    @property
     def error(self) -> str | None:
         if self.result is not None and not self.result.get("ok"):
             return str(self.result.get("error") or "the agent reported an error")
@@ -429,36 +460,6 @@ def summarize(provider: Provider, lines: Iterable[bytes | str]) -> RunSummary:
     for event in provider.parse_lines(lines):
         summary.add(event)
     return summary
-
-
-_VERDICT = re.compile(r"\{[^{}]*\"passed\"[^{}]*\}", re.S)
-
-
-def parse_verdict(text: str, threshold: float) -> tuple[bool, float, str]:
-    """A judge's answer -> (passed, score in 0..1, justification).
-
-    The judge is asked for ``{"passed": bool, "score": 0..1, "justification": "..."}``; the
-    last such object in its text counts. Without one, a leading PASS/FAIL word decides.
-    """
-    for match in reversed(_VERDICT.findall(text or "")):
-        try:
-            obj = json.loads(match)
-        except ValueError:
-            continue
-        score = obj.get("score")
-        passed = obj.get("passed")
-        try:
-            score_f = float(score) if score is not None else (1.0 if passed else 0.0)
-        except (TypeError, ValueError):
-            score_f = 1.0 if passed else 0.0
-        score_f = min(1.0, max(0.0, score_f))
-        ok = bool(passed) and score_f >= threshold if passed is not None else score_f >= threshold
-        return ok, score_f, str(obj.get("justification") or "")
-    stripped = (text or "").strip()
-    head = stripped.split(None, 1)[0].strip(".:!").upper() if stripped else ""
-    if head in ("PASS", "PASSED", "YES"):
-        return threshold <= 1.0, 1.0, stripped
-    return False, 0.0, stripped or "the judge gave no verdict"
 
 
 class ProviderRegistry:

@@ -9,6 +9,7 @@ Functions here are blocking (file system calls): callers run them in a worker th
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -31,8 +32,12 @@ def list_directories(raw: str | None, *, hidden: bool = False) -> dict[str, Any]
     """The sub-folders of ``raw`` (default: home), sorted, at most ``MAX_ENTRIES``."""
     if raw is not None and (not raw or "\x00" in raw or not os.path.isabs(os.path.expanduser(raw))):
         raise BadRequest("path: must be an absolute path")
-    path = Path(os.path.expanduser(raw)).resolve() if raw else Path.home().resolve()
-    if not path.is_dir():
+    try:
+        path = Path(os.path.expanduser(raw)).resolve() if raw else Path.home().resolve()
+        is_dir = path.is_dir()
+    except OSError as exc:  # a name past NAME_MAX/PATH_MAX, a loop: the folder cannot exist
+        raise BadRequest(f"path: {_reason(exc)}") from None
+    if not is_dir:
         raise NotFound(f"path: {path} is not a folder")
     try:
         entries = sorted(os.scandir(path), key=lambda e: e.name.lower())
@@ -56,6 +61,13 @@ def list_directories(raw: str | None, *, hidden: bool = False) -> dict[str, Any]
         "directories": dirs[:MAX_ENTRIES],
         "truncated": len(dirs) > MAX_ENTRIES,
     }
+
+
+def _reason(exc: OSError) -> str:
+    """What was wrong with a requested path, without echoing a possibly huge path back."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return "name too long"
+    return exc.strerror or type(exc).__name__
 
 
 def fuzzy_score(query: str, path: str) -> float | None:
@@ -156,10 +168,14 @@ class Attachments:
         if not rel or "\x00" in rel:
             raise NotFound("attachment: not found")
         root = self.root.resolve()
-        target = (root / rel).resolve()
-        if not target.is_relative_to(root) or target == root:
-            raise Forbidden("attachment: outside the attachments folder")
-        if not target.is_file():
+        try:
+            target = (root / rel).resolve()
+            if not target.is_relative_to(root) or target == root:
+                raise Forbidden("attachment: outside the attachments folder")
+            is_file = target.is_file()
+        except OSError:  # a name too long to exist (ENAMETOOLONG), a symlink loop
+            is_file = False
+        if not is_file:
             raise NotFound(f"attachment: no file {rel[:200]}")
         return target
 

@@ -9,17 +9,15 @@ counts each use, so the most useful float up.
 
 from __future__ import annotations
 
-import json
-import re
 import secrets
 import time
 from typing import Any
 
-from ..errors import AgentReplyError, BadRequest, Conflict, NotFound
+from ..agents.replies import MAX_LEARNINGS, LearningsReply
+from ..errors import BadRequest, Conflict, NotFound
 from ..spec import ACTIVE_STATES, ProcessRecord
 from .runner import Runner
 
-MAX_LEARNINGS = 10
 MAX_TITLE = 200
 MAX_BODY = 4000
 STATUSES = ("pending", "accepted", "rejected")
@@ -27,14 +25,13 @@ _COLUMNS = (
     "id, ticket_id, repo_id, source_process_id, extractor_process_id, title, body, status, uses,"
     " created_at, decided_at, last_used_at"
 )
-_ARRAY = re.compile(r"\[.*\]", re.S)
 
 PROMPT = (
     "Below is the transcript of a coding agent's finished run on ticket {ticket}. Extract the "
     "durable lessons a future run on this repository should know: conventions, commands that "
-    "work, pitfalls and their fixes. Skip anything specific to this one change. Reply with a "
-    'JSON array only, at most {n} items, each {{"title": "...", "body": "..."}}; reply [] if '
-    "there is nothing worth keeping.\n\nTranscript:\n{transcript}"
+    "work, pitfalls and their fixes. Skip anything specific to this one change. Answer at most "
+    "{n} learnings (title, body) in the structured form you are given, none if there is "
+    "nothing worth keeping.\n\nTranscript:\n{transcript}"
 )
 
 
@@ -57,22 +54,13 @@ def _row_json(row: Any) -> dict[str, Any]:
     }
 
 
-def parse_learnings(text: str) -> list[dict[str, str]]:
-    """The agent's JSON list, checked; ``AgentReplyError`` if it is not one."""
-    match = _ARRAY.search(text)
-    try:
-        items = json.loads(match.group(0)) if match else None
-    except ValueError:
-        items = None
-    if not isinstance(items, list):
-        raise AgentReplyError(f"the agent did not answer a JSON list of learnings: {text[:300]!r}")
+def learnings_of(reply: LearningsReply) -> list[dict[str, str]]:
+    """A checked reply's learnings as filed: trimmed, blank ones dropped."""
     out = []
-    for item in items[:MAX_LEARNINGS]:
-        if not isinstance(item, dict):
-            continue
-        title, body = item.get("title"), item.get("body")
-        if isinstance(title, str) and isinstance(body, str) and title.strip() and body.strip():
-            out.append({"title": title.strip()[:MAX_TITLE], "body": body.strip()[:MAX_BODY]})
+    for item in reply.learnings:
+        title, body = item.title.strip(), item.body.strip()
+        if title and body:
+            out.append({"title": title[:MAX_TITLE], "body": body[:MAX_BODY]})
     return out
 
 
@@ -108,10 +96,11 @@ class Learnings:
         if not transcript.strip():
             raise Conflict(f"processId: run {source.id} left no transcript to learn from")
         prompt = PROMPT.format(ticket=ticket_id, n=MAX_LEARNINGS, transcript=transcript)
-        record, summary = await self.runner.ask(
-            ticket, provider, prompt, role="learnings", model=model, labels={"source": source.id}
-        )
-        items = parse_learnings(summary.final_text)
+        record, said = await self.runner.ask(
+            ticket, provider, prompt, LearningsReply, role="learnings", model=model,
+            labels={"source": source.id},
+        )  # fmt: skip
+        items = learnings_of(said)
         now = time.time()
         rows = [
             (f"l_{secrets.token_hex(6)}", ticket_id, ticket.repo_id, source.id, record.id,

@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from ..agents.providers import Provider, RunOptions, parse_verdict
+from ..agents.providers import Provider
+from ..agents.replies import JudgeVerdict
 from ..engine import Job
-from ..errors import BadRequest
+from ..errors import AgentReplyError, BadRequest
 from ..spec import ProcessRecord, ProcessSpec, State
 from .model import JudgeSpec, Ticket, Verdict, outcome, short_argv
 from .runner import Runner
@@ -175,7 +176,12 @@ class Loops:
     async def _provider_judge(
         self, job: Job, ticket: Ticket, judge: JudgeSpec, iteration: int, task: str
     ) -> tuple[Verdict, str]:
-        """Asks a model (read-only) for ``{"passed", "score", "justification"}``."""
+        """Asks a model (read-only) for a ``JudgeVerdict``, its schema enforced by the CLI.
+
+        A judge that crashed or was stopped is a failing verdict saying so; a judge that answered
+        outside the schema is an ``AgentReplyError`` that fails the loop (a verdict nobody gave
+        must not steer the next iteration).
+        """
         began = time.monotonic()
         prov = self.runner.registry.get(judge.provider or "claude")
         exe = self.runner.executable(prov)
@@ -185,10 +191,10 @@ class Loops:
             "You are a strict judge reviewing the work in this repository (the current directory). "
             "Do not change any file.\n\nThe task was:\n"
             f"{task}\n\nJudge it against these criteria:\n{criteria}\n\n"
-            'Answer with one line of JSON: {"passed": true|false, "score": <number 0..1>, '
-            '"justification": "<one or two sentences>"}'
+            "Answer with your verdict: passed (true or false), a score from 0 to 1 and a one or "
+            "two sentence justification, in the structured form you are given."
         )
-        argv = prov.judge_argv(exe, prompt, RunOptions(model=judge.model))
+        argv = prov.judge_argv(exe, prompt, self.runner.reply_options(JudgeVerdict, judge.model))
         lim = replace(
             self.runner.settings.defaults, max_runtime=min(timeout, self.runner.settings.defaults.max_runtime)
         )
@@ -197,12 +203,21 @@ class Loops:
         record = await self.runner.run_child(job, spec)
         summary = self.runner.conclude(record, prov)
         ms = int((time.monotonic() - began) * 1000)
-        if record.state is not State.EXITED:
+        who = f"judge {judge.name!r} ({prov.name}, {record.id})"
+        if record.state is not State.EXITED and not summary.reply_rejected:
             text = f"judge run failed: {record.error or outcome(record)}"
             return Verdict(
                 iteration, judge.name, False, 0.0, judge.threshold, text, ms, record.id, job.id
             ), text
-        passed, score, why = parse_verdict(summary.final_text, judge.threshold)
+        try:
+            said = self.runner.structured_reply(prov, summary, JudgeVerdict, who)
+        except AgentReplyError as exc:
+            job.note(f"[symphony] {exc}")
+            job.record.labels["outcome"] = "bad_agent_reply"
+            raise
+        passed = said.passed and said.score >= judge.threshold
+        why = said.justification
+        score = said.score
         verdict = Verdict(iteration, judge.name, passed, score, judge.threshold, why, ms, record.id, job.id)
         return verdict, why
 

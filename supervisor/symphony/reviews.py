@@ -10,13 +10,13 @@ Finding threads reuse the review-comment threads (``comment-chat``), keyed ``fin
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import time
 from typing import Any
 
-from ..agents.providers import RunOptions, RunSummary, summarize
+from ..agents.providers import RunSummary, summarize
+from ..agents.replies import SEVERITIES, ArgueOutcome, ReviewReply
 from ..engine import KillReceipt
 from ..errors import AgentReplyError, BadRequest, Conflict, NotFound
 from ..services.worktrees import check_ref
@@ -26,12 +26,9 @@ from .runner import Runner
 
 KIND = "codex_review"
 PROVIDER = "codex"
-SEVERITIES = ("low", "medium", "high", "critical")
 BLOCKING = ("high", "critical")
 STATUSES = ("open", "accepted", "contested", "dismissed", "fixed", "duplicate")
 VERDICTS = ("approve", "request-changes")
-MAX_FINDINGS = 50
-_OBJECT = re.compile(r"\{.*\}", re.S)
 _COLUMNS = (
     "id, ticket_id, review_process_id, file, line, severity, title, body, status, duplicate_of,"
     " argument, created_at, updated_at"
@@ -39,54 +36,29 @@ _COLUMNS = (
 
 REVIEW_PROMPT = (
     "You are reviewing the changes of ticket {ticket} (the diff below, against {base}). Look for "
-    "bugs, security problems, missing tests and unclear code. Reply with JSON only: "
-    '{{"summary": "...", "findings": [{{"file": "path", "line": 1, "severity": '
-    '"low|medium|high|critical", "title": "...", "body": "..."}}]}}.{focus}\n\nDiff:\n{diff}'
+    "bugs, security problems, missing tests and unclear code. Answer with a short summary and "
+    "your findings (file, line, severity, title, body), in the structured form you are given."
+    "{focus}\n\nDiff:\n{diff}"
 )
 ARGUE_PROMPT = (
     "A reviewer raised this finding on the changes in this worktree:\n{finding}\n{message}\n"
-    "Read the code and decide whether the finding is right. Reply with JSON only: "
-    '{{"outcome": "accept" or "contest", "argument": "why"}}.'
+    "Read the code and decide whether the finding is right. Answer accept or contest and why, "
+    "in the structured form you are given."
 )
 
 
-def _json_object(text: str, what: str) -> dict[str, Any]:
-    match = _OBJECT.search(text)
-    try:
-        obj = json.loads(match.group(0)) if match else None
-    except ValueError:
-        obj = None
-    if not isinstance(obj, dict):
-        raise AgentReplyError(f"the agent did not answer {what} as a JSON object: {text[:300]!r}")
-    return obj
-
-
-def parse_findings(text: str) -> tuple[str, list[dict[str, Any]]]:
-    """The review's summary and its well-formed findings (the rest is dropped)."""
-    obj = _json_object(text, "findings")
-    raw = obj.get("findings")
-    if not isinstance(raw, list):
-        raise AgentReplyError("the review's JSON has no findings list")
-    out = []
-    for item in raw[:MAX_FINDINGS]:
-        if not isinstance(item, dict):
-            continue
-        title, body = item.get("title"), item.get("body")
-        if not (isinstance(title, str) and title.strip() and isinstance(body, str)):
-            continue
-        severity = str(item.get("severity", "medium")).lower()
-        line = item.get("line")
-        out.append(
-            {
-                "file": str(item["file"])[:500] if isinstance(item.get("file"), str) else None,
-                "line": line if isinstance(line, int) and not isinstance(line, bool) and line > 0 else None,
-                "severity": severity if severity in SEVERITIES else "medium",
-                "title": title.strip()[:300],
-                "body": body.strip()[:5000],
-            }
-        )
-    summary = obj.get("summary")
-    return (summary if isinstance(summary, str) else ""), out
+def findings_of(reply: ReviewReply) -> list[dict[str, Any]]:
+    """A checked review's findings as stored (text trimmed to the columns' limits)."""
+    return [
+        {
+            "file": f.file[:500] if f.file else None,
+            "line": f.line,
+            "severity": f.severity,
+            "title": f.title.strip()[:300],
+            "body": f.body.strip()[:5000],
+        }
+        for f in reply.findings
+    ]
 
 
 def _norm(title: str) -> set[str]:
@@ -187,7 +159,7 @@ class Reviews:
         prompt = REVIEW_PROMPT.format(
             ticket=ticket_id, base=base, diff=diff, focus=f" Focus on: {focus}" if focus else ""
         )
-        argv = prov.judge_argv(exe, prompt, RunOptions(model=model))
+        argv = prov.judge_argv(exe, prompt, self.runner.reply_options(ReviewReply, model))
         spec = self.runner.agent_spec(
             prov, argv, ticket, self.runner.settings.defaults, kind=KIND, role="review",
             labels={"mode": "review", "base": base},
@@ -206,11 +178,20 @@ class Reviews:
         lines = (line.raw for line in self.runner.sup.log(record.id).read() if line.stream == "stdout")
         return summarize(self.runner.provider(PROVIDER), lines)
 
+    def _summary(self, record: ProcessRecord) -> str | None:
+        """The finished review's summary: its reply's ``summary`` when the reply fits the
+        schema, else whatever it said (``review-extract`` is where a bad reply is an error)."""
+        said = self._said(record)
+        try:
+            return self.runner.structured_reply(self.runner.provider(PROVIDER), said, ReviewReply, "").summary
+        except AgentReplyError:
+            return said.final_text or None
+
     async def status(self, ticket_id: str) -> dict[str, Any]:
         record = self._latest_review(ticket_id)
         out: dict[str, Any] = {"ticketId": ticket_id, "process": record.to_json(), "summary": None}
         if record.state not in ACTIVE_STATES:
-            out["summary"] = self._said(record).final_text or None
+            out["summary"] = self._summary(record)
         rows = await self.runner.store.fetchall(
             "SELECT COUNT(*) FROM review_findings WHERE review_process_id = ?", (record.id,)
         )
@@ -232,7 +213,9 @@ class Reviews:
         record = finished[-1]
         if record.state.value != "exited":
             raise Conflict(f"the latest review {record.id} did not finish cleanly ({record.state.value})")
-        text, items = parse_findings(self._said(record).final_text)
+        prov = self.runner.provider(PROVIDER)
+        said = self.runner.structured_reply(prov, self._said(record), ReviewReply, f"the review {record.id}")
+        text, items = said.summary, findings_of(said)
         now = time.time()
         await self.runner.store.execute(
             "DELETE FROM review_findings WHERE review_process_id = ?", (record.id,)
@@ -335,14 +318,12 @@ class Reviews:
         where = f"{found['file'] or '?'}:{found['line'] or '?'}"
         text = f"[{found['severity']}] {where} {found['title']}\n{found['body']}"
         prompt = ARGUE_PROMPT.format(finding=text, message=f"The author says: {message}" if message else "")
-        record, summary = await self.runner.ask(
-            ticket, PROVIDER, prompt, role="argue", model=model, labels={"findingId": finding_id}
-        )
-        obj = _json_object(summary.final_text, "an outcome")
-        outcome_ = obj.get("outcome")
-        if outcome_ not in ("accept", "contest"):
-            raise AgentReplyError(f"the agent's outcome must be accept or contest, not {outcome_!r}")
-        argument = str(obj.get("argument") or "")[:5000]
+        record, said = await self.runner.ask(
+            ticket, PROVIDER, prompt, ArgueOutcome, role="argue", model=model,
+            labels={"findingId": finding_id},
+        )  # fmt: skip
+        outcome_ = said.outcome
+        argument = said.argument[:5000]
         status = "accepted" if outcome_ == "accept" else "contested"
         await self.runner.store.execute(
             "UPDATE review_findings SET status = ?, argument = ?, updated_at = ? WHERE id = ?",

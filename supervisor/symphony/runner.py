@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -27,8 +27,9 @@ from ..agents.providers import (
     RunSummary,
     summarize,
 )
+from ..agents.replies import AgentReply, parse_reply, schema_file, schema_text
 from ..engine import Job, KillReceipt, Supervisor
-from ..errors import AgentFailed, BadRequest, Conflict, NotFound, Unavailable
+from ..errors import AgentFailed, AgentReplyError, BadRequest, Conflict, NotFound, Unavailable
 from ..logs import LogLine, ProcessLog
 from ..services.worktrees import Git, Worktrees, check_id
 from ..spec import ACTIVE_STATES, ProcessRecord, ProcessSpec, State, StopReason
@@ -37,6 +38,7 @@ from .settings import Limits, SymphonySettings
 from .store import SymphonyStore
 
 _TRANSCRIPT_CHARS = 30_000
+R = TypeVar("R", bound=AgentReply)
 
 
 class Runner:
@@ -311,24 +313,42 @@ class Runner:
             return summary.final_text or "[stopped]"
         return summary.final_text
 
+    def reply_options(self, reply: type[AgentReply], model: str | None = None) -> RunOptions:
+        """Options asking the CLI to enforce ``reply``'s schema (claude: the text; codex: a file
+        under ``<state dir>/schemas``, written once per schema version)."""
+        path = schema_file(reply, self.sup.state_dir / "schemas")
+        return RunOptions(model=model, json_schema=schema_text(reply), schema_file=str(path))
+
+    @staticmethod
+    def structured_reply(provider: Provider, summary: RunSummary, reply: type[R], who: str) -> R:
+        """The run's structured reply checked against ``reply``; ``AgentReplyError`` if the CLI
+        gave up on it (claude retries a schema-breaking call 5 times), it is missing or breaks
+        the schema."""
+        if summary.reply_rejected:
+            raise AgentReplyError(f"{who} broke the {reply.__name__} schema: {summary.error}")
+        return parse_reply(reply, provider.structured(summary), who)
+
     async def ask(
         self,
         ticket: Ticket,
         provider: str | None,
         prompt: str,
+        reply: type[R],
         *,
         role: str,
         model: str | None = None,
         kind: str = "symphony",
         labels: Mapping[str, str] | None = None,
-    ) -> tuple[ProcessRecord, RunSummary]:
-        """One read-only agent turn in the ticket's worktree, waited for; its folded answer.
+    ) -> tuple[ProcessRecord, R]:
+        """One read-only agent turn in the ticket's worktree, waited for; its structured reply.
 
-        A turn that did not exit cleanly (or reported an error) is a ``GatewayError``.
+        The CLI is asked for ``reply``'s schema. A reply that breaks it is an
+        ``AgentReplyError``; a turn that did not exit cleanly otherwise is ``AgentFailed``.
+        Cancelling the caller leaves the child to the supervisor's watchdogs.
         """
         prov = self.provider(provider or ticket.provider)
         exe = self.executable(prov)
-        argv = prov.judge_argv(exe, prompt, RunOptions(model=model))
+        argv = prov.judge_argv(exe, prompt, self.reply_options(reply, model))
         spec = self.agent_spec(
             prov, argv, ticket, self.settings.defaults, kind=kind, role=role,
             labels={"mode": role, **(labels or {})},
@@ -336,9 +356,10 @@ class Runner:
         record = await self.sup.start(spec)
         final = await self.sup.wait(record.id)
         summary = self.conclude(final, prov)
-        if final.state is not State.EXITED:
+        who = f"the {role} turn {final.id} ({prov.name})"
+        if final.state is not State.EXITED and not summary.reply_rejected:
             raise AgentFailed(f"{role} failed: {final.error or outcome(final)}")
-        return final, summary
+        return final, self.structured_reply(prov, summary, reply, who)
 
     def conclude(self, record: ProcessRecord, provider: Provider) -> RunSummary:
         """Fold the child's events; an error result or a bad exit makes it ``failed``.

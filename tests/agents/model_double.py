@@ -15,6 +15,13 @@ Usage::
 It is a stdlib ``ThreadingHTTPServer`` in a daemon thread, so it works from sync tests and from
 trio tests alike (the CLIs are separate processes; nothing here blocks the trio loop).
 
+Structured replies (``claude --json-schema``, ``codex exec --output-schema``): script a
+``Structured(value)`` step (``md.claude.structured({...})``). claude offers the model a
+``StructuredOutput`` tool whose ``input_schema`` is the schema: the double calls that tool with
+``value`` (the CLI then ends the run and puts ``value`` in the result's ``structured_output``);
+codex asks for ``text.format = {"type": "json_schema", "schema": ...}``: the double answers
+``value`` as the message's JSON text. ``Request.output_schema`` is the schema a turn asked for.
+
 Which requests are "turns": every ``POST /v1/messages`` that carries ``tools`` (claude's agent
 loop) and every ``POST /v1/responses`` (codex). Auxiliary claude calls (no tools: title/topic
 generation, quota probes, ...) get the provider's ``aux_text`` and do not consume the script.
@@ -86,12 +93,31 @@ class Hang:
     seconds: float = 3600.0
 
 
-Step = Text | Bash | Delay | HttpError | Hang
+@dataclass(frozen=True)
+class Structured:
+    """Answer a schema-constrained turn with ``value`` (any JSON value, valid or not).
+
+    claude: a ``tool_use`` of the request's ``StructuredOutput`` tool with ``value`` as input
+    (plain JSON text if the request offers no such tool). codex: an assistant message whose
+    text is ``json.dumps(value)``, as the Responses API's ``json_schema`` format produces.
+    """
+
+    value: Any
+
+
+Step = Text | Bash | Delay | HttpError | Hang | Structured
 Turn = list[Step]
+
+#: The tool ``claude -p --json-schema`` adds; the model must call it with the reply.
+STRUCTURED_TOOL = "StructuredOutput"
 
 
 def reply(text: str) -> Turn:
     return [Text(text)]
+
+
+def structured(value: Any) -> Turn:
+    return [Structured(value)]
 
 
 def bash(
@@ -145,6 +171,20 @@ class Request:
         for t in self.body.get("tools") or []:
             names.append(t.get("name") or t.get("type") or "")
         return names
+
+    @property
+    def output_schema(self) -> dict | None:
+        """The JSON schema this turn asked the model to answer in, if any: claude's
+        ``StructuredOutput`` tool input schema, or codex's ``text.format`` json_schema."""
+        if not isinstance(self.body, dict):
+            return None
+        for t in self.body.get("tools") or []:
+            if isinstance(t, dict) and t.get("name") == STRUCTURED_TOOL:
+                return t.get("input_schema")
+        fmt = (self.body.get("text") or {}).get("format") if isinstance(self.body.get("text"), dict) else None
+        if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+            return fmt.get("schema")
+        return None
 
     @property
     def tool_results(self) -> list[dict]:
@@ -213,6 +253,9 @@ class ProviderScript:
 
     def bash(self, command: str, text: str | None = None, **kw: Any) -> ProviderScript:
         return self.add_turn(bash(command, text, **kw))
+
+    def structured(self, value: Any) -> ProviderScript:
+        return self.add_turn(Structured(value))
 
     def error(self, status: int = 500, message: str = "scripted error") -> ProviderScript:
         return self.add_turn(HttpError(status, message))
@@ -482,12 +525,13 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
 
+        steps = [self._claude_structured(step, req) for step in steps]
         blocks: list[dict] = []
         if not body.get("stream"):
             for step in steps:
                 if isinstance(step, Text):
                     blocks.append({"type": "text", "text": step.text})
-                elif isinstance(step, Bash):
+                elif isinstance(step, Bash | Structured):
                     blocks.append(self._claude_tool_block(step))
                 elif isinstance(step, Delay):
                     self.md.pause(step.seconds)
@@ -544,7 +588,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._claude_content_block(index, block, deltas)
                 out_tokens += max(1, len(step.text) // 4)
                 index += 1
-            elif isinstance(step, Bash):
+            elif isinstance(step, Bash | Structured):
                 has_tool = True
                 block = self._claude_tool_block(step)
                 deltas = [
@@ -576,7 +620,22 @@ class _Handler(BaseHTTPRequestHandler):
             self._sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
         self._sse("content_block_stop", {"type": "content_block_stop", "index": index})
 
-    def _claude_tool_block(self, step: Bash) -> dict:
+    @staticmethod
+    def _claude_structured(step: Step, req: Request) -> Step:
+        """A ``Structured`` step stays a tool call if the turn offers ``StructuredOutput``,
+        else it becomes the value's JSON text (what a model without the tool would write)."""
+        if isinstance(step, Structured) and STRUCTURED_TOOL not in req.tool_names:
+            return Text(json.dumps(step.value))
+        return step
+
+    def _claude_tool_block(self, step: Bash | Structured) -> dict:
+        if isinstance(step, Structured):
+            return {
+                "type": "tool_use",
+                "id": self.md.new_id("toolu"),
+                "name": STRUCTURED_TOOL,
+                "input": step.value,
+            }
         inp: dict[str, Any] = {"command": step.command, "description": step.description}
         if step.timeout_ms is not None:
             inp["timeout"] = step.timeout_ms
@@ -600,6 +659,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         tool_names = req.tool_names
+        steps = [Text(json.dumps(s.value)) if isinstance(s, Structured) else s for s in steps]
         self._start_sse()
         base = {
             "id": resp_id,

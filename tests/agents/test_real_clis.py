@@ -16,7 +16,7 @@ from pathlib import Path
 import clis
 import psutil
 import pytest
-from model_double import Bash, HttpError, ModelDouble, Text
+from model_double import Bash, HttpError, ModelDouble, Structured, Text
 
 pytestmark = pytest.mark.agents
 
@@ -89,6 +89,37 @@ def test_model_double_speaks_both_wire_formats() -> None:
             "turn",
         ]
         assert len(md.requests_for("codex")) == 2
+
+
+def test_model_double_answers_structured_steps() -> None:
+    """No CLI needed: a Structured step is a StructuredOutput call when the turn offers that
+    tool, JSON text when it does not, and codex's JSON message; output_schema reads the ask."""
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    with ModelDouble() as md:
+        md.claude.structured({"ok": True}).structured({"ok": False})
+        md.codex.structured({"ok": True})
+
+        def post(path: str, body: dict) -> str:
+            conn = http.client.HTTPConnection("127.0.0.1", md.port, timeout=10)
+            conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+            return conn.getresponse().read().decode()
+
+        tools = [{"name": "Bash"}, {"name": "StructuredOutput", "input_schema": schema}]
+        body = post("/v1/messages?beta=true", {"stream": True, "tools": tools, "messages": []})
+        data = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
+        starts = [d for d in data if d["type"] == "content_block_start"]
+        assert [s["content_block"]["name"] for s in starts] == ["StructuredOutput"]
+        assert '"stop_reason": "tool_use"' in body and "partial_json" in body
+        plain = post("/v1/messages?beta=true", {"stream": True, "tools": [{"name": "Bash"}], "messages": []})
+        assert '"type": "text_delta"' in plain and "tool_use" not in plain
+        fmt = {"format": {"type": "json_schema", "strict": True, "schema": schema, "name": "x"}}
+        answer = post("/v1/responses", {"input": [], "text": fmt})
+        data = [json.loads(line[6:]) for line in answer.splitlines() if line.startswith("data: ")]
+        done = [d for d in data if d["type"] == "response.output_text.done"]
+        assert [json.loads(d["text"]) for d in done] == [{"ok": True}]
+        claude_turn, plain_turn = md.requests_for("claude")
+        assert claude_turn.output_schema == schema and plain_turn.output_schema is None
+        assert md.requests_for("codex")[0].output_schema == schema
 
 
 # --------------------------------------------------------------------------- claude
@@ -252,6 +283,76 @@ def test_claude_api_error_is_reported_in_result(model_double, claude_env, claude
     assert len(model_double.requests_for("claude")) == 1  # x-should-retry: false honoured
 
 
+VERDICT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "passed": {"type": "boolean"},
+        "score": {"type": "number"},
+        "justification": {"type": "string"},
+    },
+    "required": ["passed", "score", "justification"],
+    "additionalProperties": False,
+}
+BRACES_VERDICT = {"passed": True, "score": 0.9, "justification": "handles {} edge case"}
+
+
+def test_claude_json_schema_is_a_structured_output_tool(
+    model_double, claude_env, claude_bin, tmp_path
+) -> None:
+    model_double.claude.structured(BRACES_VERDICT)
+    schema = json.dumps(VERDICT_SCHEMA)
+    run = clis.run_cli(
+        clis.claude_argv("judge", "--json-schema", schema, claude=claude_bin), claude_env, tmp_path
+    )
+    assert run.returncode == 0, run.stderr
+    # The CLI adds a tool the model must call; the schema is its input schema; no tool_choice.
+    (req,) = model_double.requests_for("claude")
+    assert "StructuredOutput" in req.tool_names and "tool_choice" not in req.body
+    assert req.output_schema == VERDICT_SCHEMA
+    # One call ends the run: the result carries the object (and its JSON as the text).
+    (tool_result,) = run.of_type("user")[0]["message"]["content"]
+    assert tool_result["type"] == "tool_result" and not tool_result.get("is_error")
+    result = run.first("result")
+    assert result["is_error"] is False and result["structured_output"] == BRACES_VERDICT
+    assert json.loads(result["result"]) == BRACES_VERDICT
+
+
+def test_claude_json_schema_retries_a_breaking_call_then_fails(
+    model_double, claude_env, claude_bin, tmp_path
+) -> None:
+    for _ in range(5):
+        model_double.claude.structured({"passed": "yes"})
+    schema = json.dumps(VERDICT_SCHEMA)
+    run = clis.run_cli(
+        clis.claude_argv("judge", "--json-schema", schema, claude=claude_bin), claude_env, tmp_path
+    )
+    assert run.returncode == 1
+    # The CLI checks each call against the schema and tells the model what is wrong.
+    second = model_double.requests_for("claude")[1]
+    (refused,) = second.tool_results
+    assert refused["is_error"] is True and "does not match required schema" in json.dumps(refused)
+    result = run.first("result")
+    assert result["subtype"] == "error_max_structured_output_retries" and result["is_error"] is True
+    assert "structured_output" not in result and "after 5 attempts" in result["errors"][0]
+    assert len(model_double.requests_for("claude")) == 5
+
+
+def test_claude_json_schema_text_reply_is_nudged_once(model_double, claude_env, claude_bin, tmp_path) -> None:
+    model_double.claude.reply('Sure: {"passed": true}')
+    model_double.claude.reply("Still prose.")
+    schema = json.dumps(VERDICT_SCHEMA)
+    run = clis.run_cli(
+        clis.claude_argv("judge", "--json-schema", schema, claude=claude_bin), claude_env, tmp_path
+    )
+    assert run.returncode == 0, run.stderr
+    _first, second = model_double.requests_for("claude")
+    assert "[structured-output-enforce]" in second.last_user_text
+    # A success without structured_output: the caller must treat it as no reply.
+    result = run.first("result")
+    assert result["is_error"] is False and "structured_output" not in result
+    assert result["result"] == "Still prose."
+
+
 # --------------------------------------------------------------------------- codex
 
 
@@ -349,3 +450,23 @@ def test_codex_sigterm_orphans_grandchildren(model_double, codex_env, codex_bin,
         clis.kill_tree(tree)
         proc.kill()
         proc.communicate()
+
+
+def test_codex_output_schema_is_the_responses_text_format(
+    model_double, codex_env, codex_bin, tmp_path
+) -> None:
+    schema_file = tmp_path / "schema.json"
+    schema_file.write_text(json.dumps(VERDICT_SCHEMA))
+    model_double.codex.add_turn(Structured(BRACES_VERDICT))
+    model_double.codex.reply('Sure: {"passed": "yes"}')
+    argv = clis.codex_argv("judge", "--output-schema", str(schema_file), codex=codex_bin)
+    run = clis.run_cli(argv, codex_env, tmp_path)
+    assert run.returncode == 0, run.stderr
+    (req,) = model_double.requests_for("codex")
+    fmt = req.body["text"]["format"]
+    assert (fmt["type"], fmt["strict"], fmt["name"]) == ("json_schema", True, "codex_output_schema")
+    assert req.output_schema == VERDICT_SCHEMA
+    assert [json.loads(t) for t in _agent_texts(run)] == [BRACES_VERDICT]
+    # codex checks nothing itself: whatever the model says is the final message.
+    again = clis.run_cli(argv, codex_env, tmp_path)
+    assert again.returncode == 0 and _agent_texts(again) == ['Sure: {"passed": "yes"}']

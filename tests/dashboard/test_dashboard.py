@@ -83,9 +83,10 @@ def test_reused_challenge_shows_expired_state(
         expect(second.locator("#tabs")).to_be_hidden()
         assert "challenge" not in second.url
         shot(second, artifacts, "02-session-expired")
-        # No link at all: the same state.
+        # No link at all in a tab that never signed in: a first visit, told how to sign in.
         second.goto(gateway.base + "/")
-        expect(second.locator("#signin-title")).to_have_text("Session expired: run gateway open")
+        expect(second.locator("#signin-title")).to_have_text("Sign in to desktop-gateway")
+        expect(second.locator("#signin-help")).to_contain_text("gateway open")
     finally:
         first.context.close()
         second.context.close()
@@ -100,8 +101,8 @@ def test_session_ending_mid_use_shows_expired_state(signed_in: Page, gateway: Ga
             f"{gateway.base}/gateway-auth/exchange", json={"challenge": gateway.challenge()}
         )
         assert exchanged.status_code == 200
-    # The approvals poll (every second) meets the 401.
-    expect(page.locator("#signin-title")).to_have_text("Session expired: run gateway open")
+    # The session check (every 5 s; it also keeps the session alive) meets the 401.
+    expect(page.locator("#signin-title")).to_have_text("Session expired: run gateway open", timeout=10000)
     expect(page.locator("#tabs")).to_be_hidden()
     assert page.evaluate("sessionStorage.getItem('desktop-gateway.session')") is None
 
@@ -429,6 +430,7 @@ def test_tickets_and_system_views(signed_in: Page, gateway: Gateway, artifacts: 
     page.click("#tab-system")
     expect(page.locator("#sys-gateway")).to_contain_text("0.1.0")
     expect(page.locator("#sys-checks")).to_contain_text("database")
+    expect(page.locator('#sys-relay dd[data-relay-state="off"]')).to_contain_text("off")
     binaries = page.locator("#sys-binaries tr")
     expect(binaries).to_have_count(5)
     for name in ("claude", "codex", "gh", "git", "python3"):

@@ -4,13 +4,31 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import psutil
+import pytest
 import trio
 
-from gateway.supervisor import ProcessSpec, State, StopReason, Supervisor
+from gateway.supervisor import ProcessSpec, State, StopReason, Supervisor, open_supervisor
+from gateway.supervisor.cgroups import Cgroups
 
-from support import marked_pids, wait_until, zombie_children
+from support import config, marked_pids, wait_until, zombie_children
+
+
+@pytest.fixture(params=["cgroup", "proc"])
+async def sup(request: pytest.FixtureRequest, state_dir: Path) -> AsyncIterator[Supervisor]:
+    """Every kill test runs both ways: a cgroup per child, and the /proc fallback."""
+    use_cgroups = request.param == "cgroup"
+    if use_cgroups:
+        probe = Cgroups.open("pytest-probe")
+        if probe is None:
+            pytest.skip("cgroup v2 is not mounted or not writable here")
+        probe.close()
+    async with open_supervisor(config(state_dir, cgroups=use_cgroups)) as s:
+        assert (s.cgroups is not None) is use_cgroups
+        yield s
 
 ESCAPING_TREE = 'sleep 600 & setsid sh -c "trap \\"\\" TERM; sleep 600" & wait'
 

@@ -49,8 +49,10 @@ async def test_a_legacy_database_is_adopted_without_loss(tmp_path: Path) -> None
         row = await store.fetchone("SELECT worktree FROM symphony_tickets WHERE ticket_id = 'T-1'")
         assert row[0] == "/wt/T-1"
         versions = dict(await store.fetchall("SELECT owner, version FROM schema_versions"))
-        assert versions == {"engine": 2, "repos": 1, "policy": 1, "symphony": 4}
-        assert store.schema_version == 8
+        # The engine's scripts after the legacy ones (kill method, cgroup use, node) are applied on open.
+        assert versions == {"engine": len(ENGINE_SCHEMA), "repos": 1, "policy": 1, "symphony": 4}
+        assert store.schema_version == len(ENGINE_SCHEMA) + 6
+        await store.fetchone("SELECT kill_method, cpu_usec, memory_peak, node FROM processes")
     finally:
         await store.close()
 

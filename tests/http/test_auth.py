@@ -41,6 +41,31 @@ async def test_exchange_works_once(api: httpx.AsyncClient, anon: httpx.AsyncClie
     assert no_origin.status_code == 403
 
 
+async def test_same_origin_fetch_without_origin_vouches_for_reads_only(
+    api: httpx.AsyncClient, anon: httpx.AsyncClient, gateway
+) -> None:
+    """Browsers send Origin on every non-GET request, so a write without one is not a page of
+    ours: ``Sec-Fetch-Site: same-origin`` stands in for Origin on GET and HEAD only."""
+    session = await new_session(api)
+    same = {"X-Desktop-Session-Token": session, "Sec-Fetch-Site": "same-origin"}
+    assert (await anon.get("/api/gateway/version", headers=same)).status_code == 200
+    assert (await anon.head("/api/gateway/version", headers=same)).status_code == 200
+    writes = [
+        ("POST", "/api/gateway/processes"),
+        ("PATCH", "/api/gateway/repos"),
+        ("DELETE", "/api/gateway/repos?id=x"),
+        ("PUT", "/api/gateway/settings/binary-paths"),
+    ]
+    for method, path in writes:
+        r = await anon.request(method, path, headers=same, json={"argv": ["true"]})
+        assert r.status_code == 403, (method, r.text)
+        assert r.json()["error"]["code"] == "origin_required"
+    assert not gateway.context.sup.table.records  # nothing was started
+    with_origin = {**same, "Origin": gateway.url}
+    started = await anon.post("/api/gateway/processes", headers=with_origin, json={"argv": ["true"]})
+    assert started.status_code == 201, started.text
+
+
 async def test_challenge_expires_after_60s(api, anon, clock: ManualClock) -> None:
     challenge = (await api.post("/api/gateway/auth/challenge")).json()["challenge"]
     clock.advance(61)

@@ -68,6 +68,23 @@ def test_run_ps_logs_follow_kill(serve_process: ServeProcess, tmp_path: Path) ->
     assert pid in cli(state, "ps", "--all").stdout
 
 
+def test_kill_many_by_ticket_and_all(serve_process: ServeProcess) -> None:
+    state = serve_process.state_dir
+    tickets = ("T-1", "T-1", "T-2")
+    ids = [cli(state, "run", "--ticket", t, "--", "sleep", "60").stdout.strip() for t in tickets]
+    assert all(i.startswith("p_") for i in ids)
+    usage = cli(state, "kill")
+    assert usage.returncode == 2 and "--all" in usage.stderr
+    by_ticket = cli(state, "kill", "--ticket", "T-1")
+    assert by_ticket.returncode == 0, by_ticket.stderr
+    lines = by_ticket.stdout.splitlines()
+    assert len(lines) == 2 and all("killed" in line and "SIGTERM" in line for line in lines)
+    assert {line.split(":")[0] for line in lines} == set(ids[:2])
+    rest = json.loads(cli(state, "kill", "--all", "--json").stdout)
+    assert [r["process"]["id"] for r in rest["receipts"]] == [ids[2]]
+    assert "nothing to kill" in cli(state, "kill", "--all").stdout
+
+
 def test_status_token_approvals_open(serve_process: ServeProcess) -> None:
     state = serve_process.state_dir
     status = cli(state, "status")

@@ -51,6 +51,8 @@ async def test_directories_for_a_folder_picker(api: httpx.AsyncClient, tmp_path:
         ({"path": str(root / "missing")}, 404),
         ({"path": str(root / "file.txt")}, 404),
         ({"path": "/tmp\x00/x"}, 400),
+        ({"path": "/" + "a" * 300}, 400),  # past NAME_MAX: ENAMETOOLONG, never a 500
+        ({"path": "/" + "/".join(["b" * 250] * 20)}, 400),  # past PATH_MAX
     ):
         r = await api.get("/api/gateway/directories", params=params)
         assert r.status_code == status, (params, r.text)
@@ -122,6 +124,10 @@ async def test_attachments_upload_serve_and_never_escape(
         assert bad.status_code in (403, 404), (rel, bad.status_code)
         assert gateway.context.auth.gateway_token not in bad.text
     assert (await api.get("/api/gateway/symphony/attachments/T-1/nothing.txt")).status_code == 404
+    for rel in ("a" * 300, "T-1/" + "a" * 300, "/".join(["b" * 250] * 20)):  # ENAMETOOLONG
+        too_long = await api.get(f"/api/gateway/symphony/attachments/{rel}")
+        assert too_long.status_code == 404, too_long.text
+        assert too_long.json()["error"]["code"] == "not_found"
 
 
 async def test_upload_limits_and_refusals(api: httpx.AsyncClient) -> None:

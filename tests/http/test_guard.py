@@ -170,3 +170,50 @@ async def test_websocket_handshakes_are_refused(gateway: GatewayHandle) -> None:
             extra_headers=[("X-Desktop-Gateway-Token", gateway.context.auth.gateway_token)],
         ):
             pass
+
+
+async def read_to_close(conn: RawConnection, seconds: float = 5.0) -> bytes:
+    """Everything until the gateway closes its side; fails if it keeps the socket open."""
+    with trio.fail_after(seconds):
+        await conn.closed_by_peer()
+    return conn.buf
+
+
+@pytest.mark.parametrize(
+    ("version", "extra"),
+    [("HTTP/1.0", ()), ("HTTP/1.1", ("Connection: close",))],
+    ids=["http10", "connection-close"],
+)
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/gateway/version",  # a Quart view
+        "/api/gateway/nothing-here",  # Quart's own 404
+        "/api/gateway/processes",  # the guard's fast path
+        "/api/gateway/processes/p_missing/logs",  # a Quart error answer
+    ],
+)
+async def test_the_last_answer_on_a_connection_closes_it(
+    gateway: GatewayHandle, path: str, version: str, extra: tuple[str, ...]
+) -> None:
+    """A client that reads until close must not hang, whatever route answered it."""
+    conn = await connect(gateway)
+    head = request(gateway, "GET", path, *extra).replace(b" HTTP/1.1\r\n", f" {version}\r\n".encode(), 1)
+    await conn.stream.send_all(head)
+    data = await read_to_close(conn)
+    assert data.startswith(f"{version} ".encode()) or data.startswith(b"HTTP/1.1 ")
+    assert b"\r\n\r\n" in data
+
+
+async def test_a_finished_ndjson_stream_closes_its_connection(
+    api: httpx.AsyncClient, gateway: GatewayHandle
+) -> None:
+    started = await api.post("/api/gateway/processes", json={"argv": ["echo", "hi"], "kind": "adhoc"})
+    pid = started.json()["id"]
+    with trio.fail_after(10):
+        await gateway.context.sup.wait(pid)
+    conn = await connect(gateway)
+    await conn.stream.send_all(request(gateway, "GET", f"/api/gateway/processes/{pid}/logs?follow=1",
+                                       "Connection: close"))  # fmt: skip
+    data = await read_to_close(conn)
+    assert b'"hi' in data  # the line itself, then the socket closed

@@ -62,6 +62,91 @@ async def test_kill_answers_receipt_after_tree_is_gone(api: httpx.AsyncClient) -
     assert (await api.post("/api/gateway/processes/p_nope/teardown")).status_code == 404
 
 
+async def test_limits_and_the_kill_method_over_http(api: httpx.AsyncClient, gateway: GatewayHandle) -> None:
+    """Limits go to the child's cgroup, or are refused with 422 where their controller is not
+    delegated (as for pids.max on a hybrid layout); the record says how it is killed."""
+    cgroups = gateway.context.sup.cgroups
+    r = await api.post("/api/gateway/processes", json={"argv": ["sleep", "30"], "pidsMax": 16})
+    if cgroups is not None and "pids" in cgroups.controllers:
+        assert r.status_code == 201, r.text
+        assert (cgroups.get(r.json()["id"]).path / "pids.max").read_text().strip() == "16"
+        await api.post(f"/api/gateway/processes/{r.json()['id']}/kill")
+    else:
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] == "limits_unavailable"
+        assert "pids" in r.json()["error"]["message"]
+    bad = await api.post("/api/gateway/processes", json={"argv": ["true"], "memoryMax": 5})
+    assert bad.status_code == 400 and "memoryMax" in bad.text
+    rec = await start_process(api, ["sleep", "30"], stopGrace=1)
+    assert rec["killMethod"] == ("cgroup" if cgroups is not None else "proc")
+    receipt = (await api.post(f"/api/gateway/processes/{rec['id']}/kill")).json()
+    assert receipt["method"] == rec["killMethod"] and receipt["survivors"] == []
+
+
+async def test_bulk_kill_and_teardown_by_filter(api: httpx.AsyncClient, gateway: GatewayHandle) -> None:
+    tree = ["sh", "-c", "sleep 60 & setsid sleep 60 & wait"]
+    t1 = [await start_process(api, tree, ticketId="T-1", stopGrace=2) for _ in range(3)]
+    other = await start_process(api, ["sleep", "60"], ticketId="T-2", labels={"team": "b"})
+    labelled = await start_process(api, ["sleep", "60"], labels={"team": "a", "x": "1"})
+    done = await start_process(api, ["true"], ticketId="T-1")
+    await wait_ended(api, done["id"])
+
+    none = await api.post("/api/gateway/processes/kill", json={})
+    assert none.status_code == 400 and none.json()["error"]["code"] == "invalid_request"
+    unknown = await api.post("/api/gateway/processes/kill", json={"ids": [t1[0]["id"], "p_nope"]})
+    assert unknown.status_code == 404
+    assert gateway.context.sup.table.get(t1[0]["id"]).state.value == "running"  # nothing killed
+
+    by_ticket = (await api.post("/api/gateway/processes/kill", json={"ticketId": "T-1"})).json()
+    assert by_ticket["count"] == 3  # the live ones only: the ended record is not in it
+    assert sorted(r["process"]["id"] for r in by_ticket["receipts"]) == sorted(p["id"] for p in t1)
+    for receipt in by_ticket["receipts"]:
+        assert receipt["process"]["state"] == "killed" and receipt["survivors"] == []
+        assert receipt["signals"][0]["signal"] == "SIGTERM"
+
+    by_label = (await api.post("/api/gateway/processes/kill", json={"labels": {"team": "a"}})).json()
+    assert [r["process"]["id"] for r in by_label["receipts"]] == [labelled["id"]]
+    assert gateway.context.sup.table.get(other["id"]).state.value == "running"
+
+    torn = (await api.post("/api/gateway/processes/teardown", json={"ticketId": "T-1"})).json()
+    assert torn["count"] == 4 and all(r["process"]["tornDown"] for r in torn["receipts"])
+    again = (await api.post("/api/gateway/processes/teardown", json={"ticketId": "T-1"})).json()
+    assert again["count"] == 0
+
+    rest = (await api.post("/api/gateway/processes/kill", json={"all": True})).json()
+    assert [r["process"]["id"] for r in rest["receipts"]] == [other["id"]]
+    by_ids = (await api.post("/api/gateway/processes/kill", json={"ids": [other["id"]]})).json()
+    assert by_ids["receipts"][0]["alreadyEnded"] is True
+    assert not gateway.context.sup.table.active()
+
+
+async def test_listing_pages_with_limit_and_after(api: httpx.AsyncClient) -> None:
+    ids = [(await start_process(api, ["true"], kind="page"))["id"] for _ in range(5)]
+    live = await start_process(api, ["sleep", "30"], kind="page")
+    pages, after = [], None
+    while True:
+        params = {"kind": "page", "limit": 2, **({"after": after} if after else {})}
+        got = await api.get("/api/gateway/processes", params=params)
+        assert got.status_code == 200, got.text
+        body = got.json()
+        pages.append([p["id"] for p in body["processes"]])
+        after = body["next"]
+        if after is None:
+            break
+    assert pages == [ids[0:2], ids[2:4], [ids[4], live["id"]]]
+    head = await api.head("/api/gateway/processes", params={"limit": 2})  # the Quart view agrees
+    assert head.status_code == 200
+    running = (await api.get("/api/gateway/processes", params={"limit": 10, "state": "running"})).json()
+    assert [p["id"] for p in running["processes"]] == [live["id"]] and running["next"] is None
+    for params in ({"limit": 0}, {"limit": 1001}, {"limit": "x"}, {"after": "p_nope"}):
+        bad = await api.get("/api/gateway/processes", params=params)
+        assert bad.status_code == 400, (params, bad.text)
+        assert bad.json()["error"]["code"] == "invalid_query"
+    whole = (await api.get("/api/gateway/processes", params={"kind": "page"})).json()
+    assert "next" not in whole and len(whole["processes"]) == 6  # unpaged: as before
+    await api.post(f"/api/gateway/processes/{live['id']}/kill")
+
+
 async def test_start_rejects_bad_input_with_field_names(api: httpx.AsyncClient, tmp_path) -> None:
     cases = [
         ({"argv": []}, "argv"),

@@ -19,7 +19,7 @@ TABLE = json.loads((DATA / "gateway-endpoints.json").read_text())
 ENTRIES = [
     (e["path"], m, e["operation"]) for e in TABLE["reference"] + TABLE["extensions"] for m in e["methods"]
 ]
-STREAMING = {"/api/gateway/processes/stream"}
+STREAMING = {"/api/gateway/processes/stream", "/api/gateway/approvals/stream"}
 PUBLIC = {"/health", "/gateway-auth/exchange", "/", "/dashboard/*assetPath"}
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trio
 
-from agents.model_double import ModelDouble
+from agents.model_double import ModelDouble, structured
 
 C = "/api/gateway/codex"
 FINDINGS = {
@@ -19,7 +19,6 @@ FINDINGS = {
         {"file": "README", "line": 2, "severity": "high", "title": "Unchecked input in parser", "body": "x"},
         {"file": "README", "line": 3, "severity": "low", "title": "Parser input unchecked", "body": "dup"},
         {"file": "README", "line": 9, "severity": "low", "title": "Typo in heading", "body": "teh"},
-        {"severity": "low", "body": "no title: dropped"},
     ],
 }
 
@@ -54,14 +53,20 @@ async def test_review_findings_argue_and_verdicts(
     assert nothing.status_code == 409 and "no changes" in nothing.json()["error"]["message"]
 
     (wt / "README").write_text("test repo\nparse(input)\n")
-    md.codex.when(_asks("You are reviewing"), json.dumps(FINDINGS), times=1)
+    md.codex.when(_asks("You are reviewing"), structured(FINDINGS), times=1)
     started = await api.post(f"{C}/review/R-1", json={"focus": "input handling"})
     assert started.status_code == 201, started.text
     assert started.json()["process"]["kind"] == "codex_review"
     st = await finished(api, "R-1")
-    asked = md.requests_for("codex")[-1].last_user_text
+    review_req = md.requests_for("codex")[-1]
+    asked = review_req.last_user_text
     assert "+parse(input)" in asked and "input handling" in asked  # the diff went in
-    assert st["process"]["state"] == "exited" and "Two issues." in st["summary"]
+    # codex was given the ReviewReply schema (--output-schema FILE -> text.format json_schema).
+    argv = st["process"]["argv"]
+    schema_path = trio.Path(argv[argv.index("--output-schema") + 1])
+    assert review_req.output_schema == json.loads(await schema_path.read_text())
+    assert review_req.body["text"]["format"]["strict"] is True
+    assert st["process"]["state"] == "exited" and st["summary"] == "Two issues."
 
     filed = (await api.post(f"{C}/review-extract/R-1")).json()
     assert filed["summary"] == "Two issues."
@@ -82,12 +87,18 @@ async def test_review_findings_argue_and_verdicts(
     derived = (await api.post(f"{C}/review-verdict/R-1")).json()
     assert derived["verdict"] == "request-changes" and derived["blocking"] == [high]
 
-    md.codex.when(
-        _asks("decide whether the finding is right"), '{"outcome": "contest", "argument": "guarded"}', times=1
-    )
+    # An outcome outside accept/contest breaks the schema: 502, and the finding stays open.
+    md.codex.when(_asks("decide whether"), structured({"outcome": "maybe", "argument": "?"}), times=1)
+    unsure = await api.post(f"{C}/argue/R-1", json={"findingId": high})
+    assert unsure.status_code == 502 and unsure.json()["error"]["code"] == "bad_agent_reply"
+    assert "outcome" in unsure.json()["error"]["message"]
+    assert (await api.get(f"{C}/review-findings/R-1")).json()["findings"][0]["status"] == "open"
+    outcome = {"outcome": "contest", "argument": "guarded by parse() {}"}
+    md.codex.when(_asks("decide whether the finding is right"), structured(outcome), times=1)
     argued = await api.post(f"{C}/argue/R-1", json={"findingId": high, "message": "it is validated upstream"})
     assert argued.status_code == 200, argued.text
     assert argued.json()["outcome"] == "contest" and argued.json()["finding"]["status"] == "contested"
+    assert argued.json()["argument"] == "guarded by parse() {}"
     assert "validated upstream" in md.requests_for("codex")[-1].last_user_text
     assert (await api.post(f"{C}/review-verdict/R-1")).json()["verdict"] == "approve"
     recorded = (
@@ -127,9 +138,19 @@ async def test_a_review_that_is_not_json_files_nothing(
     (Path(made.json()["ticket"]["worktree"]) / "README").write_text("changed\n")
     md.codex.when(_asks("You are reviewing"), "Looks fine to me!", times=1)
     assert (await api.post(f"{C}/review/R-2")).status_code == 201
-    await finished(api, "R-2")
+    assert (await finished(api, "R-2"))["summary"] == "Looks fine to me!"  # status shows what it said
     bad = await api.post(f"{C}/review-extract/R-2")
     assert bad.status_code == 502 and bad.json()["error"]["code"] == "bad_agent_reply"
+    assert "ReviewReply schema" in bad.json()["error"]["message"]
+    assert bad.json()["error"]["reply"] == "Looks fine to me!"  # what it said, for the person
     assert (await api.get(f"{C}/review-findings/R-2")).json()["findings"] == []
+    # A finding without a title breaks the schema too: the review files nothing, not a guess.
+    broken = {"summary": "s", "findings": [{"severity": "low", "body": "no title"}]}
+    md.codex.when(_asks("You are reviewing"), structured(broken), times=1)
+    assert (await api.post(f"{C}/review/R-2")).status_code == 201
+    await finished(api, "R-2")
+    bad = await api.post(f"{C}/review-extract/R-2")
+    assert bad.status_code == 502 and "findings.0.title" in bad.json()["error"]["message"]
+
     assert (await api.post(f"{C}/review/R-404")).status_code == 404
     assert (await api.post(f"{C}/argue/R-2", json={"findingId": "f_nope"})).status_code == 404

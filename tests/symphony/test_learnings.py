@@ -3,12 +3,10 @@ transcript, review, the accepted list ranked by use, and the refusals."""
 
 from __future__ import annotations
 
-import json
-
 import httpx
 from symphony_support import API, wait_for
 
-from agents.model_double import Bash, ModelDouble, Text
+from agents.model_double import Bash, ModelDouble, Text, structured
 
 LEARN = [
     {"title": "Run the tests with make test", "body": "make test builds the venv first."},
@@ -21,6 +19,11 @@ def _is_extraction(req: object) -> bool:
     return "Extract the durable lessons" in getattr(req, "last_user_text", "")
 
 
+def _in_extraction(req: object) -> bool:
+    """Any turn of an extraction, also claude's follow-ups (a nudge, a refused tool call)."""
+    return "Extract the durable lessons" in getattr(req, "text", "")
+
+
 async def test_extract_review_and_use_learnings(api: httpx.AsyncClient, md: ModelDouble) -> None:
     # Nothing to learn from before a run has finished.
     md.claude.add_turn(Text("Looking at the Makefile."), Bash("echo 'test: ; pytest' > Makefile"))
@@ -30,7 +33,7 @@ async def test_extract_review_and_use_learnings(api: httpx.AsyncClient, md: Mode
     run_id = r.json()["process"]["id"]
     await wait_for(api, "L-1", lambda s: s["runs"][-1]["state"] == "exited")
 
-    md.claude.when(_is_extraction, json.dumps(LEARN), times=1)
+    md.claude.when(_is_extraction, structured({"learnings": LEARN}), times=1)
     got = await api.post(f"{API}/extract-learnings", json={"ticketId": "L-1"})
     assert got.status_code == 201, got.text
     out = got.json()
@@ -69,14 +72,24 @@ async def test_extract_review_and_use_learnings(api: httpx.AsyncClient, md: Mode
     assert status["lastExtraction"]["processId"] == out["processId"]
     assert status["lastExtraction"]["source"] == run_id
 
-    # A model that does not answer a list is a 502 naming the problem, and files nothing.
-    md.claude.when(_is_extraction, "Sure! Here are some thoughts.", times=1)
+    # A model that answers prose (claude nudges it once to call StructuredOutput, then gives up
+    # with no structured_output) is a 502 naming the problem, and files nothing.
+    md.claude.when(_in_extraction, "Sure! Here are some thoughts.", times=2)
     bad = await api.post(f"{API}/extract-learnings", json={"ticketId": "L-1"})
     assert bad.status_code == 502 and bad.json()["error"]["code"] == "bad_agent_reply"
+    assert "no structured reply" in bad.json()["error"]["message"]
+    assert (await api.get(f"{API}/pending-learnings")).json()["learnings"] == []
+    # So is one that keeps calling it with a learning without a body: claude refuses the call
+    # 5 times (telling the model what is wrong), then gives up.
+    md.claude.when(_in_extraction, structured({"learnings": [{"title": "no body"}]}), times=5)
+    bad = await api.post(f"{API}/extract-learnings", json={"ticketId": "L-1"})
+    assert bad.status_code == 502 and bad.json()["error"]["code"] == "bad_agent_reply"
+    assert "LearningsReply schema" in bad.json()["error"]["message"]
+    assert "after 5 attempts" in bad.json()["error"]["message"]
     assert (await api.get(f"{API}/pending-learnings")).json()["learnings"] == []
 
     # process-all: accept every pending one at once.
-    md.claude.when(_is_extraction, json.dumps(LEARN[:1]), times=1)
+    md.claude.when(_is_extraction, structured({"learnings": LEARN[:1]}), times=1)
     assert (await api.post(f"{API}/extract-learnings", json={"ticketId": "L-1"})).status_code == 201
     everything = (await api.post(f"{API}/process-all-learnings", json={"decision": "accept"})).json()
     assert everything["count"] == 1 and everything["learnings"][0]["status"] == "accepted"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -14,9 +15,19 @@ from gateway.supervisor.agents.providers import (
     ProviderRegistry,
     RunOptions,
     parse_event,
-    parse_verdict,
     summarize,
 )
+from gateway.supervisor.agents.replies import (
+    ArgueOutcome,
+    JudgeVerdict,
+    LearningsReply,
+    ReviewReply,
+    parse_reply,
+    reply_schema,
+    schema_file,
+    schema_text,
+)
+from gateway.supervisor.errors import AgentReplyError
 
 DATA = Path(__file__).parent / "data"
 
@@ -122,13 +133,89 @@ def test_parse_event_for_log_lines() -> None:
     assert multi is not None and multi["type"] == "multi" and len(multi["events"]) == 2
 
 
-def test_parse_verdict() -> None:
-    text = 'Looks fine.\n{"passed": true, "score": 0.9, "justification": "tests exist"}'
-    assert parse_verdict(text, 0.5) == (True, 0.9, "tests exist")
-    assert parse_verdict(text, 0.95)[0] is False
-    assert parse_verdict('{"passed": false, "score": 7, "justification": "no"}', 0.5) == (False, 1.0, "no")
-    assert parse_verdict("PASS: all good", 0.5)[0] is True
-    assert parse_verdict("rambling", 0.5) == (False, 0.0, "rambling")
+def test_a_verdict_with_braces_in_prose_passes() -> None:
+    said = parse_reply(
+        JudgeVerdict, '{"passed": true, "score": 0.9, "justification": "handles {} edge case"}', "judge"
+    )
+    assert (said.passed, said.score, said.justification) == (True, 0.9, "handles {} edge case")
+    assert parse_reply(JudgeVerdict, {"passed": False, "score": 0, "justification": ""}, "j").score == 0.0
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        None,
+        "",
+        "PASS: all good",
+        'Looks fine.\n{"passed": true, "score": 0.9, "justification": "tests exist"}',
+        {"passed": True, "score": 7, "justification": "out of range"},
+        {"passed": "yes", "score": 0.5, "justification": "not a boolean"},
+        {"passed": True, "score": 0.5},
+        {"passed": True, "score": 0.5, "justification": "x", "extra": 1},
+    ],
+)
+def test_a_reply_that_breaks_the_schema_is_an_agent_reply_error(reply: object) -> None:
+    with pytest.raises(AgentReplyError) as err:
+        parse_reply(JudgeVerdict, reply, "judge 'q'")
+    assert err.value.code == "bad_agent_reply" and "judge 'q'" in err.value.message
+
+
+def _schemas(node: dict) -> list[dict]:
+    """``node`` and every schema under it (properties, items, anyOf branches)."""
+    subs = [*node.get("properties", {}).values(), *node.get("anyOf", [])]
+    if isinstance(node.get("items"), dict):
+        subs.append(node["items"])
+    return [node, *(s for sub in subs for s in _schemas(sub))]
+
+
+@pytest.mark.parametrize("model", [JudgeVerdict, ReviewReply, ArgueOutcome, LearningsReply])
+def test_reply_schemas_fit_both_clis(model: type, tmp_path: Path) -> None:
+    """Self-contained (no $ref), object at the root, every object closed with every property
+    required, no numeric or length bounds (OpenAI strict mode and Anthropic tools accept it)."""
+    schema = reply_schema(model)
+    text = json.dumps(schema)
+    assert schema["type"] == "object" and "$ref" not in text and "$defs" not in text
+    unportable = {"minimum", "maximum", "minItems", "maxItems", "minLength", "default", "title"}
+    for node in _schemas(schema):
+        assert not unportable & set(node), node
+        if node.get("type") == "object":
+            assert node["additionalProperties"] is False and set(node["required"]) == set(node["properties"])
+    path = schema_file(model, tmp_path)
+    assert json.loads(path.read_text()) == schema and schema_file(model, tmp_path) == path
+    assert json.loads(schema_text(model)) == schema
+
+
+def test_reply_schema_goes_into_each_clis_argv(tmp_path: Path) -> None:
+    text = schema_text(JudgeVerdict)
+    path = str(schema_file(JudgeVerdict, tmp_path))
+    opts = RunOptions(json_schema=text, schema_file=path)
+    claude = ClaudeProvider().judge_argv("claude", "judge", opts)
+    assert claude[claude.index("--json-schema") + 1] == text and claude[-2:] == ["--", "judge"]
+    codex = CodexProvider().judge_argv("codex", "judge", opts)
+    assert codex[codex.index("--output-schema") + 1] == path and codex[-2:] == ["--", "judge"]
+    with pytest.raises(ValueError, match="schema_file"):
+        CodexProvider().judge_argv("codex", "judge", RunOptions(json_schema=text))
+
+
+def test_claude_result_carries_structured_output() -> None:
+    p = ClaudeProvider()
+    ok = summarize(p, [json.dumps({
+        "type": "result", "subtype": "success", "is_error": False, "result": "{}",
+        "structured_output": {"passed": True, "score": 1, "justification": "x"},
+    })])  # fmt: skip
+    assert p.structured(ok) == {"passed": True, "score": 1, "justification": "x"}
+    assert not ok.reply_rejected
+    gave_up = summarize(p, [json.dumps({
+        "type": "result", "subtype": "error_max_structured_output_retries", "is_error": True,
+        "errors": ["Failed to provide valid structured output after 5 attempts"],
+    })])  # fmt: skip
+    assert gave_up.reply_rejected and p.structured(gave_up) is None
+    assert gave_up.error is not None and "after 5 attempts" in gave_up.error
+    codex = CodexProvider()
+    said = summarize(
+        codex, [json.dumps({"type": "item.completed", "item": {"type": "agent_message", "text": "{}"}})]
+    )
+    assert codex.structured(said) == "{}"
 
 
 def test_registry_resolves_binaries(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 import trio
 from symphony_support import API, ndjson, wait_for
 
-from agents.model_double import Bash, ModelDouble
+from agents.model_double import Bash, ModelDouble, structured
 from support import marked_pids
 
 NDJSON = {"Accept": "application/x-ndjson"}  # the log as our NDJSON cursor stream
@@ -64,10 +64,10 @@ async def test_codex_launch_and_chat_resume_over_http(
 
 
 async def test_provider_judge_loop_persists_scores(api: httpx.AsyncClient, md: ModelDouble) -> None:
-    verdict_fail = '{"passed": false, "score": 0.3, "justification": "no README section"}'
-    verdict_pass = '{"passed": true, "score": 0.9, "justification": "the README section is there"}'
-    md.claude.when(_is_judge, verdict_fail, times=1)
-    md.claude.when(_is_judge, verdict_pass)
+    verdict_fail = {"passed": False, "score": 0.3, "justification": "no README section"}
+    verdict_pass = {"passed": True, "score": 0.9, "justification": "the README {usage} section is there"}
+    md.claude.when(_is_judge, structured(verdict_fail), times=1)
+    md.claude.when(_is_judge, structured(verdict_pass))
     md.claude.when(lambda r: "Judge `review` failed" in r.last_user_text, "Added the section.")
     md.claude.reply("First attempt.")
     judge = {
@@ -94,13 +94,16 @@ async def test_provider_judge_loop_persists_scores(api: httpx.AsyncClient, md: M
     ]
     assert got == [
         (1, False, 0.3, 0.7, "no README section"),
-        (2, True, 0.9, 0.7, "the README section is there"),
+        (2, True, 0.9, 0.7, "the README {usage} section is there"),
     ]
     assert all(v["durationMs"] > 0 and v["processId"] for v in out["verdicts"])
     # The judge ran read-only through the real claude CLI; the next prompt carried its feedback.
     judge_run = next(x for x in status["runs"] if x["labels"].get("role") == "judge")
     argv = judge_run["argv"]
     assert argv[0].endswith("claude") and "Edit" not in argv and "Read" in argv
+    asked = next(q for q in md.requests_for("claude") if _is_judge(q))
+    assert json.loads(argv[argv.index("--json-schema") + 1]) == asked.output_schema
+    assert set(asked.output_schema["required"]) == {"passed", "score", "justification"}
     fix = [q for q in md.requests_for("claude") if "Judge `review` failed" in q.last_user_text]
     assert (
         fix

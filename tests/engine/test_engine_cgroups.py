@@ -1,0 +1,191 @@
+"""A cgroup v2 per child: membership before the child's own code runs, kills nothing escapes
+(``env -i setsid`` included, also across a crash of the gateway), accounting and limits.
+
+These need a writable cgroup v2 hierarchy (root, or a delegated systemd unit) and skip, saying
+so, where there is none. The /proc path they replace is covered by ``test_engine_kill.py``,
+which runs every kill test both ways.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+import trio
+
+from gateway.supervisor import ProcessSpec, State, open_supervisor
+from gateway.supervisor.cgroups import CgroupError, Cgroups, find_v2_mount, own_v2_path
+from gateway.supervisor.proctree import MARKER_VAR, state_key
+
+from support import config, wait_until
+
+# A grandchild that drops the marker (env -i), leaves the session (setsid) and ignores SIGTERM:
+# invisible to the /proc sweep of a restarted gateway.
+ESCAPER = 'env -i setsid sh -c \'trap "" TERM; echo escaped; exec sleep 600\' & echo started; wait'
+
+
+def _probe() -> str | None:
+    cgroups = Cgroups.open("pytest-probe")
+    if cgroups is None:
+        return "cgroup v2 is not mounted or not writable for this user (no delegation)"
+    cgroups.close()
+    return None
+
+
+NO_CGROUPS = _probe()
+needs_cgroups = pytest.mark.skipif(NO_CGROUPS is not None, reason=str(NO_CGROUPS))
+
+
+def test_the_v2_mount_is_found_in_a_hybrid_layout() -> None:
+    mountinfo = (
+        "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+        "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+    )
+    assert find_v2_mount(mountinfo) == (Path("/sys/fs/cgroup/unified"), "/")
+    escaped = "41 31 0:38 /sub /mnt/with\\040space rw - cgroup2 cgroup2 rw\n"
+    assert find_v2_mount(escaped) == (Path("/mnt/with space"), "/sub")
+    assert find_v2_mount("35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n") is None
+    assert own_v2_path("4:memory:/x\n0::/user.slice/gw.service\n") == "/user.slice/gw.service"
+
+
+@needs_cgroups
+async def test_every_member_is_in_the_cgroup_and_the_kill_leaves_nothing(state_dir: Path) -> None:
+    async with open_supervisor(state_dir) as sup:
+        assert sup.cgroups is not None
+        record = await sup.start(ProcessSpec(["sh", "-c", ESCAPER], stop_grace=0.3))
+        assert record.kill_method == "cgroup"
+        cgroup = sup.cgroups.get(record.id)
+        log = sup.log(record.id)
+        await wait_until(lambda: {"started", "escaped"} <= {line.text for line in log.read()})
+        members = cgroup.procs()
+        assert record.pid in members  # the root joined before its own code ran
+        assert len(members) == 2  # the root shell, and the escaped sleep
+        assert any(MARKER_VAR not in psutil.Process(p).environ() for p in members), "the env -i one"
+
+        receipt = await sup.kill(record.id)
+
+        assert receipt.method == "cgroup" and receipt.survivors == []
+        assert [s.signal for s in receipt.signals] == ["SIGTERM", "SIGKILL"]  # one ignored TERM
+        assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in members)
+        assert not cgroup.path.exists(), "an emptied cgroup is removed"
+        assert receipt.process.to_json()["killMethod"] == "cgroup"
+    assert not sup.cgroups.base.exists(), "a clean shutdown leaves no subtree behind"
+
+
+@needs_cgroups
+async def test_a_kill_right_after_the_start_still_gets_the_child(state_dir: Path) -> None:
+    """The child joins from its ``sh`` prefix, a moment after the spawn returned."""
+    async with open_supervisor(state_dir) as sup:
+        records = [await sup.start(ProcessSpec(["sleep", "600"], stop_grace=0.5)) for _ in range(20)]
+        receipts = [await sup.kill(r.id) for r in records]
+        assert all(r.survivors == [] and r.process.state is State.KILLED for r in receipts)
+        assert not any(psutil.pid_exists(r.pid) and psutil.Process(r.pid).status() != "zombie"
+                       for r in records if r.pid)  # fmt: skip
+
+
+@needs_cgroups
+async def test_cpu_use_is_recorded_from_the_cgroup(state_dir: Path) -> None:
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+    async with open_supervisor(state_dir) as sup:
+        record = await sup.start(ProcessSpec([sys.executable, "-c", burn]))
+        ended = await sup.wait(record.id)
+        assert ended.state is State.EXITED
+        assert ended.cpu_usec is not None and ended.cpu_usec >= 250_000
+    async with open_supervisor(state_dir) as sup:  # persisted with the record
+        again = sup.table.get(record.id)
+        assert again is not None and again.cpu_usec == ended.cpu_usec and again.kill_method == "cgroup"
+
+
+@needs_cgroups
+async def test_limits_need_their_controller(state_dir: Path) -> None:
+    async with open_supervisor(state_dir) as sup:
+        assert sup.cgroups is not None
+        if "pids" not in sup.cgroups.controllers:
+            with pytest.raises(CgroupError, match="pids controller"):
+                await sup.start(ProcessSpec(["sleep", "600"], pids_max=10))
+            assert not sup.table.records, "a refused start leaves no record"
+            pytest.skip("the pids controller is not delegated to cgroup v2 here (hybrid layout)")
+        record = await sup.start(ProcessSpec(["sleep", "600"], pids_max=10, memory_max=64 << 20))
+        limit = (sup.cgroups.get(record.id).path / "pids.max").read_text().strip()
+        assert limit == "10"
+        await sup.kill(record.id)
+
+
+async def test_without_cgroups_the_proc_path_is_used_and_said(state_dir: Path) -> None:
+    async with open_supervisor(config(state_dir, cgroups=False)) as sup:
+        assert sup.cgroups is None
+        record = await sup.start(ProcessSpec(["sleep", "600"], stop_grace=0.5))
+        assert record.kill_method == "proc"
+        receipt = await sup.kill(record.id)
+        assert receipt.method == "proc" and receipt.survivors == []
+        with pytest.raises(CgroupError, match="cgroup v2"):
+            await sup.start(ProcessSpec(["sleep", "600"], memory_max=1 << 30))
+
+
+def _escaped(pids: set[int]) -> list[int]:
+    """The members running ``sleep`` without the gateway's marker (the tree is complete)."""
+    found = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            if proc.cmdline()[:1] == ["sleep"] and MARKER_VAR not in proc.environ():
+                found.append(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+ENGINE = """
+import sys, trio
+from gateway.supervisor import open_supervisor, ProcessSpec
+
+async def main():
+    async with open_supervisor(sys.argv[1]) as sup:
+        record = await sup.start(ProcessSpec(["sh", "-c", sys.argv[2]]))
+        print(record.id, flush=True)
+        await trio.sleep_forever()
+
+trio.run(main)
+"""
+
+
+@needs_cgroups
+async def test_the_restart_sweep_kills_by_cgroup_what_left_marker_and_session(state_dir: Path) -> None:
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-c", ENGINE, str(state_dir), ESCAPER], stdout=-1
+    )
+    cgroups = Cgroups.open(state_key(str(state_dir)))
+    assert cgroups is not None
+    try:
+        assert proc.stdout is not None
+        with trio.fail_after(20):
+            record_id = (await proc.stdout.receive_some(200)).decode().strip()
+        cgroup = cgroups.get(record_id)
+        await wait_until(lambda: len(_escaped(cgroup.procs())) == 1, what="the escaper to run")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    try:
+        # The parent-death signal takes the root; the escaped grandchild lives on, unmarked.
+        await wait_until(lambda: len(cgroup.procs()) == 1, what="direct child to die")
+        (escaped,) = cgroup.procs()
+        assert MARKER_VAR not in psutil.Process(escaped).environ()
+
+        async with open_supervisor(state_dir) as sup:
+            record = sup.table.get(record_id)
+            assert record is not None and record.state is State.LOST
+            receipt = next(r for r in sup.recovered if r.process.id == record_id)
+            assert receipt.method == "cgroup" and receipt.survivors == []
+            assert escaped in receipt.signals[0].pids
+            assert not psutil.pid_exists(escaped) or psutil.Process(escaped).status() == "zombie"
+            assert not cgroup.path.exists()
+    finally:  # a failed assertion must not leave the escaped sleep behind
+        if cgroup.path.exists():
+            cgroup.kill()
+            await wait_until(lambda: not cgroup.populated(), what="cleanup")
+            cgroup.remove()
+            cgroups.close()
