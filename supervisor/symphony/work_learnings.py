@@ -29,10 +29,11 @@ from typing import Any
 
 import trio
 
+from ..agents.replies import MAX_LEARNINGS, LearningsReply
 from ..errors import BadRequest, NotFound
 from ..spec import State
 from .addressing import RepoRef, resolve_repo, worktree_dir
-from .learnings import MAX_LEARNINGS, parse_learnings
+from .learnings import learnings_of
 from .runner import Runner
 from .toon import parse_toon, toon_chunk
 from .workchat import now_iso
@@ -41,8 +42,8 @@ from .workfiles import JsonFiles, read_json, work_dir
 EXTRACT_PROMPT = (
     "Below is a conversation between a developer and a coding agent about ticket {ticket}. "
     "Extract the durable lessons a future agent working on this repository should know: "
-    "conventions, commands that work, pitfalls and their fixes. Reply with a JSON array only, at "
-    'most {n} items, each {{"title": "...", "body": "..."}}; reply [] if there is nothing worth '
+    "conventions, commands that work, pitfalls and their fixes. Answer at most {n} learnings "
+    "(title, body) in the structured form you are given, none if there is nothing worth "
     "keeping.\n\nConversation:\n{conversation}"
 )
 
@@ -166,7 +167,7 @@ class WorkLearnings:
             prov = self.runner.provider(None)
             exe = self.runner.executable(prov)
             prompt = EXTRACT_PROMPT.format(ticket=ticket_id, n=MAX_LEARNINGS, conversation=conversation)
-            argv = prov.judge_argv(exe, prompt, self.runner.run_options(prov, None, read_only=True))
+            argv = prov.judge_argv(exe, prompt, self.runner.reply_options(LearningsReply))
             spec = self.runner.agent_spec(
                 prov, argv, None, self.runner.settings.defaults, role="learnings", cwd=wt,
                 labels={"mode": "learnings", "worktree": str(wt), "repoPath": str(repo.path)},
@@ -174,9 +175,10 @@ class WorkLearnings:
             record = await self.runner.sup.start(spec)
             final = await self.runner.sup.wait(record.id)
             summary = self.runner.conclude(final, prov)
-            if final.state is not State.EXITED:
+            if final.state is not State.EXITED and not summary.reply_rejected:
                 raise RuntimeError(final.error or "the agent failed")
-            items = parse_learnings(summary.final_text)
+            who = f"the learnings turn {final.id} ({prov.name})"
+            items = learnings_of(self.runner.structured_reply(prov, summary, LearningsReply, who))
             pending = self._dir(wt) / "pending"
             now = time.time()
             for item in items:

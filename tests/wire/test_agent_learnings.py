@@ -69,7 +69,8 @@ async def test_extract_then_process_then_record_use(
     (work / "chat-history.json").write_text(json.dumps(chat))
     status_url = f"{API}/symphony/learnings-status/{TICKET}"
     assert (await aapi.get(status_url, params={"repo": repo})).json() == {"status": "none", "count": 0}
-    md.claude.reply('[{"title": "Keep the lockfile", "body": "npm ci fails without package-lock.json"}]')
+    lesson = {"title": "Keep the lockfile", "body": "npm ci fails without package-lock.json"}
+    md.claude.structured({"learnings": [lesson]})
     body = {"ticketId": TICKET, "repoPath": repo, "activeTab": "plan"}
     r = await aapi.post(f"{API}/symphony/extract-learnings", json=body)
     assert r.status_code == 200 and r.json() == {"status": "processing"}
