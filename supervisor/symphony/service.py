@@ -48,6 +48,7 @@ from .runner import Runner
 from .runs import Runs
 from .scoped_chat import ScopedChats
 from .settings import SymphonySettings, load_limits, save_limits
+from .side_chats import SideChats
 from .ticket_views import TicketViews
 from .work_learnings import WorkLearnings
 from .workchat import WorkChats
@@ -93,6 +94,7 @@ class Symphony:
         self.work_learnings = WorkLearnings(self.runner, self.files)
         self.cloud_loops = CloudLoops(self.runner)
         self.codex_wire = CodexWire(self.runner, self.files)
+        self.side_chats = SideChats(self.runner, self.files)
         for kind in SYMPHONY_KINDS:
             sup.register_teardown(kind, self._teardown_worktree)
 
