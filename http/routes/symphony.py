@@ -133,16 +133,22 @@ async def loop_kill() -> dict[str, Any]:
 
 
 @bp.post("/kill")
-@validate_request(KillIn)
+@document_request(KillIn)
 @document_response(KillOut)
-async def kill(data: KillIn) -> dict[str, Any]:
+async def kill() -> dict[str, Any]:
     """Kill the ticket's active loop, plan loop, run or chat turn; answers the kill receipt.
 
+    ClosedLoop's forms ``{pid}`` (only a process this gateway started: we never signal a pid we
+    do not own) and ``{ticketId, repoPath}`` answer ``{success, message, pid}`` plus our receipt.
     ``removeWorktree: true`` tears it down instead and removes the ticket's worktree (its
     branch stays); the answer's ``worktree`` says whether it was removed. Nothing else ever
     removes a worktree.
     """
+    body = await json_object_body()
     svc = symphony()
+    if "pid" in body or "repoPath" in body:
+        return await svc.views.kill(body)
+    data = validated(KillIn, body)
     if data.remove_worktree:
         return await svc.teardown(data.ticket_id, remove_worktree=True)
     receipt = await svc.kill(data.ticket_id)
@@ -271,14 +277,25 @@ def _symphony_log(
 @bp.get("/sessions")
 @document_response(SessionListOut)
 async def sessions() -> dict[str, Any]:
-    return {"sessions": await symphony().chat.sessions(request.args.get("ticketId") or None)}
+    """ClosedLoop's worktree-session registry ``{sessions: [{ticketId, repoPath, worktreePath,
+    pid?, ..., startedAt, lastAccessedAt}]}``; with ``ticketId``: our agent sessions."""
+    ticket_id = request.args.get("ticketId")
+    if ticket_id is None:
+        return {"sessions": await symphony().session_registry.listing()}
+    return {"sessions": await symphony().chat.sessions(ticket_id)}
 
 
 @bp.post("/sessions")
-@validate_request(SessionIn)
-async def create_session(data: SessionIn) -> tuple[dict[str, Any], int]:
-    """Open (or return) the ticket's session; ``markRead: true`` clears its unread count."""
+@document_request(SessionIn)
+async def create_session() -> tuple[dict[str, Any], int]:
+    """ClosedLoop's ``{ticketId, repoPath, worktreePath, pid?, contextRepoPaths?, baseBranch?,
+    parentTicketId?, loopId?, artifactId?}`` registers (upserts) a worktree session -> 200
+    ``{success}``; ours ``{ticketId, provider?, title?, markRead?}`` opens an agent session."""
+    body = await json_object_body()
     svc = symphony()
+    if "repoPath" in body or "worktreePath" in body:
+        return await svc.session_registry.upsert(body), 200
+    data = validated(SessionIn, body)
     session = await svc.chat.create_session(data.ticket_id, data.provider, data.title)
     if data.mark_read:
         await svc.chat.mark_read(data.ticket_id)
@@ -289,10 +306,18 @@ async def create_session(data: SessionIn) -> tuple[dict[str, Any], int]:
 @bp.delete("/sessions")
 @document_request(SessionDeleteIn)
 async def delete_sessions() -> dict[str, Any]:
-    """Forget a session (``sessionId``) or a ticket's (``ticketId``), killing its chat turn.
+    """``?ticketId=`` of a registered worktree session: ClosedLoop's removal (``{success}``),
+    ours too; otherwise ours: forget a session (``sessionId``) or a ticket's, killing its turn.
 
     The body is optional (DELETE bodies are often dropped by clients): query arguments work too.
     """
+    ticket_id = request.args.get("ticketId")
+    svc = symphony()
+    if ticket_id is not None and await svc.session_registry.has(ticket_id):
+        await svc.session_registry.remove(ticket_id)
+        if await svc.chat.sessions(ticket_id):
+            await end_sessions()
+        return {"success": True}
     return await end_sessions()
 
 
@@ -307,7 +332,10 @@ async def end_sessions() -> dict[str, Any]:
 @bp.get("/sessions/unread-count")
 @document_response(UnreadOut)
 async def unread_count() -> dict[str, Any]:
-    return await symphony().chat.unread_count()
+    """ClosedLoop's ``count`` (registered sessions whose chat ends with a reply), and ours:
+    ``unreadCount`` and ``byTicket`` over our agent sessions."""
+    svc = symphony()
+    return {"count": await svc.session_registry.unread(), **await svc.chat.unread_count()}
 
 
 @bp.post("/chat/<ticketId>")
@@ -458,5 +486,16 @@ async def delete_comment_thread(commentId: str) -> dict[str, Any]:
 @bp.get("/commit-message/<ticketId>")
 @document_response(CommitMessageOut)
 async def commit_message(ticketId: str) -> dict[str, Any]:
-    """Draft a commit message from the worktree's diff (``provider``, ``model`` query args)."""
-    return await symphony().chat.commit_message(ticketId, query_str("provider"), query_str("model"))
+    """Draft a commit message from the worktree's diff (``provider``, ``model`` query args).
+
+    Also in ClosedLoop's shape: ``title`` (the subject line), ``description`` (the body) and
+    ``source`` (``"claude"`` when the agent drafted it, ``"default"`` for an empty diff)."""
+    out = await symphony().chat.commit_message(ticketId, query_str("provider"), query_str("model"))
+    subject, _, rest = str(out.get("message") or "").partition("\n")
+    title = subject.strip() or f"Work on {ticketId}"
+    return {
+        **out,
+        "title": title,
+        "description": rest.strip(),
+        "source": "default" if out.get("empty") else "claude",
+    }

@@ -47,6 +47,7 @@ from .reviews import Reviews
 from .runner import Runner
 from .runs import Runs
 from .scoped_chat import ScopedChats
+from .session_registry import SessionRegistry
 from .settings import SymphonySettings, load_limits, save_limits
 from .side_chats import SideChats
 from .ticket_views import TicketViews
@@ -95,6 +96,7 @@ class Symphony:
         self.cloud_loops = CloudLoops(self.runner)
         self.codex_wire = CodexWire(self.runner, self.files)
         self.side_chats = SideChats(self.runner, self.files)
+        self.session_registry = SessionRegistry(self.runner, self.files)
         for kind in SYMPHONY_KINDS:
             sup.register_teardown(kind, self._teardown_worktree)
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import trio
 
-from ..errors import Forbidden, NotFound
-from ..spec import ProcessRecord, State, iso
+from ..errors import BadRequest, Forbidden, NotFound
+from ..spec import ProcessRecord, State, StopReason, iso
 from .addressing import RepoRef, resolve_repo, worktree_dir, worktree_parent
 from .model import TOP_KINDS
 from .workfiles import read_json, work_dir
@@ -214,6 +214,31 @@ class TicketViews:
             "processId": record.id,
         }
 
+    # ---- kill (ClosedLoop's forms) ----------------------------------------------------------
+
+    async def kill(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``{pid}`` of one of our Symphony processes, or ``{ticketId, repoPath}``."""
+        pid = body.get("pid")
+        if isinstance(pid, int) and not isinstance(pid, bool):
+            owned = [r for r in self.runner.records(None) if r.pid == pid]
+            if not owned:
+                raise NotFound(f"no process of this gateway has pid {pid}", code="process_not_found")
+            return await _kill_record(self.svc, owned[-1])
+        ticket_id = body.get("ticketId")
+        if not (isinstance(ticket_id, str) and ticket_id and isinstance(body.get("repoPath"), str)):
+            raise BadRequest("Either pid or (ticketId + repoPath) is required", code="invalid_request")
+        _repo, wt, _exists = await self._place(body["repoPath"], ticket_id)
+        active = [
+            r
+            for r in self.runner.records(ticket_id) + self.runner.records(None, TOP_KINDS)
+            if r.job_id is None
+            and r.state in (State.STARTING, State.RUNNING, State.STOPPING)
+            and (r.ticket_id == ticket_id or r.labels.get("worktree") == str(wt))
+        ]
+        if not active:
+            return {"success": True, "message": "No process to kill (no PID file), state marked as stopped"}
+        return await _kill_record(self.svc, active[-1])
+
     # ---- plan and judges ------------------------------------------------------------------
 
     async def plan(self, raw_repo: str | None, ticket_id: str) -> dict[str, Any]:
@@ -295,3 +320,10 @@ def evaluation_case(verdict: dict[str, Any]) -> dict[str, Any]:
             }
         ],
     }
+
+
+async def _kill_record(svc: Any, record: ProcessRecord) -> dict[str, Any]:
+    if record.state not in (State.STARTING, State.RUNNING, State.STOPPING):
+        return {"success": True, "message": "Process already terminated", "pid": record.pid}
+    receipt = await svc.runner.sup.kill(record.id, StopReason.KILL)
+    return {"success": True, "message": "Process terminated", "pid": record.pid, **receipt.to_json()}
