@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from quart import Blueprint, Response, request
-from quart_schema import document_request, validate_request
+from quart_schema import document_request
 
 from gateway.http.agent_stream import event_stream, review_stream, turn_stream
 from gateway.http.context import current_gateway
 from gateway.http.errors import ApiError
 from gateway.http.routes.common import json_object_body, symphony, validated
+from gateway.http.routes.symphony import thread_place
 from gateway.http.schemas.codex import ArgueIn, FindingEditIn, ReviewChatIn, ReviewIn, VerdictIn
 from gateway.http.schemas.symphony import CommentPatchIn
 from gateway.supervisor import ProcessRecord
@@ -23,12 +24,26 @@ from gateway.supervisor.agents.frames import FrameMapper
 from gateway.supervisor.symphony.addressing import resolve_repo
 from gateway.supervisor.symphony.review_text import duplicate_pairs
 from gateway.supervisor.symphony.reviews import PROVIDER
+from gateway.supervisor.symphony.workchat import finding_prompt
 
 bp = Blueprint("codex", __name__, url_prefix="/api/gateway/codex")
 
 
 def _repo_arg() -> str | None:
     return request.args.get("repo")
+
+
+async def _claude_frames(record: ProcessRecord) -> Response:
+    """A claude turn as frames, stderr once at the end if it failed (ClosedLoop's finding chat)."""
+    gw = current_gateway()
+    svc = symphony()
+
+    async def settled() -> ProcessRecord:
+        await svc.settled(record.id)
+        return gw.sup.table.get(record.id) or record
+
+    body = turn_stream(gw, record, FrameMapper(), stderr="on-failure", settled=settled)
+    return event_stream(gw, body)
 
 
 async def _codex_frames(record: ProcessRecord, *, keep_running: bool = False) -> Response:
@@ -218,14 +233,37 @@ def _thread(finding_id: str) -> str:
 
 @bp.get("/finding-chat/<findingId>")
 async def finding_thread(findingId: str) -> dict[str, Any]:
+    """``?ticketId&repo``: ClosedLoop's finding thread ``{messages, ticketId, repoPath, findingId,
+    findingContext?, sessionId?}``; without them: our finding's thread."""
+    place = thread_place()
+    if place is not None:
+        return await symphony().work_chats.thread(place[1], place[0], "finding-chats", findingId, "findingId")
     await symphony().reviews.finding(findingId)
     return await symphony().chat.comment_thread(_thread(findingId))
 
 
 @bp.post("/finding-chat/<findingId>")
-@validate_request(ReviewChatIn)
-async def finding_chat(findingId: str, data: ReviewChatIn) -> dict[str, Any]:
-    """A turn on the finding's thread; the first one gives codex the finding as context."""
+@document_request(ReviewChatIn)
+async def finding_chat(findingId: str) -> Response | dict[str, Any]:
+    """``?ticketId&repo`` + ``{message, displayMessage?, findingContext?}``: a claude turn about
+    the finding in the ticket's worktree (404 without one) streamed as frames (ClosedLoop);
+    ours ``{message}``: a codex turn on our finding's thread."""
+    body = await json_object_body()
+    place = thread_place()
+    if place is not None:
+        message = body.get("message")
+        if not isinstance(message, str) or not message.strip():
+            raise ApiError(400, "invalid_request", "message is required")
+        display = body.get("displayMessage")
+        shown = display if isinstance(display, str) and display else message
+        ctx = body.get("findingContext") if isinstance(body.get("findingContext"), dict) else None
+        record = await symphony().work_chats.thread_turn(
+            place[1], place[0], folder="finding-chats", key=findingId, key_name="findingId", message=message,
+            shown=shown, context_name="findingContext", context=ctx, require_worktree=True,
+            prompt=lambda h: finding_prompt(h.get("findingContext"), message, h.get("messages", [])),
+        )  # fmt: skip
+        return await _claude_frames(record)
+    data = validated(ReviewChatIn, body)
     svc = symphony()
     found = await svc.reviews.finding(findingId)
     context = f"[{found['severity']}] {found['file']}:{found['line']} {found['title']}\n{found['body']}"
@@ -235,8 +273,15 @@ async def finding_chat(findingId: str, data: ReviewChatIn) -> dict[str, Any]:
 
 
 @bp.patch("/finding-chat/<findingId>")
-@validate_request(CommentPatchIn)
-async def finding_thread_patch(findingId: str, data: CommentPatchIn) -> dict[str, Any]:
+@document_request(CommentPatchIn)
+async def finding_thread_patch(findingId: str) -> dict[str, Any]:
+    body = await json_object_body()
+    place = thread_place()
+    if place is not None:
+        return await symphony().work_chats.thread_mark(
+            place[1], place[0], "finding-chats", findingId, "findingId", body
+        )
+    data = validated(CommentPatchIn, body)
     return await symphony().chat.update_comment_thread(
         _thread(findingId), data.resolved, data.message_id, data.content
     )
@@ -244,4 +289,7 @@ async def finding_thread_patch(findingId: str, data: CommentPatchIn) -> dict[str
 
 @bp.delete("/finding-chat/<findingId>")
 async def finding_thread_delete(findingId: str) -> dict[str, Any]:
+    place = thread_place()
+    if place is not None:
+        return await symphony().work_chats.thread_delete(place[1], place[0], "finding-chats", findingId)
     return await symphony().chat.delete_comment_thread(_thread(findingId))

@@ -57,6 +57,7 @@ from gateway.http.streams import counted, dumps, end_line, log_chunks, ndjson_re
 from gateway.supervisor import ProcessRecord
 from gateway.supervisor.agents.frames import FrameMapper
 from gateway.supervisor.symphony import log_line_json
+from gateway.supervisor.symphony.workchat import comment_prompt
 
 bp = Blueprint("symphony", __name__, url_prefix="/api/gateway/symphony")
 #: ``/api/gateway/settings/symphony`` (extension operation ``symphony_settings``).
@@ -452,27 +453,66 @@ async def clear_chat_history(ticketId: str) -> dict[str, Any]:
     return await symphony().chat.clear_history(ticketId)
 
 
+def thread_place() -> tuple[str, str] | None:
+    """ClosedLoop's thread addressing ``?ticketId=&repo=`` (both, or 400), or None for ours."""
+    ticket, repo = request.args.get("ticketId"), request.args.get("repo")
+    if ticket is None and repo is None:
+        return None
+    if not (ticket and repo):
+        raise ApiError(400, "invalid_request", "ticketId and repo parameters are required")
+    return ticket, repo
+
+
 @bp.get("/comment-chat/<commentId>")
 @document_response(CommentThreadOut)
 async def comment_thread(commentId: str) -> dict[str, Any]:
+    """``?ticketId&repo``: ClosedLoop's thread file ``{messages, ticketId, repoPath, commentId,
+    commentContext?, sessionId?}``; without them: our thread."""
+    place = thread_place()
+    if place is not None:
+        return await symphony().work_chats.thread(place[1], place[0], "comment-chats", commentId, "commentId")
     return await symphony().chat.comment_thread(commentId)
 
 
 @bp.post("/comment-chat/<commentId>")
-@validate_request(CommentChatIn)
+@document_request(CommentChatIn)
 @document_response(CommentThreadOut)
-async def comment_chat(commentId: str, data: CommentChatIn) -> dict[str, Any]:
-    """One turn on a review comment's thread (read-only agent, resumed per thread)."""
+async def comment_chat(commentId: str) -> Response | dict[str, Any]:
+    """``?ticketId&repo`` + ``{message, commentContext?{author, body, path?, line?}}``: a claude
+    turn on the comment's thread streamed as frames (ClosedLoop); ours ``{ticketId, message,
+    context?}`` waits for the read-only turn and answers the thread."""
+    body = await json_object_body()
+    place = thread_place()
+    if place is not None:
+        message = body.get("message")
+        if not isinstance(message, str) or not message.strip():
+            raise ApiError(400, "invalid_request", "message is required")
+        ctx = body.get("commentContext") if isinstance(body.get("commentContext"), dict) else None
+        record = await symphony().work_chats.thread_turn(
+            place[1], place[0], folder="comment-chats", key=commentId, key_name="commentId", message=message,
+            shown=message, context_name="commentContext", context=ctx, require_worktree=False,
+            prompt=lambda h: comment_prompt(message, h.get("commentContext")),
+        )  # fmt: skip
+        return frames_response(record, stderr="live")
+    data = validated(CommentChatIn, body)
     return await symphony().chat.comment_chat(
         commentId, data.ticket_id, data.message, data.provider, data.context, data.model
     )
 
 
 @bp.patch("/comment-chat/<commentId>")
-@validate_request(CommentPatchIn)
+@document_request(CommentPatchIn)
 @document_response(CommentThreadOut)
-async def update_comment_thread(commentId: str, data: CommentPatchIn) -> dict[str, Any]:
-    """Resolve or reopen the thread, and/or edit one message (``messageId`` + ``content``)."""
+async def update_comment_thread(commentId: str) -> dict[str, Any]:
+    """``?ticketId&repo`` + ``{messageId?, responded?}`` (ClosedLoop) -> ``{success}``; ours:
+    resolve or reopen the thread, and/or edit one message (``messageId`` + ``content``)."""
+    body = await json_object_body()
+    place = thread_place()
+    if place is not None:
+        return await symphony().work_chats.thread_mark(
+            place[1], place[0], "comment-chats", commentId, "commentId", body
+        )
+    data = validated(CommentPatchIn, body)
     return await symphony().chat.update_comment_thread(
         commentId, data.resolved, data.message_id, data.content
     )
@@ -480,6 +520,9 @@ async def update_comment_thread(commentId: str, data: CommentPatchIn) -> dict[st
 
 @bp.delete("/comment-chat/<commentId>")
 async def delete_comment_thread(commentId: str) -> dict[str, Any]:
+    place = thread_place()
+    if place is not None:
+        return await symphony().work_chats.thread_delete(place[1], place[0], "comment-chats", commentId)
     return await symphony().chat.delete_comment_thread(commentId)
 
 

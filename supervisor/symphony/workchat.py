@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +36,7 @@ from ..errors import BadRequest, NotFound
 from ..spec import ProcessRecord, State
 from .addressing import RepoRef, resolve_repo, worktree_dir
 from .runner import Runner
-from .workfiles import PROVIDERS, JsonFiles, chat_history_name, work_dir
+from .workfiles import PROVIDERS, JsonFiles, chat_history_name, sanitize, work_dir
 
 MAX_MESSAGE = 100_000  # one argv element must stay below Linux's 128 KiB MAX_ARG_STRLEN
 
@@ -223,6 +224,160 @@ class WorkChats:
         finally:
             done.set()
 
+    # ---- threads: review comments and findings (files under comment-chats/, finding-chats/) ---
+
+    async def thread_path(
+        self, raw_repo: str | None, ticket_id: str, folder: str, key: str
+    ) -> tuple[RepoRef, Path, bool]:
+        """The thread's history file (in the worktree, else the repo), and whether that is the worktree."""
+        repo = await self.repo(raw_repo)
+        where, in_worktree = await self.chat_dir(repo, ticket_id)
+        return repo, work_dir(where) / folder / f"{sanitize(key)}.json", in_worktree
+
+    async def thread(
+        self, raw_repo: str | None, ticket_id: str, folder: str, key: str, key_name: str
+    ) -> dict[str, Any]:
+        repo, path, _ = await self.thread_path(raw_repo, ticket_id, folder, key)
+        return await self.files.read(path, lambda: self._thread_empty(repo, ticket_id, key_name, key))
+
+    def _thread_empty(self, repo: RepoRef, ticket_id: str, key_name: str, key: str) -> dict[str, Any]:
+        return {**self._empty(repo, ticket_id), key_name: key}
+
+    async def thread_mark(
+        self, raw_repo: str | None, ticket_id: str, folder: str, key: str, key_name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """ClosedLoop's PATCH: set ``responded`` on a message (default: the last reply)."""
+        repo, path, _ = await self.thread_path(raw_repo, ticket_id, folder, key)
+        message_id = body.get("messageId") if isinstance(body.get("messageId"), str) else None
+        responded = body.get("responded") if isinstance(body.get("responded"), bool) else True
+        async with self.files.edit(
+            path, lambda: self._thread_empty(repo, ticket_id, key_name, key)
+        ) as history:
+            messages = [m for m in history.get("messages", []) if isinstance(m, dict)]
+            targets = [m for m in messages if m.get("id") == message_id] if message_id else [
+                m for m in messages if m.get("role") == "assistant"][-1:]  # fmt: skip
+            for m in targets:
+                m["responded"] = responded
+        return {"success": True}
+
+    async def thread_delete(
+        self, raw_repo: str | None, ticket_id: str, folder: str, key: str
+    ) -> dict[str, Any]:
+        _repo, path, _ = await self.thread_path(raw_repo, ticket_id, folder, key)
+        await self.files.remove(path)
+        return {"success": True}
+
+    async def thread_turn(
+        self,
+        raw_repo: str | None,
+        ticket_id: str,
+        *,
+        folder: str,
+        key: str,
+        key_name: str,
+        message: str,
+        shown: str,
+        context_name: str,
+        context: dict[str, Any] | None,
+        prompt: Callable[[dict[str, Any]], str],
+        require_worktree: bool,
+    ) -> ProcessRecord:
+        """One claude turn on a thread: the user's message stored first (``shown``), the context
+        kept on the thread, the session resumed; the reply stored when the turn ends."""
+        if len(message) > MAX_MESSAGE:
+            raise BadRequest(f"message: at most {MAX_MESSAGE} characters", code="invalid_request")
+        repo, path, in_worktree = await self.thread_path(raw_repo, ticket_id, folder, key)
+        if require_worktree and not in_worktree:
+            raise NotFound("Work directory not found", code="worktree_not_found")
+        cwd = path.parent.parent.parent.parent
+        prov = self.runner.provider("claude")
+        exe = self.runner.executable(prov)
+        with self.runner.reserve(ticket_id, str(cwd), "a chat turn") if in_worktree else nullcontext():
+            async with self.files.edit(
+                path, lambda: self._thread_empty(repo, ticket_id, key_name, key)
+            ) as history:
+                if context is not None:
+                    history[context_name] = context
+                text = prompt(history)
+                history.setdefault("messages", []).append(
+                    {"id": message_id("user"), "role": "user", "content": shown, "timestamp": now_iso()}
+                )
+                session_id = history.get("sessionId") if isinstance(history.get("sessionId"), str) else None
+            opts = self.runner.run_options(prov, None, read_only=not in_worktree)
+            argv = (
+                prov.resume_argv(exe, session_id, text, opts)
+                if session_id
+                else prov.run_argv(exe, text, opts)
+            )
+            spec = self.runner.agent_spec(
+                prov, argv, None, self.runner.settings.defaults, kind="chat", role=folder, cwd=cwd,
+                labels={"mode": folder, "worktree": str(cwd), "repoPath": str(repo.path)},
+            )  # fmt: skip
+            spec = dataclasses.replace(spec, ticket_id=ticket_id)
+            record = await self.runner.sup.start(spec)
+            self.runner.post_done[record.id] = trio.Event()
+        empty = lambda: self._thread_empty(repo, ticket_id, key_name, key)  # noqa: E731
+        self.runner.spawn(self._store_thread_reply, record, prov, path, empty)
+        return record
+
+    async def _store_thread_reply(
+        self, record: ProcessRecord, prov: Provider, path: Path, empty: Callable[[], dict[str, Any]]
+    ) -> None:
+        done = self.runner.post_done.setdefault(record.id, trio.Event())
+        try:
+            final = await self.runner.sup.wait(record.id)
+            self.runner.conclude(final, prov)
+            lines = [line.raw for line in self.runner.sup.log(record.id).read() if line.stream == "stdout"]
+            said = fold_turn(prov, lines)
+            async with self.files.edit(path, empty) as history:
+                if said.reply:
+                    history.setdefault("messages", []).append(
+                        {"id": message_id("assistant"), "role": "assistant", "content": said.reply,
+                         "timestamp": now_iso(), "blocks": said.blocks}
+                    )  # fmt: skip
+                history["contextPercent"] = said.context_percent
+                if final.state is not State.EXITED and said.auth_challenge:
+                    history.pop("sessionId", None)
+                elif said.session_id:
+                    history["sessionId"] = said.session_id
+        finally:
+            done.set()
+
+
+def comment_prompt(message: str, context: Any) -> str:
+    """ClosedLoop's ``buildCommentPrompt``: the file and line, the PR comment, the message."""
+    if not isinstance(context, dict):
+        return message
+    parts = [f"PR comment from @{context.get('author', '')}:", str(context.get("body", "")), "", message]
+    if context.get("path"):
+        line = f":{context['line']}" if context.get("line") else ""
+        parts.insert(0, f"File: {context['path']}{line}")
+    return "\n".join(parts)
+
+
+def finding_prompt(context: Any, message: str, messages: list[Any]) -> str:
+    """ClosedLoop's ``buildFindingPrompt``: the finding, the last 8 messages, the new one."""
+    parts = [
+        "You are helping a developer reason about a code review finding.",
+        "Assess whether the finding is valid and propose next steps.",
+    ]
+    if isinstance(context, dict):
+        line = f":{context['line']}" if context.get("line") else ""
+        parts += ["Finding context:", f"Severity: {context.get('severity', '')}"]
+        if context.get("file"):
+            parts.append(f"File: {context['file']}{line}")
+        parts.append(f"Message: {context.get('message', '')}")
+        if context.get("suggestion"):
+            parts.append(f"Suggestion: {context['suggestion']}")
+    recent = [m for m in messages if isinstance(m, dict)][-8:]
+    if recent:
+        parts.append("Recent conversation:")
+        parts += [
+            f"{'User' if m.get('role') == 'user' else 'Assistant'}: {m.get('content', '')}" for m in recent
+        ]
+    parts += ["Latest message:", message]
+    return "\n\n".join(parts)
+
 
 def _parse_message(value: Any) -> dict[str, Any] | None:
     """ClosedLoop's ``parseMessage``: ``{id, role: user|assistant, content, timestamp, sender?}``."""
@@ -241,4 +396,12 @@ def _parse_message(value: Any) -> dict[str, Any] | None:
     return out
 
 
-__all__ = ["WorkChats", "check_provider", "context_prompt", "fold_turn", "now_iso"]
+__all__ = [
+    "WorkChats",
+    "check_provider",
+    "comment_prompt",
+    "context_prompt",
+    "finding_prompt",
+    "fold_turn",
+    "now_iso",
+]
