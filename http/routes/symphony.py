@@ -57,6 +57,7 @@ from gateway.http.streams import counted, dumps, end_line, log_chunks, ndjson_re
 from gateway.supervisor import ProcessRecord
 from gateway.supervisor.agents.frames import FrameMapper
 from gateway.supervisor.symphony import log_line_json
+from gateway.supervisor.symphony.wire_launch import launch as wire_launch
 from gateway.supervisor.symphony.workchat import comment_prompt
 
 bp = Blueprint("symphony", __name__, url_prefix="/api/gateway/symphony")
@@ -88,10 +89,20 @@ async def patch_limits(data: SymphonyLimitsIn) -> dict[str, Any]:
 
 
 @bp.post("/launch")
-@validate_request(RunIn)
+@document_request(RunIn)
 @document_response(StartedOut, 201)
-async def launch(data: RunIn) -> tuple[dict[str, Any], int]:
-    """Create or reuse the ticket's worktree and start one agent run (kind ``symphony``)."""
+async def launch() -> tuple[dict[str, Any], int]:
+    """Create or reuse the ticket's worktree and start one agent run (kind ``symphony``).
+
+    ClosedLoop's form ``{ticketIdentifier, repoPath, baseBranch?, ticket?{title, identifier,
+    url, description, additionalContext, contextRepoPaths}}``: the worktree in ClosedLoop's
+    layout on ``feature/<ticket>``, the ticket as ``prd.md``, our agent run implementing it;
+    200 ``{success, ticketId, branchName, worktreePath, pid, logFile, prdFile, baseBranch,
+    parentTicketId, alreadyRunning?}``. Ours ``{ticketId, repoId, prompt, ...}``: 201."""
+    body = await json_object_body()
+    if "ticketIdentifier" in body or "repoPath" in body:
+        return await wire_launch(symphony().runner, body), 200
+    data = validated(RunIn, body)
     args = data.run_args()
     svc = symphony()
     record = await svc.runs.launch(**args)
