@@ -22,6 +22,7 @@ from pathlib import Path
 import trio
 
 from ..errors import Forbidden, NotFound
+from ..services.worktrees import Git
 from .store import SymphonyStore
 
 _UNSAFE = re.compile(r"[^a-zA-Z0-9\-_]")
@@ -66,3 +67,31 @@ async def resolve_repo(db: SymphonyStore, raw: str | None) -> RepoRef:
                 raise NotFound(f"repository folder {real} is gone", code="repo_not_found")
             return RepoRef(repo_id, Path(real), raw)
     raise Forbidden("directory not allowed", code="directory_not_allowed")
+
+
+EXCLUDE_LINE = "/.closedloop-ai/"
+_excluded: set[str] = set()
+
+
+async def exclude_work_files(git: Git, where: Path) -> None:
+    """Keep ``.closedloop-ai/`` (ClosedLoop's work files: chat histories, review state) out of
+    git in the repo ``where`` belongs to: one line in its shared ``info/exclude``, so neither
+    ``git status`` nor a commit of the worktree ever picks them up. Best effort, once per repo."""
+    result = await git.run(["rev-parse", "--git-common-dir"], where, check=False)
+    if not result.ok:
+        return
+    common = Path(result.stdout.strip())
+    common = common if common.is_absolute() else where / common
+    exclude = common / "info" / "exclude"
+    if str(exclude) in _excluded:
+        return
+
+    def add() -> None:
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        text = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
+        if EXCLUDE_LINE not in text.splitlines():
+            with open(exclude, "a", encoding="utf-8") as f:
+                f.write(("" if not text or text.endswith("\n") else "\n") + EXCLUDE_LINE + "\n")
+
+    await trio.to_thread.run_sync(add)
+    _excluded.add(str(exclude))

@@ -25,7 +25,7 @@ from ..agents.providers import Provider
 from ..errors import AgentFailed, BadRequest, NotFound
 from ..services.worktrees import check_ref
 from ..spec import ACTIVE_STATES, ProcessRecord, ProcessSpec, State, StopReason
-from .addressing import RepoRef, resolve_repo, worktree_dir
+from .addressing import RepoRef, exclude_work_files, resolve_repo, worktree_dir
 from .review_text import SESSION_ID, parse_findings, strip_diagnostics, verdict_tag
 from .runner import Runner
 from .workchat import now_iso
@@ -141,6 +141,7 @@ class CodexWire:
             cwd = wt
         prov = self.runner.provider(provider)
         exe = self.runner.executable(prov)
+        await exclude_work_files(self.runner.git, wt)
         if provider == "codex":
             argv = [exe, "review", *(["--uncommitted"] if mode == "uncommitted" else ["--base", base])]
             argv += ["-c", f"model={model}", "-c", f"model_reasoning_effort={effort}"]

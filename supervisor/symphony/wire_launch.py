@@ -21,7 +21,7 @@ import trio
 from ..errors import BadRequest, Forbidden
 from ..services.worktrees import check_ref
 from ..spec import ProcessRecord
-from .addressing import resolve_repo, worktree_dir
+from .addressing import exclude_work_files, resolve_repo, worktree_dir
 from .model import Ticket
 from .runner import Runner
 from .workfiles import write_json
@@ -96,6 +96,7 @@ async def launch(runner: Runner, body: dict[str, Any]) -> dict[str, Any]:
         if not await trio.to_thread.run_sync(wt.is_dir):
             start = base or "HEAD"
             await runner.git.run(["worktree", "add", "-B", branch, str(wt), start], repo.path)
+        await exclude_work_files(runner.git, wt)
         await trio.to_thread.run_sync(lambda: work.mkdir(parents=True, exist_ok=True))
         prd = prd_text(ticket_doc, repo.path) if ticket_doc else f"# {identifier}\n"
         await trio.to_thread.run_sync((work / "prd.md").write_text, prd)

@@ -34,7 +34,7 @@ from ..agents.frames import FrameMapper
 from ..agents.providers import Provider
 from ..errors import BadRequest, NotFound
 from ..spec import ProcessRecord, State
-from .addressing import RepoRef, resolve_repo, worktree_dir
+from .addressing import RepoRef, exclude_work_files, resolve_repo, worktree_dir
 from .runner import Runner
 from .workfiles import PROVIDERS, JsonFiles, chat_history_name, sanitize, work_dir
 
@@ -174,6 +174,7 @@ class WorkChats:
         path = work_dir(cwd) / chat_history_name(provider)
         if not in_worktree and not await trio.to_thread.run_sync(cwd.is_dir):
             raise NotFound(f"repository folder {cwd} is gone", code="repo_not_found")
+        await exclude_work_files(self.runner.git, cwd)
         with self.runner.reserve(ticket_id, str(cwd), "a chat turn") if in_worktree else nullcontext():
             async with self.files.edit(path, lambda: self._empty(repo, ticket_id)) as history:
                 history.setdefault("messages", []).append(
@@ -290,6 +291,7 @@ class WorkChats:
         if require_worktree and not in_worktree:
             raise NotFound("Work directory not found", code="worktree_not_found")
         cwd = path.parent.parent.parent.parent
+        await exclude_work_files(self.runner.git, cwd)
         prov = self.runner.provider("claude")
         exe = self.runner.executable(prov)
         with self.runner.reserve(ticket_id, str(cwd), "a chat turn") if in_worktree else nullcontext():

@@ -21,6 +21,7 @@ from agent_support import (  # fixtures are imported by name
     cl_repo,
     error_text,
     frames,
+    git,
     md,
     ticket_worktree,
     until,
@@ -85,6 +86,8 @@ async def test_chat_streams_closedloops_frames_and_stores_the_history(
     assert stored["messages"][0]["content"] == "look around"
     assert stored["messages"][1]["content"] == "first block"
     assert stored["sessionId"] == session and stored["ticketId"] == TICKET
+    # ClosedLoop's work files never show up as changes of the worktree (info/exclude).
+    assert git(ticket_worktree, "status", "--porcelain") == ""
 
     read = (await aapi.get(f"{API}/symphony/chat-history/{TICKET}", params={"repo": str(cl_repo)})).json()
     assert read["messages"][1]["content"] == "first block" and read["codexSessionExists"] is False
