@@ -35,6 +35,7 @@ from gateway.supervisor.errors import (
     Unavailable,
     UpstreamFailed,
 )
+from gateway.supervisor.symphony.cloud_loops import ApiOriginMissing
 
 log = logging.getLogger("gateway.http")
 
@@ -58,6 +59,7 @@ _CODES = {
 
 #: The HTTP status of each domain error class (looked up along the raised class's MRO).
 STATUS: dict[type[GatewayError], int] = {
+    ApiOriginMissing: 503,
     BadRequest: 400,
     Forbidden: 403,
     NotFound: 404,

@@ -15,13 +15,13 @@ from typing import Any
 
 import trio
 from pydantic import Field
-from quart import Blueprint, Response
-from quart_schema import document_request, validate_request
+from quart import Blueprint, Response, request
+from quart_schema import document_request
 
 from gateway.http.errors import ApiError
 from gateway.http.query import flag
-from gateway.http.routes.common import optional_body, query_str, symphony
-from gateway.http.routes.symphony import chat_turn, end_sessions, stream_turn
+from gateway.http.routes.common import json_object, optional_body, query_str, symphony, validated
+from gateway.http.routes.symphony import chat_turn, end_sessions, frames_response, stream_turn
 from gateway.http.schemas.symphony import ChatIn, Id, SessionDeleteIn
 
 bp = Blueprint("ticket_chat", __name__, url_prefix="/api/gateway")
@@ -33,11 +33,16 @@ class TicketChatIn(ChatIn):
 
 @bp.get("/ticket-chat")
 async def ticket_chat() -> dict[str, Any]:
-    """The ticket's sessions and messages; reading marks them read (``markRead=0`` to peek)."""
+    """ClosedLoop's ticket chat history ``{messages, ticketId, sessionId?}``; for a Symphony
+    ticket whose chat ran through our ticket form, its sessions and messages (reading marks them
+    read, ``markRead=0`` to peek)."""
     ticket_id = query_str("ticketId")
     if ticket_id is None:
-        raise ApiError(400, "invalid_query", "ticketId: required")
+        raise ApiError(400, "invalid_query", "ticketId parameter is required")
     svc = symphony()
+    wire = await svc.side_chats.history("ticket", ticket_id)
+    if wire["messages"] or await svc.runner.db.ticket(ticket_id) is None:
+        return wire
     history = await svc.chat.history(ticket_id, mark_read=flag("markRead", "1"))
     return {
         "ticketId": ticket_id,
@@ -47,16 +52,48 @@ async def ticket_chat() -> dict[str, Any]:
 
 
 @bp.post("/ticket-chat")
-@validate_request(TicketChatIn)
-async def ticket_chat_turn(data: TicketChatIn) -> Response:
-    """Send ``message`` into the ticket's session (resumed); the reply streams as NDJSON."""
+@document_request(TicketChatIn)
+async def ticket_chat_turn() -> Response:
+    """ClosedLoop's form ``{ticketId, message, ticketContext: {identifier, title, url,
+    description?}, repoPath?}``: a claude turn (read-only in the repo, else web only; the first
+    turn gets the ticket as context, later ones resume) streamed as frames after
+    ``status {status: "spawning", resuming}``. Ours ``{ticketId, message, provider?}`` on a
+    Symphony ticket: NDJSON log lines."""
+    body = await json_object()
+    if "ticketContext" in body:
+        ticket, message, context = body.get("ticketId"), body.get("message"), body.get("ticketContext")
+        valid_context = isinstance(context, dict) and all(
+            isinstance(context.get(k), str) for k in ("identifier", "title", "url")
+        )
+        if not (
+            isinstance(ticket, str)
+            and ticket
+            and isinstance(message, str)
+            and message.strip()
+            and valid_context
+        ):
+            raise ApiError(400, "invalid_request", "ticketId, message, and ticketContext are required")
+        repo = body.get("repoPath") if isinstance(body.get("repoPath"), str) else None
+        assert isinstance(context, dict)
+        record, resuming = await symphony().side_chats.ticket(ticket, message, context, repo)
+        return frames_response(record, head=[{"type": "status", "status": "spawning", "resuming": resuming}])
+    data = validated(TicketChatIn, body)
     return await chat_turn(data.ticket_id, data)
 
 
 @bp.delete("/ticket-chat")
 @document_request(SessionDeleteIn)
 async def ticket_chat_end() -> dict[str, Any]:
-    """End the ticket's sessions (``ticketId``) or one (``sessionId``), killing a running turn."""
+    """ClosedLoop's ``?ticketId=``: reset the ticket's chat history (``{success: true}``, a running
+    turn is killed); with ``sessionId`` or for a Symphony ticket's sessions: ours."""
+    ticket_id = query_str("ticketId")
+    svc = symphony()
+    if (
+        ticket_id is not None
+        and query_str("sessionId") is None
+        and await svc.runner.db.ticket(ticket_id) is None
+    ):
+        return await svc.side_chats.reset("ticket", ticket_id)
     return await end_sessions()
 
 
@@ -97,17 +134,39 @@ def _head(session: dict[str, Any]) -> bytes:
     return json.dumps({"type": "session", "session": session}, separators=(",", ":")).encode() + b"\n"
 
 
+def _ours() -> bool:
+    return (
+        query_str("sessionId") is not None
+        or query_str("repoId") is not None
+        or query_str("processId") is not None
+    )
+
+
 @bp.get("/terminal-chat")
 async def terminal_chat() -> dict[str, Any]:
-    """Terminal chat sessions (``repoId`` narrows), or one (``sessionId``) with its messages."""
+    """ClosedLoop's ``{messages: [{id, role, content, timestamp, mode}], claudeSessionId?,
+    codexSessionId?}``; with ``repoId`` or ``sessionId``: our scoped sessions."""
+    if not _ours():
+        return await symphony().side_chats.history("terminal")
     return await _listing("terminal", "repoId")
 
 
 @bp.post("/terminal-chat")
-@validate_request(TerminalChatIn)
-async def terminal_chat_turn(data: TerminalChatIn) -> Response:
-    """A turn of an agent working in the repo's own folder (the settings' permissions); the
-    reply streams as NDJSON after a ``session`` line."""
+@document_request(TerminalChatIn)
+async def terminal_chat_turn() -> Response:
+    """ClosedLoop's form ``{message}`` (``@codex `` / ``@cl `` pick the agent): a turn in the
+    first registered repo, streamed as frames after ``status {status: "spawning", mode}``.
+    Ours ``{repoId, message, sessionId?}``: a scoped session, NDJSON after a ``session`` line."""
+    body = await json_object()
+    if "repoId" not in body:
+        message = body.get("message")
+        if not isinstance(message, str) or not message.strip():
+            raise ApiError(400, "invalid_request", "message is required")
+        record, mode = await symphony().side_chats.terminal(message)
+        return frames_response(
+            record, head=[{"type": "status", "status": "spawning", "mode": mode}], running={"mode": mode}
+        )
+    data = validated(TerminalChatIn, body)
     svc = symphony()
     cwd = await svc.repo_path(data.repo_id)
     record, session = await svc.scoped_chats.turn(
@@ -120,20 +179,37 @@ async def terminal_chat_turn(data: TerminalChatIn) -> Response:
 @bp.delete("/terminal-chat")
 @document_request(SessionDeleteIn)
 async def terminal_chat_end() -> dict[str, Any]:
-    """End a session (``sessionId``): a running turn is killed, its messages are forgotten."""
+    """ClosedLoop's form (no ``sessionId``): reset the history (``{success: true}``, a running
+    turn is killed); ours: end one scoped session."""
+    if not _ours() and not (await request.get_data()).strip():
+        return await symphony().side_chats.reset("terminal")
     return await _end("terminal")
 
 
 @bp.get("/run-viewer-chat")
 async def run_viewer_chat() -> dict[str, Any]:
-    """Run-viewer chat sessions (``processId`` narrows), or one (``sessionId``) with messages."""
+    """ClosedLoop's ``{messages, claudeSessionId?}``; with ``processId``/``sessionId``: ours."""
+    if not _ours():
+        return await symphony().side_chats.history("run-viewer")
     return await _listing("run-viewer", "processId")
 
 
 @bp.post("/run-viewer-chat")
-@validate_request(RunViewerChatIn)
-async def run_viewer_chat_turn(data: RunViewerChatIn) -> Response:
-    """Ask a read-only agent about one agent run; the first turn hands it the run's transcript."""
+@document_request(RunViewerChatIn)
+async def run_viewer_chat_turn() -> Response:
+    """ClosedLoop's form ``{message, runDir?}``: a read-only claude turn about the run folder
+    (inside a registered repo, one of its worktrees or our state folder; 403 otherwise),
+    streamed as frames. Ours ``{processId, message}``: about one agent run of our table."""
+    body = await json_object()
+    if "processId" not in body:
+        message = body.get("message")
+        if not isinstance(message, str) or not message.strip():
+            raise ApiError(400, "invalid_request", "message is required")
+        run_dir = body.get("runDir") if isinstance(body.get("runDir"), str) else None
+        turn_record = await symphony().side_chats.run_viewer(message, run_dir)
+        head = [{"type": "status", "status": "spawning", "mode": "claude"}]
+        return frames_response(turn_record, head=head, running={"mode": "claude"})
+    data = validated(RunViewerChatIn, body)
     svc = symphony()
     record = svc.sup.table.get(data.process_id)
     if record is None or not record.event_parser:
@@ -154,4 +230,7 @@ async def run_viewer_chat_turn(data: RunViewerChatIn) -> Response:
 @bp.delete("/run-viewer-chat")
 @document_request(SessionDeleteIn)
 async def run_viewer_chat_end() -> dict[str, Any]:
+    """ClosedLoop's form: reset the history; with ``sessionId``: end our scoped session."""
+    if not _ours() and not (await request.get_data()).strip():
+        return await symphony().side_chats.reset("run-viewer")
     return await _end("run-viewer")

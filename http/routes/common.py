@@ -19,7 +19,15 @@ from gateway.supervisor.symphony import Symphony
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
-__all__ = ["json_object", "optional_body", "query_str", "required", "services", "symphony"]
+__all__ = [
+    "json_object",
+    "optional_body",
+    "query_str",
+    "required",
+    "services",
+    "symphony",
+    "validated",
+]
 
 
 def services() -> Services:
@@ -75,3 +83,11 @@ async def json_object(message: str = "Invalid JSON body") -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_request", message)
     return data
+
+
+def validated(model: type[ModelT], data: Any) -> ModelT:
+    """``data`` checked against ``model``; a 400 naming the fields otherwise."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_request", describe_validation(exc)) from None

@@ -11,15 +11,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Literal
 
 from quart import Blueprint, Response, request
 from quart_schema import document_request, document_response, validate_request
 
+from gateway.http.agent_stream import event_stream, turn_stream
 from gateway.http.context import GatewayContext, current_gateway
 from gateway.http.errors import ApiError
 from gateway.http.query import flag, log_window
-from gateway.http.routes.common import optional_body, query_str, required, symphony
+from gateway.http.routes.common import (
+    json_object,
+    optional_body,
+    query_str,
+    required,
+    symphony,
+    validated,
+)
 from gateway.http.schemas.core import ReceiptOut
 from gateway.http.schemas.symphony import (
     ChatHistoryOut,
@@ -43,10 +51,14 @@ from gateway.http.schemas.symphony import (
     SymphonyLimitsOut,
     TicketIn,
     UnreadOut,
+    WireChatIn,
 )
 from gateway.http.streams import counted, dumps, end_line, log_chunks, ndjson_response
 from gateway.supervisor import ProcessRecord
+from gateway.supervisor.agents.frames import FrameMapper
 from gateway.supervisor.symphony import log_line_json
+from gateway.supervisor.symphony.wire_launch import launch as wire_launch
+from gateway.supervisor.symphony.workchat import comment_prompt
 
 bp = Blueprint("symphony", __name__, url_prefix="/api/gateway/symphony")
 #: ``/api/gateway/settings/symphony`` (extension operation ``symphony_settings``).
@@ -77,10 +89,20 @@ async def patch_limits(data: SymphonyLimitsIn) -> dict[str, Any]:
 
 
 @bp.post("/launch")
-@validate_request(RunIn)
+@document_request(RunIn)
 @document_response(StartedOut, 201)
-async def launch(data: RunIn) -> tuple[dict[str, Any], int]:
-    """Create or reuse the ticket's worktree and start one agent run (kind ``symphony``)."""
+async def launch() -> tuple[dict[str, Any], int]:
+    """Create or reuse the ticket's worktree and start one agent run (kind ``symphony``).
+
+    ClosedLoop's form ``{ticketIdentifier, repoPath, baseBranch?, ticket?{title, identifier,
+    url, description, additionalContext, contextRepoPaths}}``: the worktree in ClosedLoop's
+    layout on ``feature/<ticket>``, the ticket as ``prd.md``, our agent run implementing it;
+    200 ``{success, ticketId, branchName, worktreePath, pid, logFile, prdFile, baseBranch,
+    parentTicketId, alreadyRunning?}``. Ours ``{ticketId, repoId, prompt, ...}``: 201."""
+    body = await json_object()
+    if "ticketIdentifier" in body or "repoPath" in body:
+        return await wire_launch(symphony().runner, body), 200
+    data = validated(RunIn, body)
     args = data.run_args()
     svc = symphony()
     record = await svc.runs.launch(**args)
@@ -89,10 +111,18 @@ async def launch(data: RunIn) -> tuple[dict[str, Any], int]:
 
 
 @bp.post("/loop")
-@validate_request(LoopIn)
+@document_request(LoopIn)
 @document_response(StartedOut, 201)
-async def loop(data: LoopIn) -> tuple[dict[str, Any], int]:
-    """Start a loop job: agent run, judges, feedback, until all pass or ``maxIterations``."""
+async def loop() -> tuple[dict[str, Any], int]:
+    """ClosedLoop's loop protocol when the body has ``loopId``/``command``: 200 ``{success,
+    loopId, pid, worktreePath}``, callbacks to the configured ClosedLoop API (see
+    ``docs/symphony.md``). Our judges loop otherwise (``{ticketId, repoId, prompt, judges,
+    maxIterations}``, 201)."""
+    body = await json_object()
+    if any(k in body for k in ("loopId", "command", "closedLoopAuthToken")):
+        source = "relay" if request.headers.get("x-desktop-source") == "cloud-socket" else "local"
+        return await symphony().cloud_loops.start(body, source=source), 200
+    data = validated(LoopIn, body)
     args = data.run_args()
     svc = symphony()
     record = await svc.loops.start(judges=data.judge_dicts(), max_iterations=data.max_iterations, **args)
@@ -101,25 +131,36 @@ async def loop(data: LoopIn) -> tuple[dict[str, Any], int]:
 
 
 @bp.post("/loop/kill")
-@validate_request(TicketIn)
+@document_request(TicketIn)
 @document_response(ReceiptOut)
-async def loop_kill(data: TicketIn) -> dict[str, Any]:
-    """Stop the ticket's loop (the current agent or judge tree included); the kill receipt."""
+async def loop_kill() -> dict[str, Any]:
+    """``{loopId}`` (ClosedLoop): kill the loop's whole tree -> ``{success, message}`` plus our
+    receipt; the ``CANCELLED`` event follows. ``{ticketId}`` (ours): the ticket's judges loop."""
+    body = await json_object()
+    if "loopId" in body or "ticketId" not in body:
+        return await symphony().cloud_loops.kill(body.get("loopId"))
+    data = validated(TicketIn, body)
     receipt = await symphony().kill_loop(data.ticket_id)
     return receipt.to_json()
 
 
 @bp.post("/kill")
-@validate_request(KillIn)
+@document_request(KillIn)
 @document_response(KillOut)
-async def kill(data: KillIn) -> dict[str, Any]:
+async def kill() -> dict[str, Any]:
     """Kill the ticket's active loop, plan loop, run or chat turn; answers the kill receipt.
 
+    ClosedLoop's forms ``{pid}`` (only a process this gateway started: we never signal a pid we
+    do not own) and ``{ticketId, repoPath}`` answer ``{success, message, pid}`` plus our receipt.
     ``removeWorktree: true`` tears it down instead and removes the ticket's worktree (its
     branch stays); the answer's ``worktree`` says whether it was removed. Nothing else ever
     removes a worktree.
     """
+    body = await json_object()
     svc = symphony()
+    if "pid" in body or "repoPath" in body:
+        return await svc.views.kill(body)
+    data = validated(KillIn, body)
     if data.remove_worktree:
         return await svc.teardown(data.ticket_id, remove_worktree=True)
     receipt = await svc.kill(data.ticket_id)
@@ -162,29 +203,65 @@ async def plan_loop(action: str, data: PlanLoopIn) -> tuple[dict[str, Any], int]
 
 @bp.get("/status")
 async def status() -> dict[str, Any]:
+    """``?workDir=``: ClosedLoop's ``{isRunning, phase, status, iteration, lastUpdate}`` (or
+    ``{isRunning: false, reason}``); without it, every ticket's records (ours)."""
+    work_dir = request.args.get("workDir")
+    if work_dir is not None:
+        return await symphony().views.workdir_status(work_dir)
     return symphony().status()
 
 
 @bp.get("/status/<ticketId>")
 async def ticket_status(ticketId: str) -> dict[str, Any]:
+    """``?repo=``: ClosedLoop's status (200 with ``exists: false`` when there is nothing);
+    without it, the Symphony ticket's records (ours)."""
+    repo = request.args.get("repo")
+    if repo is not None:
+        return await symphony().views.status(repo, ticketId)
     return await symphony().ticket_status(ticketId)
 
 
 @bp.get("/plan/<ticketId>")
 async def plan(ticketId: str) -> dict[str, Any]:
+    """``?repo=``: ClosedLoop's ``{exists, planExists, content, raw, worktreeDir}``."""
+    repo = request.args.get("repo")
+    if repo is not None:
+        return await symphony().views.plan(repo, ticketId)
     return await symphony().plans.get(ticketId)
 
 
 @bp.get("/judges/<ticketId>")
 @document_response(JudgesOut)
 async def judges(ticketId: str) -> dict[str, Any]:
+    """``?repo=``: ClosedLoop's ``{exists, isMock, data: EvaluationReport, worktreeDir}``."""
+    repo = request.args.get("repo")
+    if repo is not None:
+        return await symphony().views.judges(repo, ticketId)
     return await symphony().loops.judges(ticketId, request.args.get("jobId") or None)
 
 
+def wants_ndjson() -> bool:
+    """The log as our NDJSON cursor stream: asked for by ``follow``/``since``/``tail``/``limit``
+    or ``Accept: application/x-ndjson``; otherwise ClosedLoop's one JSON object."""
+    if any(name in request.args for name in ("follow", "since", "tail", "limit", "processId")):
+        return True
+    return "application/x-ndjson" in request.headers.get("Accept", "")
+
+
 @bp.get("/logs/<ticketId>")
-async def logs(ticketId: str) -> Response:
-    """NDJSON log of the ticket's latest run or loop (or ``processId``), parsed events included."""
+async def logs(ticketId: str) -> Response | dict[str, Any]:
+    """ClosedLoop's JSON by default: ``{exists, format: "jsonl"|"text", lines|content,
+    totalLines, returnedLines}`` (``?repo=&lines=100``). Our NDJSON cursor stream (parsed
+    events, ``status`` and ``end`` lines) behind ``follow=1``, ``since=``, ``tail=``, ``limit=``,
+    ``processId=`` or ``Accept: application/x-ndjson``."""
     gw = current_gateway()
+    if not wants_ndjson():
+        lines = request.args.get("lines", "100")
+        count = min(max(int(lines), 1), 10_000) if lines.isdigit() else 100
+        repo = request.args.get("repo")
+        if repo is not None:
+            return await symphony().views.logs(repo, ticketId, count)
+        return await symphony().views.ticket_logs(ticketId, count)
     record = symphony().log_target(ticketId, request.args.get("processId") or None)
     window = log_window(gw.sup.log(record.id))
     return ndjson_response(counted(gw, _symphony_log(gw, record, window.since, window.limit, window.follow)))
@@ -212,14 +289,25 @@ def _symphony_log(
 @bp.get("/sessions")
 @document_response(SessionListOut)
 async def sessions() -> dict[str, Any]:
-    return {"sessions": await symphony().chat.sessions(request.args.get("ticketId") or None)}
+    """ClosedLoop's worktree-session registry ``{sessions: [{ticketId, repoPath, worktreePath,
+    pid?, ..., startedAt, lastAccessedAt}]}``; with ``ticketId``: our agent sessions."""
+    ticket_id = request.args.get("ticketId")
+    if ticket_id is None:
+        return {"sessions": await symphony().session_registry.listing()}
+    return {"sessions": await symphony().chat.sessions(ticket_id)}
 
 
 @bp.post("/sessions")
-@validate_request(SessionIn)
-async def create_session(data: SessionIn) -> tuple[dict[str, Any], int]:
-    """Open (or return) the ticket's session; ``markRead: true`` clears its unread count."""
+@document_request(SessionIn)
+async def create_session() -> tuple[dict[str, Any], int]:
+    """ClosedLoop's ``{ticketId, repoPath, worktreePath, pid?, contextRepoPaths?, baseBranch?,
+    parentTicketId?, loopId?, artifactId?}`` registers (upserts) a worktree session -> 200
+    ``{success}``; ours ``{ticketId, provider?, title?, markRead?}`` opens an agent session."""
+    body = await json_object()
     svc = symphony()
+    if "repoPath" in body or "worktreePath" in body:
+        return await svc.session_registry.upsert(body), 200
+    data = validated(SessionIn, body)
     session = await svc.chat.create_session(data.ticket_id, data.provider, data.title)
     if data.mark_read:
         await svc.chat.mark_read(data.ticket_id)
@@ -230,10 +318,18 @@ async def create_session(data: SessionIn) -> tuple[dict[str, Any], int]:
 @bp.delete("/sessions")
 @document_request(SessionDeleteIn)
 async def delete_sessions() -> dict[str, Any]:
-    """Forget a session (``sessionId``) or a ticket's (``ticketId``), killing its chat turn.
+    """``?ticketId=`` of a registered worktree session: ClosedLoop's removal (``{success}``),
+    ours too; otherwise ours: forget a session (``sessionId``) or a ticket's, killing its turn.
 
     The body is optional (DELETE bodies are often dropped by clients): query arguments work too.
     """
+    ticket_id = request.args.get("ticketId")
+    svc = symphony()
+    if ticket_id is not None and await svc.session_registry.has(ticket_id):
+        await svc.session_registry.remove(ticket_id)
+        if await svc.chat.sessions(ticket_id):
+            await end_sessions()
+        return {"success": True}
     return await end_sessions()
 
 
@@ -248,14 +344,60 @@ async def end_sessions() -> dict[str, Any]:
 @bp.get("/sessions/unread-count")
 @document_response(UnreadOut)
 async def unread_count() -> dict[str, Any]:
-    return await symphony().chat.unread_count()
+    """ClosedLoop's ``count`` (registered sessions whose chat ends with a reply), and ours:
+    ``unreadCount`` and ``byTicket`` over our agent sessions."""
+    svc = symphony()
+    return {"count": await svc.session_registry.unread(), **await svc.chat.unread_count()}
 
 
 @bp.post("/chat/<ticketId>")
-@validate_request(ChatIn)
-async def chat(ticketId: str, data: ChatIn) -> Response:
-    """Send a message into the ticket's session (resumed); the reply streams as NDJSON."""
-    return await chat_turn(ticketId, data)
+@document_request(WireChatIn)
+async def chat(ticketId: str) -> Response:
+    """A chat turn on the ticket; the reply streams as ClosedLoop's frames.
+
+    ClosedLoop's form (``?repo=`` or ``repoPath``: the repo by path, history in the worktree's
+    ``.closedloop-ai/work``) answers ``text/event-stream`` frames (``status``, ``sessionId``,
+    ``text``, ``tool_use``, ``tool_result``, ``thinking``, ``usage``, ``result``, ``error``,
+    ``done``); without a repo it is our Symphony-ticket chat (``{message, provider?, model?}``,
+    NDJSON log lines). A client that hangs up kills the turn.
+    """
+    raw = await json_object()
+    repo = request.args.get("repo") or raw.get("repoPath")
+    if repo is None:
+        return await chat_turn(ticketId, validated(ChatIn, raw))
+    data = validated(WireChatIn, raw)
+    if not (data.message and data.message.strip()):
+        raise ApiError(400, "invalid_request", "message and repoPath are required")
+    svc = symphony()
+    record = await svc.work_chats.turn(
+        str(repo), ticketId, data.message, provider=data.provider, model=data.model,
+        context_repos=data.context_repo_paths or [],
+    )  # fmt: skip
+    return frames_response(record, stderr="live")
+
+
+def frames_response(
+    record: ProcessRecord,
+    *,
+    head: list[dict[str, Any]] | None = None,
+    running: dict[str, Any] | None = None,
+    stderr: Literal["live", "on-failure"] = "live",
+    session_frame: Literal["sessionId", "status"] = "sessionId",
+    keep_running: bool = False,
+) -> Response:
+    """One agent turn as ClosedLoop's frame stream (``done`` last, once the turn is stored)."""
+    gw = current_gateway()
+    svc = symphony()
+
+    async def settled() -> ProcessRecord:
+        await svc.settled(record.id)
+        return gw.sup.table.get(record.id) or record
+
+    body = turn_stream(
+        gw, record, FrameMapper(session_frame=session_frame), head=head or [], running=running,
+        stderr=stderr, settled=settled, keep_running=keep_running,
+    )  # fmt: skip
+    return event_stream(gw, body)
 
 
 async def chat_turn(ticket_id: str, data: ChatIn) -> Response:
@@ -286,44 +428,102 @@ def stream_turn(record: ProcessRecord, head: bytes = b"") -> Response:
 @bp.get("/chat-history/<ticketId>")
 @document_response(ChatHistoryOut)
 async def chat_history(ticketId: str) -> dict[str, Any]:
-    """The ticket's chat; reading it marks its sessions read (``markRead=0`` to peek)."""
+    """The ticket's chat. ClosedLoop's form (``?repo=&provider=``): the history file
+    ``{messages, ticketId, repoPath, sessionId?, contextPercent?, codexSessionExists}``; without
+    ``repo``: our Symphony-ticket chat (reading marks it read, ``markRead=0`` to peek)."""
+    repo = request.args.get("repo")
+    if repo is not None:
+        return await symphony().work_chats.history(repo, ticketId, request.args.get("provider"))
     return await symphony().chat.history(ticketId, mark_read=flag("markRead", "1"))
 
 
 @bp.post("/chat-history/<ticketId>")
-@validate_request(ChatMessageIn)
-async def add_chat_history(ticketId: str, data: ChatMessageIn) -> tuple[dict[str, Any], int]:
-    """Append one message (e.g. a note the UI shows in the conversation)."""
+@document_request(ChatMessageIn)
+async def add_chat_history(ticketId: str) -> tuple[dict[str, Any], int]:
+    """Append one message. ClosedLoop's form (``?repo=``): body ``{message: {id, role,
+    content, timestamp, sender?}}`` or ``{sessionId}``, answer 200 ``{success, history}``;
+    without ``repo``: ``{role, content}``, answer 201 ``{message}``."""
+    raw = await json_object()
+    repo = request.args.get("repo")
+    if repo is not None:
+        return await symphony().work_chats.add_history(repo, ticketId, request.args.get("provider"), raw), 200
+    data = validated(ChatMessageIn, raw)
     message = await symphony().chat.add_history(ticketId, data.role, data.content)
     return {"message": message}, 201
 
 
 @bp.delete("/chat-history/<ticketId>")
 async def clear_chat_history(ticketId: str) -> dict[str, Any]:
+    """Clear the history (ClosedLoop's form ``?repo=&provider=&index=``: one message by index)."""
+    repo = request.args.get("repo")
+    if repo is not None:
+        args = request.args
+        return await symphony().work_chats.delete_history(
+            repo, ticketId, args.get("provider"), args.get("index")
+        )
     return await symphony().chat.clear_history(ticketId)
+
+
+def thread_place() -> tuple[str, str] | None:
+    """ClosedLoop's thread addressing ``?ticketId=&repo=`` (both, or 400), or None for ours."""
+    ticket, repo = request.args.get("ticketId"), request.args.get("repo")
+    if ticket is None and repo is None:
+        return None
+    if not (ticket and repo):
+        raise ApiError(400, "invalid_request", "ticketId and repo parameters are required")
+    return ticket, repo
 
 
 @bp.get("/comment-chat/<commentId>")
 @document_response(CommentThreadOut)
 async def comment_thread(commentId: str) -> dict[str, Any]:
+    """``?ticketId&repo``: ClosedLoop's thread file ``{messages, ticketId, repoPath, commentId,
+    commentContext?, sessionId?}``; without them: our thread."""
+    place = thread_place()
+    if place is not None:
+        return await symphony().work_chats.thread(place[1], place[0], "comment-chats", commentId, "commentId")
     return await symphony().chat.comment_thread(commentId)
 
 
 @bp.post("/comment-chat/<commentId>")
-@validate_request(CommentChatIn)
+@document_request(CommentChatIn)
 @document_response(CommentThreadOut)
-async def comment_chat(commentId: str, data: CommentChatIn) -> dict[str, Any]:
-    """One turn on a review comment's thread (read-only agent, resumed per thread)."""
+async def comment_chat(commentId: str) -> Response | dict[str, Any]:
+    """``?ticketId&repo`` + ``{message, commentContext?{author, body, path?, line?}}``: a claude
+    turn on the comment's thread streamed as frames (ClosedLoop); ours ``{ticketId, message,
+    context?}`` waits for the read-only turn and answers the thread."""
+    body = await json_object()
+    place = thread_place()
+    if place is not None:
+        message = body.get("message")
+        if not isinstance(message, str) or not message.strip():
+            raise ApiError(400, "invalid_request", "message is required")
+        ctx = body.get("commentContext") if isinstance(body.get("commentContext"), dict) else None
+        record = await symphony().work_chats.thread_turn(
+            place[1], place[0], folder="comment-chats", key=commentId, key_name="commentId", message=message,
+            shown=message, context_name="commentContext", context=ctx, require_worktree=False,
+            prompt=lambda h: comment_prompt(message, h.get("commentContext")),
+        )  # fmt: skip
+        return frames_response(record, stderr="live")
+    data = validated(CommentChatIn, body)
     return await symphony().chat.comment_chat(
         commentId, data.ticket_id, data.message, data.provider, data.context, data.model
     )
 
 
 @bp.patch("/comment-chat/<commentId>")
-@validate_request(CommentPatchIn)
+@document_request(CommentPatchIn)
 @document_response(CommentThreadOut)
-async def update_comment_thread(commentId: str, data: CommentPatchIn) -> dict[str, Any]:
-    """Resolve or reopen the thread, and/or edit one message (``messageId`` + ``content``)."""
+async def update_comment_thread(commentId: str) -> dict[str, Any]:
+    """``?ticketId&repo`` + ``{messageId?, responded?}`` (ClosedLoop) -> ``{success}``; ours:
+    resolve or reopen the thread, and/or edit one message (``messageId`` + ``content``)."""
+    body = await json_object()
+    place = thread_place()
+    if place is not None:
+        return await symphony().work_chats.thread_mark(
+            place[1], place[0], "comment-chats", commentId, "commentId", body
+        )
+    data = validated(CommentPatchIn, body)
     return await symphony().chat.update_comment_thread(
         commentId, data.resolved, data.message_id, data.content
     )
@@ -331,11 +531,25 @@ async def update_comment_thread(commentId: str, data: CommentPatchIn) -> dict[st
 
 @bp.delete("/comment-chat/<commentId>")
 async def delete_comment_thread(commentId: str) -> dict[str, Any]:
+    place = thread_place()
+    if place is not None:
+        return await symphony().work_chats.thread_delete(place[1], place[0], "comment-chats", commentId)
     return await symphony().chat.delete_comment_thread(commentId)
 
 
 @bp.get("/commit-message/<ticketId>")
 @document_response(CommitMessageOut)
 async def commit_message(ticketId: str) -> dict[str, Any]:
-    """Draft a commit message from the worktree's diff (``provider``, ``model`` query args)."""
-    return await symphony().chat.commit_message(ticketId, query_str("provider"), query_str("model"))
+    """Draft a commit message from the worktree's diff (``provider``, ``model`` query args).
+
+    Also in ClosedLoop's shape: ``title`` (the subject line), ``description`` (the body) and
+    ``source`` (``"claude"`` when the agent drafted it, ``"default"`` for an empty diff)."""
+    out = await symphony().chat.commit_message(ticketId, query_str("provider"), query_str("model"))
+    subject, _, rest = str(out.get("message") or "").partition("\n")
+    title = subject.strip() or f"Work on {ticketId}"
+    return {
+        **out,
+        "title": title,
+        "description": rest.strip(),
+        "source": "default" if out.get("empty") else "claude",
+    }

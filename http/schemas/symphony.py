@@ -167,6 +167,26 @@ class ChatIn(Strict):
     model: Short | None = None
 
 
+class WireChatIn(BaseModel):
+    """ClosedLoop's chat body (its web app sends more; unknown fields are ignored, as there)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    message: Annotated[str, StringConstraints(max_length=200_000), NoNul] | None = None
+    repo_path: Annotated[str, StringConstraints(max_length=4096), NoNul] | None = Field(
+        None, alias="repoPath"
+    )
+    context_repo_paths: list[Annotated[str, StringConstraints(max_length=4096), NoNul]] | None = Field(
+        None, alias="contextRepoPaths", max_length=20
+    )
+    provider: Short | None = Field(None, description='"claude" (default) or "codex"')
+    model: Short | None = None
+    display_content: str | None = Field(
+        None, alias="displayContent", description="shown by the UI; not stored"
+    )
+    active_tab: str | None = Field(None, alias="activeTab")
+    codex_available: bool | None = Field(None, alias="codexAvailable")
+
+
 class ChatMessageIn(Strict):
     role: Literal["user", "assistant", "system"] = "user"
     content: Prompt

@@ -9,11 +9,14 @@ Normalized events (``type`` plus camelCase fields):
 
 - ``session``      ``{"sessionId"}``: the provider's session/thread id, what a resume takes
 - ``text``         ``{"text"}``: assistant text
+- ``thinking``     ``{"text"}``: the model's visible reasoning (claude thinking blocks, codex
+  reasoning items)
 - ``tool_use``     ``{"id", "name", "input"}``
-- ``tool_result``  ``{"toolUseId", "output", "isError"}``
-- ``result``       ``{"ok", "costUsd", "turns", "durationMs", "text", "sessionId", "usage"}``;
-                   claude's also ``structured`` (``--json-schema``'s ``structured_output``)
-                   and ``replyRejected`` when it gave up on the schema
+- ``tool_result``  ``{"toolUseId", "output", "content", "isError"}`` (``output`` as text,
+  ``content`` as the CLI gave it; ``fromAssistant`` when it came in an assistant message)
+- ``result``       ``{"ok", "costUsd", "turns", "durationMs", "text", "sessionId", "usage",
+  "subtype", "isError", "contextWindow", "modelUsage"}``; claude's also ``structured``
+  (``--json-schema``'s ``structured_output``) and ``replyRejected`` when it gave up on the schema
 - ``error``        ``{"message"}``
 
 Unknown event types and non-JSON lines parse to nothing: they stay in the log, and never fail
@@ -204,6 +207,10 @@ class ClaudeProvider(Provider):
                 "text": text if isinstance(text, str) else None,
                 "sessionId": obj.get("session_id"),
                 "usage": obj.get("usage"),
+                "subtype": obj.get("subtype"),
+                "isError": bool(obj.get("is_error")),
+                "contextWindow": obj.get("context_window"),
+                "modelUsage": obj.get("modelUsage"),
                 # --json-schema: the StructuredOutput tool's accepted input
                 "structured": obj.get("structured_output"),
             }
@@ -238,6 +245,8 @@ class ClaudeProvider(Provider):
             btype = block.get("type")
             if assistant and btype == "text" and isinstance(block.get("text"), str):
                 out.append({"type": "text", "text": block["text"]})
+            elif assistant and btype == "thinking" and isinstance(block.get("thinking"), str):
+                out.append({"type": "thinking", "text": block["thinking"]})
             elif assistant and btype == "tool_use":
                 out.append(
                     {
@@ -247,15 +256,17 @@ class ClaudeProvider(Provider):
                         "input": block.get("input"),
                     }
                 )
-            elif not assistant and btype == "tool_result":
-                out.append(
-                    {
-                        "type": "tool_result",
-                        "toolUseId": block.get("tool_use_id"),
-                        "output": _stringify(block.get("content")),
-                        "isError": bool(block.get("is_error")),
-                    }
-                )
+            elif btype == "tool_result":
+                result: Event = {
+                    "type": "tool_result",
+                    "toolUseId": block.get("tool_use_id"),
+                    "output": _stringify(block.get("content")),
+                    "content": block.get("content"),
+                    "isError": bool(block.get("is_error")),
+                }
+                if assistant:
+                    result["fromAssistant"] = True
+                out.append(result)
         return out
 
 
@@ -364,6 +375,8 @@ class CodexProvider(Provider):
         itype = item.get("type")
         if itype == "agent_message" and isinstance(item.get("text"), str):
             return [{"type": "text", "text": item["text"]}]
+        if itype == "reasoning" and isinstance(item.get("text"), str) and item["text"]:
+            return [{"type": "thinking", "text": item["text"]}]
         if itype == "command_execution":
             code = item.get("exit_code")
             return [
@@ -371,6 +384,7 @@ class CodexProvider(Provider):
                     "type": "tool_result",
                     "toolUseId": item.get("id"),
                     "output": item.get("aggregated_output") or "",
+                    "content": item.get("aggregated_output") or "",
                     "isError": code not in (0, None),
                     "exitCode": code,
                 }

@@ -37,6 +37,8 @@ from ..logs import LogLine
 from ..services.worktrees import Git
 from ..spec import ACTIVE_STATES, ProcessRecord, StopReason, iso
 from .chat import Chat
+from .cloud_loops import CloudLoops
+from .codex_wire import CodexWire
 from .learnings import Learnings
 from .loops import Loops
 from .model import SYMPHONY_KINDS, TOP_KINDS, Ticket
@@ -45,7 +47,13 @@ from .reviews import Reviews
 from .runner import Runner
 from .runs import Runs
 from .scoped_chat import ScopedChats
+from .session_registry import SessionRegistry
 from .settings import SymphonySettings, load_limits, save_limits
+from .side_chats import SideChats
+from .ticket_views import TicketViews
+from .work_learnings import WorkLearnings
+from .workchat import WorkChats
+from .workfiles import JsonFiles
 
 #: Set on the record a ``kill`` with ``removeWorktree`` tears down; the teardown hook acts on
 #: it only, so a plain teardown (e.g. ``POST /processes/:id/teardown``) keeps the worktree.
@@ -80,6 +88,15 @@ class Symphony:
         self.learnings = Learnings(self.runner)
         self.reviews = Reviews(self.runner)
         self.scoped_chats = ScopedChats(self.runner)
+        #: ClosedLoop's JSON work files (chat histories, review state), one lock per file.
+        self.files = JsonFiles()
+        self.work_chats = WorkChats(self.runner, self.files)
+        self.views = TicketViews(self)
+        self.work_learnings = WorkLearnings(self.runner, self.files)
+        self.cloud_loops = CloudLoops(self.runner)
+        self.codex_wire = CodexWire(self.runner, self.files)
+        self.side_chats = SideChats(self.runner, self.files)
+        self.session_registry = SessionRegistry(self.runner, self.files)
         for kind in SYMPHONY_KINDS:
             sup.register_teardown(kind, self._teardown_worktree)
 

@@ -199,6 +199,11 @@ class SymphonyStore:
         row = await self.db.fetchone("SELECT path FROM repos WHERE id = ?", (repo_id,))
         return Path(row[0]) if row else None
 
+    async def repos(self) -> list[tuple[str, Path]]:
+        """Every registered repository as ``(id, path)`` (lookups by path)."""
+        rows = await self.db.fetchall("SELECT id, path FROM repos ORDER BY created_at")
+        return [(row[0], Path(row[1])) for row in rows]
+
     async def ticket(self, ticket_id: str) -> Ticket | None:
         row = await self.db.fetchone(
             "SELECT ticket_id, repo_id, worktree, branch, base_ref, provider FROM symphony_tickets"

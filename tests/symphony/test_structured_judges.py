@@ -70,7 +70,8 @@ async def test_a_judge_that_breaks_the_schema_fails_the_loop(
     assert out["outcome"] == "bad_agent_reply" and out["state"] == "failed"
     assert out["verdicts"] == []  # no FAIL 0.0 was made up
     assert len([q for q in md.requests_for("claude") if _judging(q)]) == 5
-    log = [o.get("text", "") for o in ndjson((await api.get(f"{API}/logs/B-1")).text)]
+    nd = {"Accept": "application/x-ndjson"}  # the log as our NDJSON cursor stream
+    log = [o.get("text", "") for o in ndjson((await api.get(f"{API}/logs/B-1", headers=nd)).text)]
     assert any("broke the JudgeVerdict schema" in line for line in log)
 
 

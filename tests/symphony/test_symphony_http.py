@@ -18,6 +18,8 @@ from gateway.http.serve import GatewayHandle
 from agents.model_double import Bash, ModelDouble, Text
 from support import marked_pids
 
+NDJSON = {"Accept": "application/x-ndjson"}  # the log as our NDJSON cursor stream
+
 pytestmark = pytest.mark.agents
 
 
@@ -61,7 +63,7 @@ async def test_launch_logs_follow_reconnect_and_errors(api: httpx.AsyncClient, m
             if obj["type"] == "end":
                 assert obj["process"]["state"] == "exited"
                 break
-    full = ndjson((await api.get(f"{API}/logs/T-1")).text)
+    full = ndjson((await api.get(f"{API}/logs/T-1", headers=NDJSON)).text)
     assert seen == [o["seq"] for o in full if o["type"] == "log"]
     events = [o["event"] for o in full if "event" in o]
     assert {"type": "text", "text": "Working."} in events

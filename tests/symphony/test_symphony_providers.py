@@ -82,6 +82,7 @@ def test_claude_parser_on_a_recorded_run() -> None:
         "type": "tool_result",
         "toolUseId": events[2]["id"],
         "output": "wrote",
+        "content": "wrote",
         "isError": False,
     }
     result = events[-1]

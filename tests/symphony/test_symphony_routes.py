@@ -14,6 +14,8 @@ from symphony_support import API, ndjson, wait_for
 from agents.model_double import Bash, ModelDouble, structured
 from support import marked_pids
 
+NDJSON = {"Accept": "application/x-ndjson"}  # the log as our NDJSON cursor stream
+
 pytestmark = pytest.mark.agents
 
 
@@ -38,7 +40,7 @@ async def test_codex_launch_and_chat_resume_over_http(
     assert status["runs"][-1]["state"] == "exited", status["runs"][-1]
     assert (Path(status["ticket"]["worktree"]) / "made.txt").read_text() == "made-by-codex\n"
     assert status["ticket"]["provider"] == "codex"
-    log = ndjson((await api.get(f"{API}/logs/C-1")).text)
+    log = ndjson((await api.get(f"{API}/logs/C-1", headers=NDJSON)).text)
     events = [o["event"] for o in log if "event" in o]
     assert {"type": "text", "text": "File written."} in events
     thread_id = next(e["sessionId"] for e in events if e["type"] == "session")
