@@ -27,20 +27,21 @@ MAX_PATH = 4096
 
 
 class PathRefused(ValueError):
-    """A path the request may not name; ``status`` 400 (malformed) or 403 (outside)."""
+    """A path the request may not name: ``malformed`` (not an absolute path, say), or outside
+    what the gateway manages. Callers turn it into ``BadRequest`` or ``Forbidden``."""
 
-    def __init__(self, message: str, status: int = 403) -> None:
+    def __init__(self, message: str, *, malformed: bool = False) -> None:
         super().__init__(message)
-        self.status = status
+        self.malformed = malformed
 
 
 def expand(raw: object, field: str) -> Path:
     """``~``-expanded absolute path (not resolved); 400 for anything else."""
     if not isinstance(raw, str) or not raw or len(raw) > MAX_PATH or "\x00" in raw:
-        raise PathRefused(f"{field}: must be an absolute path", 400)
+        raise PathRefused(f"{field}: must be an absolute path", malformed=True)
     path = os.path.expanduser(raw)
     if not os.path.isabs(path):
-        raise PathRefused(f"{field}: must be an absolute path", 400)
+        raise PathRefused(f"{field}: must be an absolute path", malformed=True)
     return Path(os.path.normpath(path))
 
 
@@ -102,7 +103,7 @@ class Resolved:
 def resolve(raw: object, repos: Iterable[Path], field: str = "repoPath") -> Resolved:
     """Resolve ``raw`` against the registered ``repos`` (their stored top-level paths).
 
-    Raises ``PathRefused`` (403 ``directory not allowed``) when the resolved path is not inside
+    Raises ``PathRefused`` (``directory not allowed``) when the resolved path is not inside
     a registered repository or one of its worktrees.
     """
     real = Path(os.path.realpath(expand(raw, field)))
@@ -124,13 +125,13 @@ def resolve_file(tree: Path, raw: object, field: str = "filePath") -> tuple[str,
     ``tree`` once symlinks are resolved.
     """
     if not isinstance(raw, str) or not raw or len(raw) > MAX_PATH or "\x00" in raw:
-        raise PathRefused(f"{field}: must be a path relative to the repository", 400)
+        raise PathRefused(f"{field}: must be a path relative to the repository", malformed=True)
     rel = os.path.normpath(raw)
     if os.path.isabs(rel) or rel == ".." or rel.startswith("../") or rel == ".":
-        raise PathRefused(f"{field}: must stay inside the repository", 403)
+        raise PathRefused(f"{field}: must stay inside the repository")
     real = Path(os.path.realpath(tree / rel))
     if not _inside(real, Path(os.path.realpath(tree))):
-        raise PathRefused(f"{field}: must stay inside the repository", 403)
+        raise PathRefused(f"{field}: must stay inside the repository")
     return rel, real
 
 

@@ -135,7 +135,7 @@ class Repos:
         try:
             return await trio.to_thread.run_sync(lambda: resolve(raw, repos, field))
         except PathRefused as exc:
-            if exc.status == 400:
+            if exc.malformed:
                 raise BadRequest(str(exc), code="invalid_request") from None
             raise not_allowed(field) from None
 

@@ -15,18 +15,15 @@ with ClosedLoop's message, ``directory not allowed``.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
 from ..errors import Forbidden, NotFound
+from ..services.paths import Layout, layout_path
 from ..services.worktrees import Git
 from .store import SymphonyStore
-
-_UNSAFE = re.compile(r"[^a-zA-Z0-9\-_]")
-PARENT_ENV = "SYMPHONY_WORKTREE_PARENT_DIR"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,18 +35,17 @@ class RepoRef:
     given: str  # the path as the client sent it (echoed back in answers, as ClosedLoop does)
 
 
-def sanitize_ticket(ticket_id: str) -> str:
-    return _UNSAFE.sub("_", ticket_id)
+def worktree_parent(repo: Path, layout: Layout | None = None) -> Path:
+    """Where ``repo``'s ticket worktrees go: the registry's layout (the environment override,
+    else the ``worktreeParentDir`` setting), else the repository's own parent folder."""
+    parent = layout.parent_dir() if layout is not None else Layout().parent_dir()
+    return parent or repo.parent
 
 
-def worktree_parent(repo: Path) -> Path:
-    configured = os.environ.get(PARENT_ENV, "").strip()
-    return Path(os.path.expanduser(configured)) if configured else repo.parent
-
-
-def worktree_dir(repo: Path, ticket_id: str) -> Path:
-    """The ticket's worktree in ClosedLoop's layout (it may not exist)."""
-    return worktree_parent(repo) / f"{repo.name}-{sanitize_ticket(ticket_id)}"
+def worktree_dir(repo: Path, ticket_id: str, layout: Layout | None = None) -> Path:
+    """The ticket's worktree in ClosedLoop's layout (it may not exist); the same path
+    ``Worktrees.path_for`` creates, since both ask the registry's layout."""
+    return layout_path(repo, ticket_id, worktree_parent(repo, layout))
 
 
 def _real(raw: str) -> str:

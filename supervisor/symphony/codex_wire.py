@@ -72,7 +72,7 @@ class CodexWire:
 
     async def _place(self, raw_repo: str | None, ticket_id: str) -> tuple[RepoRef, Path, bool]:
         repo = await resolve_repo(self.runner.db, raw_repo)
-        wt = worktree_dir(repo.path, ticket_id)
+        wt = worktree_dir(repo.path, ticket_id, self.runner.worktrees.layout)
         return repo, wt, await trio.to_thread.run_sync(wt.is_dir)
 
     @staticmethod

@@ -55,7 +55,10 @@ class SessionRegistry:
         wt = Path(await trio.to_thread.run_sync(lambda: os.path.realpath(os.path.expanduser(wt_raw))))
         if not (
             wt == repo.path
-            or (wt.parent == worktree_parent(repo.path) and wt.name.startswith(f"{repo.path.name}-"))
+            or (
+                wt.parent == worktree_parent(repo.path, self.runner.worktrees.layout)
+                and wt.name.startswith(f"{repo.path.name}-")
+            )
         ):
             raise Forbidden("directory not allowed", code="directory_not_allowed")
         for other in body.get("contextRepoPaths") or []:

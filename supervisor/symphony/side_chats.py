@@ -27,8 +27,9 @@ import trio
 
 from ..agents.providers import Provider, RunOptions
 from ..errors import BadRequest, Forbidden, GatewayError
+from ..services.paths import sanitize_ticket
 from ..spec import ACTIVE_STATES, ProcessRecord, State, StopReason
-from .addressing import resolve_repo, sanitize_ticket, worktree_parent
+from .addressing import resolve_repo, worktree_parent
 from .runner import Runner
 from .workchat import fold_turn, message_id, now_iso
 from .workfiles import JsonFiles
@@ -228,7 +229,7 @@ class SideChats:
         roots = [Path(await trio.to_thread.run_sync(os.path.realpath, self.runner.sup.state_dir))]
         for _rid, repo in await self.runner.db.repos():
             roots.append(repo)
-            parent = worktree_parent(repo)
+            parent = worktree_parent(repo, self.runner.worktrees.layout)
             # a worktree of the repo in ClosedLoop's layout: <parent>/<repo name>-<ticket>
             roots += [p for p in [parent / part for part in real.relative_to(parent).parts[:1]]
                       if p.name.startswith(f"{repo.name}-")] if parent in real.parents else []  # fmt: skip

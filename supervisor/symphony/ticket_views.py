@@ -65,7 +65,7 @@ class TicketViews:
 
     async def _place(self, raw_repo: str | None, ticket_id: str) -> tuple[RepoRef, Path, bool]:
         repo = await resolve_repo(self.runner.db, raw_repo)
-        wt = worktree_dir(repo.path, ticket_id)
+        wt = worktree_dir(repo.path, ticket_id, self.runner.worktrees.layout)
         return repo, wt, await trio.to_thread.run_sync(wt.is_dir)
 
     def latest(self, ticket_id: str, where: Path | None = None) -> ProcessRecord | None:
@@ -141,7 +141,11 @@ class TicketViews:
         """``status?workDir=``: ``{isRunning, phase, status, iteration, lastUpdate}``."""
         path = Path(raw_dir.replace("~", str(Path.home()), 1) if raw_dir.startswith("~") else raw_dir)
         allowed = any(
-            path == repo or (path.parent == worktree_parent(repo) and path.name.startswith(f"{repo.name}-"))
+            path == repo
+            or (
+                path.parent == worktree_parent(repo, self.runner.worktrees.layout)
+                and path.name.startswith(f"{repo.name}-")
+            )
             for _rid, repo in await self.runner.db.repos()
         )
         if not allowed:

@@ -72,7 +72,7 @@ async def launch(runner: Runner, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(other, str):
             raise Forbidden("directory not allowed", code="directory_not_allowed")
         await resolve_repo(runner.db, other)
-    wt = worktree_dir(repo.path, identifier)
+    wt = worktree_dir(repo.path, identifier, runner.worktrees.layout)
     branch = f"feature/{_BRANCH_UNSAFE.sub('-', identifier)}"
     work = wt / ".closedloop-ai" / "work"
     answer = {

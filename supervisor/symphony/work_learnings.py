@@ -72,7 +72,7 @@ class WorkLearnings:
 
     async def _worktree(self, raw_repo: str | None, ticket_id: str) -> tuple[RepoRef, Path]:
         repo = await resolve_repo(self.runner.db, raw_repo)
-        wt = worktree_dir(repo.path, ticket_id)
+        wt = worktree_dir(repo.path, ticket_id, self.runner.worktrees.layout)
         if not await trio.to_thread.run_sync(wt.is_dir):
             raise NotFound("Work directory not found", code="worktree_not_found")
         return repo, wt
@@ -103,13 +103,19 @@ class WorkLearnings:
 
     async def extraction_status(self, raw_repo: str | None, ticket_id: str) -> dict[str, Any]:
         repo = await resolve_repo(self.runner.db, raw_repo)
-        path = self._dir(worktree_dir(repo.path, ticket_id)) / "chat-extraction-status.json"
+        path = (
+            self._dir(worktree_dir(repo.path, ticket_id, self.runner.worktrees.layout))
+            / "chat-extraction-status.json"
+        )
         data = await trio.to_thread.run_sync(read_json, path, None)
         return data if isinstance(data, dict) else {"status": "none", "count": 0}
 
     async def processing_status(self, raw_repo: str | None, ticket_id: str) -> dict[str, Any]:
         repo = await resolve_repo(self.runner.db, raw_repo)
-        path = self._dir(worktree_dir(repo.path, ticket_id)) / "processing-status.json"
+        path = (
+            self._dir(worktree_dir(repo.path, ticket_id, self.runner.worktrees.layout))
+            / "processing-status.json"
+        )
         data = await trio.to_thread.run_sync(read_json, path, None)
         return data if isinstance(data, dict) else {"status": "none"}
 

@@ -85,7 +85,7 @@ class WorkChats:
 
     async def chat_dir(self, repo: RepoRef, ticket_id: str) -> tuple[Path, bool]:
         """Where the ticket's chat works: its worktree if it exists, else the repo itself."""
-        wt = worktree_dir(repo.path, ticket_id)
+        wt = worktree_dir(repo.path, ticket_id, self.runner.worktrees.layout)
         in_worktree = await trio.to_thread.run_sync(wt.is_dir)
         return (wt if in_worktree else repo.path), in_worktree
 

@@ -279,7 +279,7 @@ class PathWorkspaces:
         try:
             return await trio.to_thread.run_sync(resolve_file, where, raw)
         except PathRefused as exc:
-            if exc.status == 400:
+            if exc.malformed:
                 raise BadRequest(str(exc), code="invalid_request") from None
             raise not_allowed("filePath") from None
 
