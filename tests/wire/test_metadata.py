@@ -116,3 +116,28 @@ async def test_binary_paths(web: httpx.AsyncClient) -> None:
     assert empty.status_code == 400 and empty.json()["error"] == "value for git must not be empty"
     cleared = await web.patch("/api/gateway/settings/binary-paths", json={"git": None})
     assert cleared.status_code == 200 and cleared.json()["binaryPaths"] == {}
+
+
+async def test_symphony_routes_find_the_worktree_git_made_under_worktree_parent_dir(
+    web: httpx.AsyncClient, relay: httpx.AsyncClient, home: Path, world: World
+) -> None:
+    """git/worktree.ts ``getWorktreePath`` and symphony-utils.ts ``resolveWorktreeDir`` name the
+    same folder: a ticket's chat history (symphony-chat-history.ts) lands in the worktree that
+    ``git/worktree`` made under ``worktreeParentDir``, not beside the repository."""
+    await web.patch(
+        "/api/gateway/repos", json={"worktreeParentDir": "~/trees", "worktreeParentDirConfirmed": True}
+    )
+    made = await relay.post(
+        "/api/gateway/git/worktree", json={"repoPath": str(world.repo), "ticketId": "ENG-8"}
+    )
+    assert made.status_code in (200, 201), made.text
+    tree = home / "trees" / "proj-ENG-8"
+    message = {"id": "m1", "role": "user", "content": "hi", "timestamp": "2026-01-01T00:00:00.000Z"}
+    saved = await relay.post(
+        "/api/gateway/symphony/chat-history/ENG-8",
+        params={"repo": str(world.repo), "provider": "claude"},
+        json={"message": message},
+    )
+    assert saved.status_code == 200, saved.text
+    assert (tree / ".closedloop-ai" / "work").is_dir()
+    assert not (world.repo.parent / "proj-ENG-8").exists()
