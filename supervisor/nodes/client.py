@@ -109,7 +109,6 @@ class RemoteNode:
         self._mirrors: dict[str, trio.CancelScope] = {}
         self._down_since = trio.current_time()
         self._changed = trio.Event()
-        self._stopped = False
         self._dropped = False
         self._revived = trio.Event()
 
@@ -358,7 +357,6 @@ class RemoteNode:
     async def shutdown(self) -> None:
         """Kill this node's running children (gateway shutdown); a node that is down keeps
         them until its lease runs out."""
-        self._stopped = True
         if self.state != "up":
             return
         async with trio.open_nursery() as nursery:
