@@ -115,8 +115,9 @@ class Usage:
 class Cgroup:
     """One child's cgroup."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, memory: bool = True) -> None:
         self.path = path
+        self.memory = memory
         self._procs = str(path / "cgroup.procs")
         self.events_path = str(path / "cgroup.events")
 
@@ -176,7 +177,9 @@ class Cgroup:
                     cpu = int(line.split()[1])
         except (OSError, ValueError):
             pass
-        for name in ("memory.peak", "memory.current"):
+        # The memory files exist only with the memory controller (not on a hybrid layout).
+        names = ("memory.peak", "memory.current") if self.memory else ()
+        for name in names:
             try:
                 peak = int(_read(self.path / name))
                 break
@@ -232,14 +235,17 @@ class EventsWatch:
         self._by_wd: dict[int, trio.Event] = {}
         self._wd: dict[str, int] = {}
 
-    def changed(self, cgroup: Cgroup) -> trio.Event:
-        """The event the next change of ``cgroup``'s events file sets (watched from now on)."""
+    def changed(self, cgroup: Cgroup) -> trio.Event | None:
+        """The event the next change of ``cgroup``'s events file sets (watched from now on);
+        None once the watch stopped (``run`` ended: the supervisor is being torn down) or the
+        file cannot be watched: the caller then waits another way."""
+        if self.fd < 0 or _libc is None:
+            return None
         wd = self._wd.get(cgroup.events_path)
         if wd is None:
-            assert _libc is not None
             wd = _libc.inotify_add_watch(self.fd, os.fsencode(cgroup.events_path), _IN_MODIFY)
             if wd < 0:
-                raise OSError(ctypes.get_errno(), "inotify_add_watch failed", cgroup.events_path)
+                return None
             self._wd[cgroup.events_path] = wd
         event = self._by_wd.get(wd)
         if event is None:
@@ -271,7 +277,11 @@ class EventsWatch:
                     if event is not None:
                         event.set()
         finally:
-            os.close(self.fd)
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+            for event in self._by_wd.values():
+                event.set()  # waiters re-check, then wait another way
+            self._by_wd.clear()
 
 
 class Cgroups:
@@ -315,6 +325,9 @@ class Cgroups:
     def close(self) -> None:
         """Remove the subtree if it is empty (a clean shutdown); leftovers keep it for the
         next start's sweep."""
+        for cgroup in self.leftovers().values():
+            with contextlib.suppress(OSError):
+                cgroup.remove()
         with contextlib.suppress(OSError):
             os.rmdir(self.base)
 
@@ -327,10 +340,10 @@ class Cgroups:
     def create(self, name: str) -> Cgroup:
         path = self.base / name
         path.mkdir(exist_ok=True)
-        return Cgroup(path)
+        return Cgroup(path, memory="memory" in self.controllers)
 
     def get(self, name: str) -> Cgroup:
-        return Cgroup(self.base / name)
+        return Cgroup(self.base / name, memory="memory" in self.controllers)
 
     def leftovers(self) -> dict[str, Cgroup]:
         """Child cgroups found under the subtree (an earlier gateway's records), by name."""

@@ -239,6 +239,8 @@ class Supervisor:
         self._key = proctree.state_key(str(config.state_dir))
         self.cgroups = Cgroups.open(self._key) if config.cgroups else None
         self.cgroup_events: EventsWatch | None = None
+        #: Emptied cgroups whose removal waits for an adopted zombie to be reaped.
+        self._busy_cgroups: set[Cgroup] = set()
         if self.cgroups is not None:
             try:
                 self.cgroup_events = EventsWatch()
@@ -549,27 +551,31 @@ class Supervisor:
                 log.reopen()
         finally:
             with trio.CancelScope(shield=True):
-                if child.popen is not None and child.popen.poll() is None:
-                    # Cancelled from outside (a crashed sibling task cancelled the
-                    # supervisor's nursery): never leave the tree running behind the record.
-                    child.stop_reason = child.stop_reason or StopReason.SHUTDOWN
-                    with trio.move_on_after(spec.stop_grace + _KILL_HARD_LIMIT + 1):
-                        async with trio.open_nursery() as nursery:
-                            nursery.start_soon(self._wait_exit, child)
-                            child.receipt = await self._kill_tree(child, began=trio.current_time())
-                if record.state in (State.STARTING, State.RUNNING, State.STOPPING):
-                    record.state = State.KILLED
-                    record.stop_reason = record.stop_reason or StopReason.SHUTDOWN
-                record.ended_at = record.ended_at or time.time()
-                record.last_seq = log.last_seq
-                if child.cgroup is not None:
-                    self._retire_cgroup(child)
-                log.close()
-                self.table.touch(record)
-                if record.kind in self.config.keep_ended:
-                    # Before ``finished``: whoever waits on this child sees the cap applied.
-                    await self._retain((record.kind,))
-                child.finished.set()
+                # ``finished`` is set whatever happens here: a kill waits on it, and an error
+                # of this task surfaces only once the supervisor's body is done waiting.
+                try:
+                    if child.popen is not None and child.popen.poll() is None:
+                        # Cancelled from outside (a crashed sibling task cancelled the
+                        # supervisor's nursery): never leave the tree running behind the record.
+                        child.stop_reason = child.stop_reason or StopReason.SHUTDOWN
+                        with trio.move_on_after(spec.stop_grace + _KILL_HARD_LIMIT + 1):
+                            async with trio.open_nursery() as nursery:
+                                nursery.start_soon(self._wait_exit, child)
+                                child.receipt = await self._kill_tree(child, began=trio.current_time())
+                    if record.state in (State.STARTING, State.RUNNING, State.STOPPING):
+                        record.state = State.KILLED
+                        record.stop_reason = record.stop_reason or StopReason.SHUTDOWN
+                    record.ended_at = record.ended_at or time.time()
+                    record.last_seq = log.last_seq
+                    if child.cgroup is not None:
+                        self._retire_cgroup(child)
+                    log.close()
+                    self.table.touch(record)
+                    if record.kind in self.config.keep_ended:
+                        # Before ``finished``: whoever waits on this child sees the cap applied.
+                        await self._retain((record.kind,))
+                finally:
+                    child.finished.set()
 
     def _should_restart(self, child: _Child) -> bool:
         record, policy = child.record, child.spec.restart
@@ -847,12 +853,11 @@ class Supervisor:
         (or a machine without inotify) is watched through pidfds instead.
         """
         watch = self.cgroup_events
-        if watch is not None:
-            changed = watch.changed(cgroup)
-            if cgroup.populated():
-                with trio.move_on_at(until):
-                    await changed.wait()
-                return
+        changed = watch.changed(cgroup) if watch is not None else None
+        if changed is not None and cgroup.populated():
+            with trio.move_on_at(until):
+                await changed.wait()
+            return
         with trio.move_on_at(until):
             await _wait_gone(members)
 
@@ -864,6 +869,14 @@ class Supervisor:
         child.record.cpu_usec, child.record.memory_peak = usage.cpu_usec, usage.memory_peak
         try:
             removed = cgroup.remove()
+            if not removed and not cgroup.populated():
+                # Empty but busy: an adopted member's zombie; reap what is known and retry,
+                # else the reaper retries every second.
+                proctree.reap_adopted(self._known)
+                removed = cgroup.remove()
+                if not removed:
+                    self._busy_cgroups.add(cgroup)
+                    removed = True  # nothing of it runs: not worth a line in the log
         except OSError:
             removed = False
         if self.cgroup_events is not None:
@@ -898,6 +911,10 @@ class Supervisor:
     def _reap(self) -> None:
         if self._known:
             proctree.reap_adopted(self._known)
+        for cgroup in list(self._busy_cgroups):
+            with contextlib.suppress(OSError):
+                if cgroup.remove():
+                    self._busy_cgroups.discard(cgroup)
 
     async def _reaper(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Reap adopted orphans that died outside a kill (the subreaper's side of the deal)."""
@@ -1023,9 +1040,10 @@ async def open_supervisor(
     proctree.become_subreaper()
     store = Store(config.state_dir / "gateway.db")
     await store.open()
+    opened: Supervisor | None = None
     try:
         async with trio.open_nursery() as nursery:
-            sup = Supervisor(config, store, nursery)
+            sup = opened = Supervisor(config, store, nursery)
             await sup.table.load()
             await nursery.start(sup.table.flusher)
             await nursery.start(sup._reaper)
@@ -1039,10 +1057,11 @@ async def open_supervisor(
                 with trio.CancelScope(shield=True):
                     await sup.shutdown()
                     await sup.table.flush()
-                if sup.cgroups is not None:
-                    sup.cgroups.close()
                 nursery.cancel_scope.cancel()
     finally:
+        if opened is not None and opened.cgroups is not None:
+            opened._reap()  # adopted zombies would keep their emptied cgroups busy
+            opened.cgroups.close()  # once every child task removed its own cgroup
         with trio.CancelScope(shield=True):
             await store.close()
 
@@ -1141,6 +1160,9 @@ async def _kill_foreign(pids: set[int], cgroup: Cgroup | None = None) -> KillRec
                 await trio.sleep(_KILL_RETRY)
                 cgroup.kill()
         receipt.survivors = sorted(cgroup.procs())
+        # Members whose parent died were adopted by this subreaper: their zombies keep the
+        # cgroup busy (rmdir says EBUSY) until reaped.
+        proctree.reap_adopted(set(pids))
         with contextlib.suppress(OSError):
             cgroup.remove()
         return receipt

@@ -3,17 +3,20 @@
 ``closedloop.json`` (``{"relayUrl": ..., "apiKey": ...}``, the file the other ClosedLoop
 settings live in; the environment wins, per setting). Read once, when the gateway starts.
 
-No URL means no relay: the gateway serves without one. A URL without a key is a
+No URL means no relay: the gateway serves without one. A URL without a key, or a plain
+``http://`` relay that is not on loopback (the key would cross the network in clear), is a
 misconfiguration the gateway reports (``degraded``) rather than a reason not to start.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gateway.http.relay.sio import engine_url
 
@@ -42,9 +45,21 @@ class RelayConfig:
             engine_url(self.url)
         except ValueError as exc:
             return f"{URL_SETTING}: {exc}"
+        parts = urlsplit(self.url)
+        if parts.scheme in ("http", "ws") and not _loopback(parts.hostname or ""):
+            return f"{URL_SETTING}: use https:// (the API key must not cross the network in clear)"
         if not self.api_key:
             return f"{KEY_SETTING} is not set"
         return None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(state_root: Path) -> dict[str, str]:

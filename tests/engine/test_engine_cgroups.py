@@ -189,3 +189,19 @@ async def test_the_restart_sweep_kills_by_cgroup_what_left_marker_and_session(st
             await wait_until(lambda: not cgroup.populated(), what="cleanup")
             cgroup.remove()
             cgroups.close()
+
+
+async def test_a_supervisor_cancelled_from_outside_still_kills_and_ends(state_dir: Path) -> None:
+    """Cancelled as a whole (a test's nursery, a crashed sibling), the supervisor's watch of
+    cgroup.events ends first; the children's own clean-up must still kill and finish."""
+    with trio.fail_after(30):
+        with trio.CancelScope() as scope:
+            async with open_supervisor(state_dir) as sup:
+                records = [await sup.start(ProcessSpec(["sleep", "600"], stop_grace=0.5)) for _ in range(3)]
+                scope.cancel()
+                await trio.sleep_forever()
+    for record in records:
+        assert record.pid is not None
+        assert not psutil.pid_exists(record.pid) or psutil.Process(record.pid).status() == "zombie"
+        assert record.state is State.KILLED
+    assert sup.cgroups is not None and not sup.cgroups.base.exists(), "nothing left in cgroupfs"

@@ -288,6 +288,11 @@ class RelayDouble:
         payload = _env({"commandId": command_id, "reason": reason})
         self._call(self.sio.emit("desktop.cancel", payload, to=sid, namespace=NS))
 
+    def freeze(self, seconds: float) -> None:
+        """Block the server's event loop (no pings, no answers): a relay that hangs."""
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(time.sleep, seconds)
+
     def end_in_cloud(self, command_id: str) -> None:
         """The cloud ends a command on its own (a user's cancel while the desktop is away)."""
         with self.lock:

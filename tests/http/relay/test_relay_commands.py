@@ -274,6 +274,8 @@ async def test_a_buffer_the_relay_never_acks_fails_the_command_instead_of_growin
     last = double.events(cid)[-1]
     assert last["eventType"] == "error" and last["data"]["code"] == "buffer_overflow"
     assert len(double.events(cid)) <= 10  # status, at most 8 lines, the error
+    killed = await api.post(f"/api/gateway/processes/{process['id']}/kill")  # nothing left running
+    assert killed.status_code == 200, killed.text
 
 
 async def test_a_queued_command_the_cloud_ended_meanwhile_is_not_run(

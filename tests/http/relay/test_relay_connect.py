@@ -115,6 +115,20 @@ async def test_an_unreachable_relay_is_degraded_and_retried(
     assert client.retry_at is not None and client.connects == 0
 
 
+async def test_a_relay_that_stops_pinging_is_left_and_reconnected(
+    gateway: GatewayHandle, nursery: trio.Nursery
+) -> None:
+    with RelayDouble(keys={KEY}, ping_interval=1, ping_timeout=1) as double:
+        client: RelayClient = await nursery.start(
+            partial(run_relay, gateway.context, RelayConfig(double.url, KEY), **FAST)
+        )
+        await wait_until(lambda: client.state == "connected", 10, "connected")
+        double.freeze(3.5)  # silent for longer than ping interval + timeout (2 s)
+        await wait_until(lambda: client.state == "degraded", 10, "the dead link noticed")
+        assert "no ping from the server for 2 s" in (client.last_error or "")
+        await wait_until(lambda: client.connects == 2 and client.state == "connected", 15, "back")
+
+
 def test_backoff_doubles_with_jitter_capped_at_30_s() -> None:
     no_jitter = [backoff_delay(n, rand=lambda: 0.0) for n in range(8)]
     assert no_jitter == [1, 2, 4, 8, 16, 30, 30, 30]

@@ -36,6 +36,9 @@ def test_settings_come_from_the_environment_then_the_state_dir(tmp_path: Path) -
     assert load_config(tmp_path, env) == RelayConfig("https://relay.example", "k2")
     assert RelayConfig("https://relay.example", None).problem == "GATEWAY_CLOSEDLOOP_API_KEY is not set"
     assert RelayConfig("ftp://relay.example", "k").problem is not None
+    assert "use https://" in (RelayConfig("http://relay.example", "k").problem or "")
+    assert RelayConfig("http://127.0.0.1:9", "k").problem is None  # loopback: a local relay
+    assert RelayConfig("https://relay.example", "k").problem is None
 
 
 async def test_no_relay_is_off_and_a_relay_without_key_is_degraded(
