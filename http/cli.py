@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from gateway.http.cli_client import EXIT_ERROR, EXIT_NOT_RUNNING, CliError, path_of, state_root
 from gateway.http.cli_nodes import (
     add_node_agent_parser,
+    add_nodes_parser,
     add_serve_options,
     apply_serve_options,
     cmd_node_agent,
+    cmd_nodes,
 )
 from gateway.supervisor import __version__
 
@@ -526,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_serve_options(p)
     add_node_agent_parser(command)
+    add_nodes_parser(command)
 
     command("status", "health of the running gateway (exit 1 when degraded)")
 
@@ -659,6 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 CLIENT_COMMANDS: dict[str, Callable[[argparse.Namespace, Client], int]] = {
     "status": cmd_status,
+    "nodes": cmd_nodes,
     "ps": cmd_ps,
     "show": cmd_show,
     "logs": cmd_logs,

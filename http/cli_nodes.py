@@ -10,11 +10,12 @@ import ipaddress
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gateway.http.cli_client import CliError, state_root
 
 if TYPE_CHECKING:
+    from gateway.http.cli_client import Client
     from gateway.http.serve import ServeOptions
 
 Command = Callable[..., argparse.ArgumentParser]
@@ -83,6 +84,42 @@ def add_node_agent_parser(command: Command) -> None:
     p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")  # fmt: skip
 
 
+def add_nodes_parser(command: Command) -> None:
+    p = command("nodes", "list the node agents: state, last heartbeat, running, capacity")
+    p.add_argument("name", nargs="?", help="one node, with the receipts its agent handed over")
+
+
+def cmd_nodes(args: argparse.Namespace, client: Client) -> int:
+    import json
+
+    from gateway.http.cli_client import path_of
+    from gateway.http.cli_show import table
+
+    if args.name:
+        data = client.request("GET", path_of("/api/gateway/nodes", args.name))
+        if args.json:
+            print(json.dumps(data, indent=2))
+            return 0
+        share = f"{data['running']}/{data['capacity']} running"
+        print(f"{data['name']} {data['address']}: {data['state']} ({share})")
+        for r in data["receipts"]:
+            pids = sorted({p for s in r.get("signals", []) for p in s.get("pids", [])})
+            print(f"  {r['cause']}: {r['process']['id']} stopped {len(pids)} process(es), "
+                  f"survivors {r.get('survivors', [])}")  # fmt: skip
+        return 0
+    data = client.request("GET", "/api/gateway/nodes")
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    rows = [
+        [n["name"], n["address"], n["state"], f"{n['running']}/{n['capacity']}", n["lastHeartbeat"] or "-",
+         n["error"] or ""]
+        for n in data["nodes"]
+    ]  # fmt: skip
+    print(table(rows, ["NODE", "ADDRESS", "STATE", "RUNNING", "HEARTBEAT", "ERROR"]) if rows else "no nodes")
+    return 0
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -144,4 +181,11 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-__all__: list[Any] = ["add_node_agent_parser", "add_serve_options", "apply_serve_options", "cmd_node_agent"]
+__all__ = [
+    "add_node_agent_parser",
+    "add_nodes_parser",
+    "add_serve_options",
+    "apply_serve_options",
+    "cmd_node_agent",
+    "cmd_nodes",
+]

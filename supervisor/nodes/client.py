@@ -109,7 +109,8 @@ class RemoteNode:
         self._mirrors: dict[str, trio.CancelScope] = {}
         self._down_since = trio.current_time()
         self._changed = trio.Event()
-        self._stopped = False
+        self._dropped = False
+        self._revived = trio.Event()
 
     # ---- what placement and the routes read ------------------------------------------------
 
@@ -164,13 +165,16 @@ class RemoteNode:
         task_status.started()
         backoff = 0.05
         while True:
+            if self._dropped:
+                await self._revived.wait()
             try:
                 async with self._connect() as ws:
                     backoff = 0.05
                     await self._session(ws)
             except* _LINK_ERRORS as group:
                 first = _leaves(group)[0]
-                self.error = f"{type(first).__name__}: {first}"[:300]
+                if not self._dropped:  # the cluster's verdict stays the node's error
+                    self.error = f"{type(first).__name__}: {first}"[:300]
             self._disconnected()
             if trio.current_time() - self._down_since > self.lease:
                 self._lose_all("unreachable for longer than its lease")
@@ -353,7 +357,6 @@ class RemoteNode:
     async def shutdown(self) -> None:
         """Kill this node's running children (gateway shutdown); a node that is down keeps
         them until its lease runs out."""
-        self._stopped = True
         if self.state != "up":
             return
         async with trio.open_nursery() as nursery:
@@ -465,8 +468,34 @@ class RemoteNode:
         self._finished_event(record.id).set()
 
     def drop(self, why: str) -> None:
-        """The cluster says this node is gone: lost now, its running records with it."""
+        """The cluster says this node is gone: lost now, its running records with it.
+
+        Its records are never placed again, so an agent that is still reachable is asked to
+        kill every tree it runs (the receipts are kept), then left alone: no heartbeat renews
+        its lease any more. ``revive`` lets the node be used again.
+        """
+        self._dropped = True
+        self._revived = trio.Event()
+        self.error = why
         self._lose_all(why)
+        nursery = self._nursery
+        if nursery is not None:
+            nursery.start_soon(self._sweep_and_leave, nursery.cancel_scope)
+
+    def revive(self) -> None:
+        """The cluster lists the node alive again: connect as to a new node."""
+        if self._dropped:
+            self._dropped = False
+            self._revived.set()
+
+    async def _sweep_and_leave(self, session: trio.CancelScope) -> None:
+        try:
+            with trio.move_on_after(self.lease):
+                swept = await self.request("sweep", keep=[])
+                for data in swept.get("receipts", []):
+                    await self._record_receipt(data, "dropped")
+        finally:
+            session.cancel()
 
     def _lose_all(self, why: str) -> None:
         if self.state != "lost":

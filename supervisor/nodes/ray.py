@@ -9,7 +9,8 @@ Every ``interval`` seconds the backend reads the nodes (``GET /api/v0/nodes``) a
 (``GET /api/jobs/``). An alive node without a pending or running agent job gets one (``POST
 /api/jobs/``; an agent that died is thus restarted, and its start-up sweep kills what it left).
 An alive node not known to the gateway is added as ``ray-<ip>``; a node Ray reports dead is
-dropped: its records become ``lost`` at once.
+dropped: its records become ``lost`` at once, and its agent, if still reachable, is told to
+kill every tree it runs.
 
 Only httpx is used: Ray's Python client runs on asyncio and threads, and the gateway never
 imports ``ray``. Cancellation: ``run`` is a supervisor service; cancelling it stops the
@@ -19,6 +20,7 @@ polling and leaves the agent jobs running (a next gateway reuses them).
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import shlex
 import sys
@@ -37,6 +39,8 @@ log = logging.getLogger("gateway.nodes.ray")
 AGENT_TAG = "desktop-gateway-node-agent"
 _LIVE_JOB = {"PENDING", "RUNNING"}
 DEFAULT_AGENT_PORT = 19440
+#: Seconds between two agent submissions for the same node.
+SUBMIT_PAUSE = 5.0
 
 
 def node_name(ip: str) -> str:
@@ -62,6 +66,7 @@ class RayBackend:
         self.error: str | None = None
         self.submitted = 0
         self._dead: set[str] = set()
+        self._last_submit: dict[str, float] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Reconcile until cancelled; a Ray that does not answer is retried, never fatal."""
@@ -98,18 +103,25 @@ class RayBackend:
         jobs = await self.agent_jobs(http)
         # A machine whose Ray node restarted is listed twice (the old one DEAD): by ip, alive wins.
         alive: dict[str, bool] = {}
-        for node in await self.nodes(http):
-            ip = str(node["node_ip"])
-            alive[ip] = alive.get(ip, False) or node.get("state") == "ALIVE"
+        for listed in await self.nodes(http):
+            ip = str(listed["node_ip"])
+            alive[ip] = alive.get(ip, False) or listed.get("state") == "ALIVE"
         for ip, is_alive in alive.items():
             name = node_name(ip)
             if not is_alive:
                 self._drop(name)
                 continue
-            if not any(j.get("status") in _LIVE_JOB for j in jobs.get(ip, [])):
+            live = any(j.get("status") in _LIVE_JOB for j in jobs.get(ip, []))
+            # Not again within the pause: an agent that fails at once (its state dir still
+            # locked by one that outlived its Ray node) must not become a job per second.
+            if not live and trio.current_time() >= self._last_submit.get(ip, -math.inf) + SUBMIT_PAUSE:
+                self._last_submit[ip] = trio.current_time()
                 await self.submit(http, ip)
-            if name not in self.manager.nodes:
+            node = self.manager.nodes.get(name)
+            if node is None:
                 await self.manager.add(NodeConfig(name, f"ws://{ip}:{self.opts.agent_port}"), save=False)
+            elif name in self._dead:
+                node.revive()
             self._dead.discard(name)
 
     def entrypoint(self, ip: str) -> str:

@@ -49,6 +49,12 @@ class RayCluster:
     address: str
     temp_dir: Path
     marker: str
+    env: dict[str, str]
+    common: list[str]
+
+    def restart_worker(self, ip: str, base: int) -> None:
+        """A new Ray node on ``ip`` (ports from ``base``: the dead one's may still be held)."""
+        start_worker(ip, base, self.env, self.common)
 
     async def all_alive(self) -> None:
         await wait_until(
@@ -127,7 +133,7 @@ def ray_cluster() -> Iterator[RayCluster]:
         "--disable-usage-stats",
         "--object-store-memory=100000000",
     ]
-    cluster = RayCluster(f"http://{HEAD}:{DASHBOARD_PORT}", temp_dir, marker)
+    cluster = RayCluster(f"http://{HEAD}:{DASHBOARD_PORT}", temp_dir, marker, env, common)
     try:
         subprocess.run(
             [RAY, "start", "--head", f"--node-ip-address={HEAD}", f"--port={GCS_PORT}",

@@ -13,7 +13,16 @@ from pathlib import Path
 
 import httpx
 import trio
-from nodes_support import EXITING_TREE, HARD_TREE, ORPHAN_TREE, cluster, nodes_in, record_of, wait_state
+from nodes_support import (
+    EXITING_TREE,
+    GATEWAY,
+    HARD_TREE,
+    ORPHAN_TREE,
+    cluster,
+    nodes_in,
+    record_of,
+    wait_state,
+)
 
 from support import marked_pids, wait_until
 
@@ -131,6 +140,13 @@ async def test_placement_spreads_over_up_nodes_and_unknown_nodes_are_refused(tmp
         assert receipt["process"]["tornDown"] is True and receipt["process"]["state"] == "killed"
         texts = [line["text"] for line in await read_log(api, placed[0]["id"])]
         assert texts[-1] == "[gateway] torn down" and any("SIGTERM" in t for t in texts)
+        # The CLI lists them too.
+        done = await trio.run_process(
+            [GATEWAY, "nodes", "--state-dir", str(c.gateway.state)], capture_stdout=True, capture_stderr=True
+        )
+        lines = done.stdout.decode().splitlines()
+        assert lines[0].split()[:3] == ["NODE", "ADDRESS", "STATE"]
+        assert [line.split()[:3] for line in lines[1:]] == [[a.name, a.url, "up"] for a in c.agents]
         for p in placed[1:]:
             receipt = (await api.post(f"/api/gateway/processes/{p['id']}/kill")).json()
             assert receipt["process"]["state"] == "killed"

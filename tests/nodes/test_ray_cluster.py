@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 from nodes_support import HARD_TREE, ORPHAN_TREE, Gateway, nodes_in, record_of, wait_state
-from ray_support import HEAD, WORKERS, RayCluster
+from ray_support import HEAD, WORKERS, RayCluster, ray_processes
 from test_nodes import read_log, stamp, start
 
 from support import marked_pids, wait_until
@@ -123,3 +123,50 @@ async def test_a_sigkilled_gateway_leaves_ray_placed_trees_to_the_lease(
         began = trio.current_time()
         await wait_until(lambda: not any(marked_pids(t["id"]) for t in trees), timeout=30, what="lease kills")
         assert trio.current_time() - began <= LEASE + 0.5 + 2.0
+
+
+async def test_a_node_ray_reports_dead_is_dropped_and_its_comeback_sweeps_the_leftovers(
+    tmp_path: Path, shared: Path, ray_cluster: RayCluster
+) -> None:
+    """Last in this module: it replaces a Ray node."""
+    async with ray_gateway(tmp_path, shared, ray_cluster) as gw, gw.client() as api:
+        ip = WORKERS[1]
+        node = f"ray-{ip}"
+        tree = await start(api, ["sh", "-c", HARD_TREE], node=node, stopGrace=0.5)
+        await wait_until(lambda: len(marked_pids(tree["id"])) >= 4, what="the tree")
+        raylets = [
+            p for p in ray_processes(ray_cluster.marker)
+            if "raylet" in p.name() and f"--node_ip_address={ip}" in " ".join(p.cmdline())
+        ]  # fmt: skip
+        assert len(raylets) == 1
+        raylets[0].kill()
+
+        async def dropped() -> dict:
+            nodes = {n["name"]: n for n in (await api.get("/api/gateway/nodes")).json()["nodes"]}
+            return nodes[node]
+
+        with trio.fail_after(120):  # Ray's health checks take a while to call a node dead
+            while "Ray reports the node dead" not in ((await dropped())["error"] or ""):
+                await trio.sleep(0.5)
+        assert (await dropped())["state"] == "lost"
+        record = await record_of(api, tree["id"])
+        assert record["state"] == "lost" and record["stopReason"] == "lost"
+        # Either the agent outlived its raylet and swept when the node was dropped, or the
+        # raylet took the agent (a Ray job) with it and the setsid'd grandchild lives on until
+        # a Ray node on that machine is back and its new agent's start-up sweep kills it.
+        left = marked_pids(tree["id"])
+        await trio.to_thread.run_sync(ray_cluster.restart_worker, ip, 46700)
+
+        async def swept() -> list[dict]:
+            detail = (await api.get(f"/api/gateway/nodes/{node}")).json()
+            return [r for r in detail["receipts"] if r["process"]["id"] == tree["id"]]
+
+        with trio.fail_after(120):
+            while not await swept():
+                await trio.sleep(0.5)
+        receipt = (await swept())[0]
+        assert receipt["cause"] in ("dropped", "crash-sweep") and receipt["survivors"] == []
+        assert {p for s in receipt["signals"] for p in s["pids"]} >= left
+        assert marked_pids(tree["id"]) == set(), "nothing of the tree is left anywhere"
+        assert (await dropped())["state"] == "up"
+        assert (await record_of(api, tree["id"]))["state"] == "lost", "a lost record stays lost"
