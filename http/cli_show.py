@@ -290,27 +290,6 @@ def event_lines(event: dict[str, Any], style: Style) -> list[str]:
     return [style.dim(_one_line(event))]
 
 
-def thinking_events(text: str) -> list[dict[str, Any]]:
-    """claude's thinking blocks, which the gateway's parser does not turn into events yet."""
-    if not text.startswith("{") or '"thinking"' not in text:
-        return []
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        return []
-    message = obj.get("message") if isinstance(obj, dict) else None
-    content = message.get("content") if isinstance(message, dict) else None
-    if not isinstance(content, list):
-        return []
-    return [
-        {"type": "thinking", "text": block["thinking"]}
-        for block in content
-        if isinstance(block, dict)
-        and block.get("type") == "thinking"
-        and isinstance(block.get("thinking"), str)
-    ]
-
-
 def looks_like_event_json(text: str) -> bool:
     return text.startswith("{") and text.endswith("}")
 
@@ -324,13 +303,10 @@ class Conversation:
 
     def lines(self, obj: dict[str, Any]) -> list[str]:
         text = str(obj.get("text", ""))
-        out = [line for ev in thinking_events(text) for line in event_lines(ev, self.style)]
         event = obj.get("event")
         if isinstance(event, dict):
             self.seen_events = True
-            return out + event_lines(event, self.style)
-        if out:
-            return out
+            return event_lines(event, self.style)
         if self.seen_events and obj.get("stream") == "stdout" and looks_like_event_json(text):
             return []  # an agent's bookkeeping line (hooks, rate limits): not part of the talk
         if obj.get("stream") == "stderr":

@@ -24,20 +24,6 @@ export function toolTarget(input) {
   return oneLine(input);
 }
 
-/** claude's thinking blocks: the gateway's parser does not make events of them. */
-export function thinkingEvents(text) {
-  if (!text.startsWith("{") || !text.includes('"thinking"')) return [];
-  try {
-    const content = JSON.parse(text)?.message?.content;
-    if (!Array.isArray(content)) return [];
-    return content
-      .filter((b) => b && b.type === "thinking" && typeof b.thinking === "string")
-      .map((b) => ({ type: "thinking", text: b.thinking }));
-  } catch {
-    return [];
-  }
-}
-
 function usageText(usage) {
   if (!usage || typeof usage !== "object") return "";
   const parts = [];
@@ -96,11 +82,9 @@ export function eventEntries(event) {
   }
 }
 
-/** Entries for one log line: its event, thinking blocks, or the plain line (bookkeeping JSON is skipped). */
+/** Entries for one log line: its parsed event (thinking included), or the plain line (bookkeeping JSON is skipped). */
 export function lineEntries(stream, text, event, seenEvents) {
-  const out = thinkingEvents(text).flatMap(eventEntries);
-  if (event) return [...out, ...eventEntries(event)];
-  if (out.length) return out;
+  if (event) return eventEntries(event);
   if (stream === "stdout" && seenEvents && text.startsWith("{") && text.endsWith("}")) return [];
   const line = entry(`line ${stream}`);
   appendAnsi(line, text);

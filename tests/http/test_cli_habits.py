@@ -152,6 +152,7 @@ def test_conversation_lines_from_events() -> None:
             "text": json.dumps(
                 {"type": "assistant", "message": {"content": [{"type": "thinking", "thinking": "hmm"}]}}
             ),
+            "event": {"type": "thinking", "text": "hmm"},  # the provider's parse of that line
         },
         {"stream": "stderr", "text": "warning: slow"},
         {
