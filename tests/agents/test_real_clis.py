@@ -403,7 +403,7 @@ def test_codex_api_error_fails_the_turn(model_double, codex_env, codex_bin, tmp_
     run = clis.run_cli(clis.codex_argv("hi", codex=codex_bin), codex_env, tmp_path)
     assert run.returncode == 1
     failed = run.first("turn.failed")
-    assert "scripted refusal" in failed["error"]
+    assert "scripted refusal" in failed["error"]["message"]
     assert not run.of_type("turn.completed")
     assert len(model_double.requests_for("codex")) == 1  # request_max_retries = 0
 

@@ -213,6 +213,6 @@ async def test_missing_claude_binary_is_503(
     gw.context.binaries.overrides["claude"] = str(tmp_path / "nowhere" / "claude")
     r = await api.post(f"{API}/launch", json={"ticketId": "T-8", "repoId": "r1", "prompt": "x"})
     assert r.status_code == 503
-    err = r.json()["error"]
-    assert err["binary"] == "claude" and "binary-paths" in err["message"]
-    assert err["operation"] == "symphony_launch"
+    body = r.json()  # ClosedLoop's envelope: {error: <message>, code, details}
+    assert body["details"]["binary"] == "claude" and "binary-paths" in body["error"]
+    assert body["code"] == "binary_missing" and body["operation"] == "symphony_launch"

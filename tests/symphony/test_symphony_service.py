@@ -44,7 +44,7 @@ async def test_launch_runs_claude_in_the_ticket_worktree(harness: Harness) -> No
     record = await h.sym.runs.launch("T-1", "r1", "make a file")
     assert record.kind == "symphony" and record.ticket_id == "T-1"
     wt = Path(record.cwd or "")
-    assert wt == h.sup.state_dir / "worktrees" / "r1" / "T-1"
+    assert wt == h.repo.parent / f"{h.repo.name}-T-1"  # ClosedLoop's layout: <parent>/<repo>-<ticket>
     await h.sym.settled(record.id)
     final = h.sup.table.get(record.id)
     assert final is not None and final.state is State.EXITED, final.error

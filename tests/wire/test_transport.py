@@ -181,9 +181,15 @@ async def test_exchange_without_cloud_settings_is_503(
 
 
 async def test_exchange_of_a_local_challenge(gw: GatewayHandle, relay: httpx.AsyncClient, cloud) -> None:
-    """Our own ``auth/challenge`` (the dashboard and CLI) is accepted and never sent to the cloud."""
-    minted = (await relay.post("/api/gateway/auth/challenge")).json()
+    """Our own ``auth/challenge`` (the dashboard and CLI) is accepted and never sent to the cloud.
+
+    Minted with the plain gateway token (as ``gateway open`` does): a relayed command may not
+    mint a sign-in challenge."""
+    token = {"x-desktop-gateway-token": gw.context.auth.gateway_token}
+    refused = await relay.post("/api/gateway/auth/challenge")
+    assert refused.status_code == 403, refused.text
     async with localhost(gw) as client:
+        minted = (await client.post("/api/gateway/auth/challenge", headers=token)).json()
         answer = await client.post(
             "/gateway-auth/exchange", headers={"Origin": WEB_ORIGIN},
             json={"challengeToken": minted["challengeToken"]},
