@@ -18,7 +18,7 @@ def _legacy_db(path: Path) -> None:
         ENGINE_SCHEMA[0],
         ENGINE_SCHEMA[1] + REPOS_SCHEMA[0],
         POLICY_SCHEMA[0],
-        *SYMPHONY_SCHEMA,
+        *SYMPHONY_SCHEMA[:4],  # the four Symphony steps of the old global list (4-7)
     ]
     conn = sqlite3.connect(path)
     for script in steps:
@@ -50,8 +50,14 @@ async def test_a_legacy_database_is_adopted_without_loss(tmp_path: Path) -> None
         assert row[0] == "/wt/T-1"
         versions = dict(await store.fetchall("SELECT owner, version FROM schema_versions"))
         # The engine's scripts after the legacy ones (kill method, cgroup use, node) are applied on open.
-        assert versions == {"engine": len(ENGINE_SCHEMA), "repos": 1, "policy": 1, "symphony": 4}
-        assert store.schema_version == len(ENGINE_SCHEMA) + 6
+        # Adopted at the old global version, then brought up to date owner by owner.
+        assert versions == {
+            "engine": len(ENGINE_SCHEMA),
+            "repos": len(REPOS_SCHEMA),
+            "policy": len(POLICY_SCHEMA),
+            "symphony": len(SYMPHONY_SCHEMA),
+        }
+        assert store.schema_version == sum(versions.values())
         await store.fetchone("SELECT kill_method, cpu_usec, memory_peak, node FROM processes")
     finally:
         await store.close()
@@ -67,6 +73,6 @@ async def test_each_owner_migrates_its_own_tables(tmp_path: Path) -> None:
         await store.migrate("repos", REPOS_SCHEMA)  # idempotent
         tables = {r[0] for r in await store.fetchall("SELECT name FROM sqlite_master WHERE type='table'")}
         assert "repos" in tables and "symphony_tickets" not in tables
-        assert store.schema_version == len(ENGINE_SCHEMA) + 1
+        assert store.schema_version == len(ENGINE_SCHEMA) + len(REPOS_SCHEMA)
     finally:
         await store.close()

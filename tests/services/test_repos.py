@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.supervisor import Supervisor
-from gateway.supervisor.errors import BadRequest, Conflict, NotFound, Unavailable
+from gateway.supervisor.errors import BadRequest, NotFound, Unavailable
 from gateway.supervisor.services.repos import Repos
 from gateway.supervisor.services.worktrees import Git
 
@@ -50,15 +50,16 @@ async def test_refusals_name_the_situation(sup: Supervisor, tmp_path: Path) -> N
     repo = _new_repo(tmp_path / "app")
     repos = await _repos(sup)
     first = await repos.add(str(repo), "app")
-    with pytest.raises(Conflict) as dup:
+    with pytest.raises(BadRequest, match="Repository already configured") as dup:  # ClosedLoop's 400
         await repos.add(str(repo), "again")
     assert dup.value.code == "repo_exists" and dup.value.details == {"id": first["id"]}
     plain = tmp_path / "plain"
     plain.mkdir()
-    with pytest.raises(BadRequest, match="not a git work tree"):
+    with pytest.raises(BadRequest, match="not a git repository"):
         await repos.add(str(plain), None)
-    with pytest.raises(BadRequest, match="not a directory"):
+    with pytest.raises(BadRequest, match="Path does not exist") as absent:
         await repos.add(str(tmp_path / "absent"), None)
+    assert absent.value.code == "path_missing"
     no_git = await _repos(sup, which=lambda _name: None)
     with pytest.raises(Unavailable) as unavailable:
         await no_git.add(str(repo), None)
