@@ -180,9 +180,11 @@ async def test_exchange_without_cloud_settings_is_503(
     assert no_origin.status_code == 503 and "API origin" in no_origin.json()["error"]
 
 
-async def test_exchange_of_a_local_challenge(gw: GatewayHandle, relay: httpx.AsyncClient, cloud) -> None:
+async def test_exchange_of_a_local_challenge(gw: GatewayHandle, cloud: ClosedLoopApiDouble) -> None:
     """Our own ``auth/challenge`` (the dashboard and CLI) is accepted and never sent to the cloud."""
-    minted = (await relay.post("/api/gateway/auth/challenge")).json()
+    token = {"X-Desktop-Gateway-Token": gw.context.auth.gateway_token}
+    async with localhost(gw) as client:
+        minted = (await client.post("/api/gateway/auth/challenge", headers=token)).json()
     async with localhost(gw) as client:
         answer = await client.post(
             "/gateway-auth/exchange", headers={"Origin": WEB_ORIGIN},
