@@ -412,8 +412,9 @@ class Guard:
                 if rule == METRICS_RULE:
                     offered = offered or bearer_token(headers.get("authorization"))
                 raise unauthorized(offered, None)
-            bare = origin is None and not same_origin
-            reason = "origin_missing" if bare else auth.check_session(session, origin)
+            reason = auth.check_session(session, origin)
+            if reason is None and origin is None and not same_origin:
+                reason = "origin_missing"
             if reason is not None:
                 raise unauthorized(None, session, reason)
             principal = "session"

@@ -132,7 +132,8 @@ async def health_check() -> dict[str, Any]:
     settings = services().repos.settings
     confirmed = bool(settings.get("worktreeParentDirConfirmed"))
     checks.append(worktree_dir_check(settings.get("worktreeParentDir"), confirmed))
-    checks += await _own_checks(gw)
+    own = await _own_checks(gw)
+    checks += own
     latest = request.args.get("latestVersion", "").strip()
     if latest:
         checks.append(app_version_check(VERSION, latest[:50]))
@@ -141,7 +142,8 @@ async def health_check() -> dict[str, Any]:
         "checks": checks,
         "allRequiredPassed": all(c["passed"] for c in checks if c["required"]),
         "mcpServers": {"claude": no_mcp(now), "codex": no_mcp(now)},
-        "status": "ok" if all(c["passed"] for c in checks if c["required"]) else "degraded",
+        # Ours: the gateway itself (database, disk, engine); ClosedLoop's verdict is the field above.
+        "status": "ok" if all(c["passed"] for c in own) else "degraded",
         "version": VERSION,
         "relay": relay_status(gw),  # informative: a relay problem never fails the gateway's checks
     }
@@ -200,6 +202,14 @@ async def version() -> dict[str, Any]:
 
 
 async def _commits() -> list[dict[str, str]]:
+    """Read once per gateway (the namespace probe asks for ``version`` often)."""
+    caches = current_gateway().caches
+    if "commits" not in caches:
+        caches["commits"] = await _read_commits()
+    return cast(list[dict[str, str]], caches["commits"])
+
+
+async def _read_commits() -> list[dict[str, str]]:
     git = services().git.git
     if not git.available() or not await trio.to_thread.run_sync((SOURCE_ROOT / ".git").exists):
         return []

@@ -161,11 +161,11 @@ def hanging_remote_repo(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 async def slow_push_repo(hanging_remote_repo: tuple[Path, Path], api: httpx.AsyncClient) -> tuple[str, Path]:
-    """That repo, registered: its id and the hook's file."""
+    """That repo, registered: its path (as ClosedLoop names repos) and the hook's file."""
     repo, started = hanging_remote_repo
     response = await api.post("/api/gateway/repos", json={"path": str(repo)})
     assert response.status_code in (200, 201), response.text
-    return response.json()["id"], started
+    return str(repo), started
 
 
 def _children_of(gateway: GatewayHandle, cid: str) -> list[Any]:
@@ -180,11 +180,11 @@ async def test_cancel_and_timeout_kill_the_child_a_relayed_command_started(
     gateway: GatewayHandle,
     slow_push_repo: tuple[str, Path],
 ) -> None:
-    repo_id, hook_started = slow_push_repo
+    repo_path, hook_started = slow_push_repo
     extra = {"timeoutMs": 4000} if how == "timeout" else {}
     cid = await dispatch(
         double, operationId="git_action", method="POST", path="/api/gateway/git",
-        body={"repoId": repo_id, "action": "push"}, **extra,
+        body={"repoPath": repo_path, "action": "push"}, **extra,
     )  # fmt: skip
     await wait_until(hook_started.exists, 10, "the push to reach the remote's hook")
     pushes = [r for r in _children_of(gateway, cid) if "push" in r.argv]
