@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadRequest, Conflict, Timeout
-from .git_wire import branch_list, name_status, sanitize_branch, status_files, ticket_of, worktree_list
+from .git_wire import (
+    branch_list,
+    name_status,
+    sanitize_branch,
+    status_files,
+    ticket_of,
+    unquote,
+    worktree_list,
+)
 from .worktrees import Git, GitResult, check_ref
 
 #: Patches are cut here (and say so): a UI shows a diff, it does not page through gigabytes.
@@ -45,29 +53,6 @@ def _ref(value: str, field: str) -> str:
         return check_ref(value, field)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-
-
-def unquote(path: str) -> str:
-    """git's C-style quoting of unusual paths (``"a\\tb"``, octal bytes) undone."""
-    if len(path) < 2 or not (path.startswith('"') and path.endswith('"')):
-        return path
-    body, out, i = path[1:-1], bytearray(), 0
-    escapes = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
-    while i < len(body):
-        ch = body[i]
-        if ch == "\\" and i + 1 < len(body):
-            nxt = body[i + 1]
-            if nxt in escapes:
-                out.append(escapes[nxt])
-                i += 2
-                continue
-            if body[i + 1 : i + 4].isdigit():
-                out.append(int(body[i + 1 : i + 4], 8) & 0xFF)
-                i += 4
-                continue
-        out.extend(ch.encode())
-        i += 1
-    return out.decode("utf-8", "replace")
 
 
 def check_paths(paths: list[str], root: Path) -> list[str]:

@@ -18,8 +18,8 @@ _TICKET_BRANCH = re.compile(r"([A-Z]+-\d+)")
 _BRANCH_UNSAFE = re.compile(r"[^a-zA-Z0-9\-_/]")
 
 
-def _unquote(path: str) -> str:
-    """git's C-style quoting undone (``core.quotepath=off`` still quotes odd characters)."""
+def unquote(path: str) -> str:
+    """git's C-style quoting of unusual paths (``"a\\tb"``, octal bytes) undone."""
     if len(path) < 2 or not (path.startswith('"') and path.endswith('"')):
         return path
     body, out, i = path[1:-1], bytearray(), 0
@@ -46,9 +46,9 @@ def _new_name(name: str, renamed: bool) -> str:
         if name.startswith('"'):
             end = name.find('" -> ')
             if end > 0:
-                return _unquote(name[end + 5 :])
-        return _unquote(name.split(" -> ", 1)[1])
-    return _unquote(name)
+                return unquote(name[end + 5 :])
+        return unquote(name.split(" -> ", 1)[1])
+    return unquote(name)
 
 
 def status_files(porcelain: str) -> dict[str, list[str]]:
@@ -82,7 +82,7 @@ def name_status(output: str) -> dict[str, list[str]]:
         fields = line.split("\t")
         if len(fields) < 2 or not fields[0]:
             continue
-        code, name = fields[0], _unquote(fields[-1])
+        code, name = fields[0], unquote(fields[-1])
         if code.startswith("A"):
             files["created"].append(name)
         elif code.startswith("D"):
@@ -136,6 +136,7 @@ def branch_list(output: str, default: str) -> list[dict[str, Any]]:
         if date:
             entry["lastCommitDate"] = date
         branches.append(entry)
+
     # ISO-8601 with offsets sorts by text only within one offset: compare as instants.
     def when(b: dict[str, Any]) -> float:
         try:
