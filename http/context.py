@@ -23,7 +23,7 @@ from gateway.supervisor import StateDir, Supervisor
 from gateway.supervisor.nodes import NodeManager
 from gateway.supervisor.services.closedloop import VERIFY_TIMEOUT
 from gateway.supervisor.services.deploys import Deploys
-from gateway.supervisor.services.files import Attachments, RunViewer
+from gateway.supervisor.services.files import RunViewer
 from gateway.supervisor.services.git import GitOps
 from gateway.supervisor.services.github import PullRequests
 from gateway.supervisor.services.repos import Repos
@@ -50,7 +50,6 @@ class Services:
     repos: Repos
     git: GitOps
     deploys: Deploys
-    attachments: Attachments
     run_viewer: RunViewer
     run_dirs: RunDirs
     pulls: PullRequests

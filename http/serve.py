@@ -50,7 +50,7 @@ from gateway.supervisor.nodes import NodeConfig, NodeManager, load_nodes, save_n
 from gateway.supervisor.nodes.ray import DEFAULT_AGENT_PORT, RayBackend, RayOptions
 from gateway.supervisor.services.closedloop import ClosedLoopSettings
 from gateway.supervisor.services.deploys import Deploys
-from gateway.supervisor.services.files import Attachments, RunViewer
+from gateway.supervisor.services.files import RunViewer
 from gateway.supervisor.services.gh import Gh
 from gateway.supervisor.services.git import GitOps
 from gateway.supervisor.services.github import PullRequests
@@ -273,7 +273,6 @@ async def open_services(
             repos=repos,
             git=ops,
             deploys=Deploys(sup),
-            attachments=Attachments(state.root / "attachments"),
             run_viewer=RunViewer(sup),
             run_dirs=RunDirs(state.root / "run-viewer"),
             pulls=PullRequests(

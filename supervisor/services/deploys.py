@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine import KillReceipt, Supervisor
-from ..errors import BadRequest, Conflict, NotFound
-from ..spec import ACTIVE_STATES, ProcessRecord, ProcessSpec, RestartPolicy, StopReason
+from ..engine import Supervisor
+from ..errors import BadRequest, Conflict
+from ..spec import ACTIVE_STATES, ProcessRecord, ProcessSpec, RestartPolicy
 
 KIND = "deploy"
 #: package.json scripts, most to least likely to be "the dev server".
@@ -172,23 +172,3 @@ class Deploys:
     def log_text(self, record: ProcessRecord, max_lines: int = 2000) -> str:
         log = self.sup.log(record.id)
         return "\n".join(line.text for line in log.read(max(log.last_seq - max_lines, 0)))
-
-    def _current_or_404(self, ticket_id: str) -> ProcessRecord:
-        record = self.current(ticket_id)
-        if record is None:
-            raise NotFound(f"ticketId: no deploy for {ticket_id!r}")
-        return record
-
-    async def kill(self, ticket_id: str) -> KillReceipt:
-        return await self.sup.kill(self._current_or_404(ticket_id).id, StopReason.KILL)
-
-    async def teardown(self, ticket_id: str) -> KillReceipt:
-        """Kill, free the port, forget the deploy; its record and log stay readable by id."""
-        return await self.sup.teardown(self._current_or_404(ticket_id).id)
-
-    def info(self, ticket_id: str) -> tuple[ProcessRecord, dict[str, Any]]:
-        record = self._current_or_404(ticket_id)
-        log = self.sup.log(record.id)
-        lines = [line.text for line in log.read(max(log.last_seq - 2000, 0))]
-        port = int(record.labels["port"]) if record.labels.get("port", "").isdigit() else None
-        return record, extract_info(lines, port)

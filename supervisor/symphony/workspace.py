@@ -89,19 +89,6 @@ class Workspaces:
             raise NotFound(f"ticketId: the worktree {ticket.worktree} is gone", code="worktree_not_found")
         return ticket.worktree, ticket
 
-    async def deploy_root(self, ticket_id: str, repo_id: str | None) -> Path:
-        """The ticket's worktree if Symphony knows the ticket, else the managed repo named."""
-        try:
-            root = (await self.symphony.ticket(ticket_id)).worktree
-        except NotFound:
-            if repo_id is None:
-                hint = "send repoId to deploy a repo"
-                raise NotFound(f"ticketId: no worktree for {ticket_id!r}; {hint}") from None
-            root = await self.symphony.repo_path(repo_id)
-        if not await trio.to_thread.run_sync(root.is_dir):
-            raise NotFound(f"ticketId: the folder {root} is gone", code="worktree_not_found")
-        return root
-
     async def git_action(
         self,
         action: str,

@@ -38,6 +38,9 @@ async def test_directories(web: httpx.AsyncClient, world: World, home: Path) -> 
     assert [d["name"] for d in default.json()["directories"]] == ["work"]
     outside = await web.get("/api/gateway/directories", params={"path": "/etc"})
     assert outside.status_code == 403 and outside.json()["error"] == "directory not allowed"
+    # A name longer than the file system allows is the request's fault: 400, never a 500.
+    too_long = await web.get("/api/gateway/directories", params={"path": str(home / ("a" * 300))})
+    assert too_long.status_code == 400 and "name too long" in too_long.json()["error"]
 
 
 async def test_file_search_in_worktree_and_base(web: httpx.AsyncClient, world: World) -> None:
@@ -158,6 +161,10 @@ async def test_attachments_are_safe_to_serve(web: httpx.AsyncClient, world: Worl
         assert "hello" not in bad.text
     assert (
         await web.get(f"/api/gateway/symphony/attachments/{TICKET}/none.png?repo={repo_q}")
+    ).status_code == 404
+    long_name = "a" * 300  # over NAME_MAX: a 404 like any missing file, never a 500
+    assert (
+        await web.get(f"/api/gateway/symphony/attachments/{TICKET}/{long_name}?repo={repo_q}")
     ).status_code == 404
     # git never sees the work folder (info/exclude), so uploads do not dirty the worktree.
     status = await web.post("/api/gateway/git", json={"action": "status", "repoPath": str(world.worktree)})
