@@ -16,7 +16,7 @@ from gateway.http.agent_stream import event_stream, review_stream, turn_stream
 from gateway.http.context import current_gateway
 from gateway.http.errors import ApiError
 from gateway.http.routes.common import json_object, symphony, validated
-from gateway.http.routes.symphony import thread_place
+from gateway.http.routes.symphony import patch_thread, thread_place
 from gateway.http.schemas.codex import ArgueIn, FindingEditIn, ReviewChatIn, ReviewIn, VerdictIn
 from gateway.http.schemas.symphony import CommentPatchIn
 from gateway.supervisor import ProcessRecord
@@ -275,16 +275,7 @@ async def finding_chat(findingId: str) -> Response | dict[str, Any]:
 @bp.patch("/finding-chat/<findingId>")
 @document_request(CommentPatchIn)
 async def finding_thread_patch(findingId: str) -> dict[str, Any]:
-    body = await json_object()
-    place = thread_place()
-    if place is not None:
-        return await symphony().work_chats.thread_mark(
-            place[1], place[0], "finding-chats", findingId, "findingId", body
-        )
-    data = validated(CommentPatchIn, body)
-    return await symphony().chat.update_comment_thread(
-        _thread(findingId), data.resolved, data.message_id, data.content
-    )
+    return await patch_thread("finding-chats", "findingId", findingId, _thread(findingId))
 
 
 @bp.delete("/finding-chat/<findingId>")

@@ -474,6 +474,19 @@ def thread_place() -> tuple[str, str] | None:
     return ticket, repo
 
 
+async def patch_thread(kind: str, key: str, item_id: str, thread_id: str) -> dict[str, Any]:
+    """PATCH of a comment or finding thread: ClosedLoop's mark in the worktree's work files
+    (``?ticketId&repo``), else ours on thread ``thread_id`` (resolve, reopen, edit a message)."""
+    body = await json_object()
+    place = thread_place()
+    if place is not None:
+        return await symphony().work_chats.thread_mark(place[1], place[0], kind, item_id, key, body)
+    data = validated(CommentPatchIn, body)
+    return await symphony().chat.update_comment_thread(
+        thread_id, data.resolved, data.message_id, data.content
+    )
+
+
 @bp.get("/comment-chat/<commentId>")
 @document_response(CommentThreadOut)
 async def comment_thread(commentId: str) -> dict[str, Any]:
@@ -517,16 +530,7 @@ async def comment_chat(commentId: str) -> Response | dict[str, Any]:
 async def update_comment_thread(commentId: str) -> dict[str, Any]:
     """``?ticketId&repo`` + ``{messageId?, responded?}`` (ClosedLoop) -> ``{success}``; ours:
     resolve or reopen the thread, and/or edit one message (``messageId`` + ``content``)."""
-    body = await json_object()
-    place = thread_place()
-    if place is not None:
-        return await symphony().work_chats.thread_mark(
-            place[1], place[0], "comment-chats", commentId, "commentId", body
-        )
-    data = validated(CommentPatchIn, body)
-    return await symphony().chat.update_comment_thread(
-        commentId, data.resolved, data.message_id, data.content
-    )
+    return await patch_thread("comment-chats", "commentId", commentId, commentId)
 
 
 @bp.delete("/comment-chat/<commentId>")
