@@ -129,3 +129,21 @@ def test_http_has_no_init() -> None:
     import http
 
     assert Path(http.__file__).parent != HTTP
+
+
+def test_every_package_is_in_the_wheel() -> None:
+    """``pyproject.toml`` lists packages by hand (the folders are mapped onto ``gateway.*``), so a new
+    package that is not listed works in an editable checkout and is missing from a real install."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    on_disk = set()
+    for dotted, folder in config["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            on_disk.add(".".join([dotted, *rel.parts]))
+        if not (ROOT / folder / "__init__.py").exists():
+            on_disk.add(dotted)  # a namespace root (gateway, gateway.http) is listed too
+    assert on_disk - listed == set(), "packages missing from pyproject.toml"
+    assert listed - on_disk == set(), "pyproject.toml lists packages that do not exist"
