@@ -8,13 +8,15 @@ with its range; each round runs every contender once, one after another, so load
 and goes hits all of them alike. The 1-minute load average is printed with each figure.
 
 - logs:    a child writes N MB of 100-byte lines; done when all of it is on disk.
-           ``writer | cat > file`` (the limit), supervisord (``stdout_logfile``), the gateway.
+           ``writer | cat > file`` (the limit), supervisord (``stdout_logfile``), pm2
+           (``out_file``, when npm is there), the gateway.
 - kill:    200 hard trees (5 processes each: a sleep, a ``setsid`` shell with its sleep, an
            ``env -i setsid`` sleep), all honouring SIGTERM. ``cgroup.kill`` per tree (the
            limit: no grace, no verification), SIGTERM to every member and wait (the limit of a
            graceful kill), the engine in process, the gateway over HTTP (one
            bulk ``POST /processes/kill``), supervisord (``stop all``, stopasgroup/killasgroup),
-           with the processes each one left alive.
+           with the processes each one left alive; pm2 (when npm is there) on 20 trees only,
+           because its stop waits out ``kill_timeout`` for every tree (see peers_pm2.py).
 - start:   200 ``sleep`` children: the engine in process, ``POST /processes`` one by one.
 - follow:  20 children x 1,000 lines/s, p50/p99 from the write to a follower's receipt.
 - listing: ``GET /processes?limit=100&after=...`` over HTTP from 50,000 records, 10 of them live.
@@ -44,6 +46,7 @@ from gateway.supervisor.cgroups import Cgroup, Cgroups
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine import bench_follow
+from peers_pm2 import PM2_TREES, ensure_pm2, kill_pm2, logs_pm2
 
 N_TREES = 200
 HARD = 'sleep 600 & setsid sh -c "sleep 600 & wait" & env -i setsid sleep 600 & wait'
@@ -378,6 +381,8 @@ def main(quick: bool, repeat: int, only: set[str]) -> None:
                 note("logs cat>file MB/s", size / logs_cat(tmp, writer, mb))
                 note("logs supervisord MB/s", size / logs_supervisord(tmp, writer, mb))
                 note("logs gateway MB/s", size / trio.run(logs_ours, tmp, writer, mb))
+                if ensure_pm2():
+                    note("logs pm2 MB/s", size / logs_pm2(tmp, writer, mb, key))
             if "kill" in only:
                 kill_round(tmp, key, note)
             if "follow" in only:
@@ -396,6 +401,7 @@ def main(quick: bool, repeat: int, only: set[str]) -> None:
         ratios: list[tuple[str, str, str, str]] = [
             ("logs: gateway / supervisord", "logs gateway MB/s", "logs supervisord MB/s", ">= 1.0"),
             ("logs: gateway / cat>file", "logs gateway MB/s", "logs cat>file MB/s", ""),
+            ("logs: gateway / pm2", "logs gateway MB/s", "logs pm2 MB/s", ""),
             ("kill: engine / cgroup.kill", "kill engine s", "kill cgroup.kill s", "<= 1.5"),
             ("kill: engine / SIGTERM+wait", "kill engine s", "kill SIGTERM+wait s", ""),
             ("kill: HTTP bulk / engine", "kill HTTP bulk s", "kill engine s", "<= 3"),
@@ -427,6 +433,10 @@ def kill_round(tmp: Path, key: str, note: Callable[[str, float], None]) -> None:
         seconds, left = kill_supervisord(tmp, key)
         note("kill supervisord s", seconds)
         note("kill supervisord left", left)
+    if ensure_pm2():
+        seconds, left = kill_pm2(tmp, key, HARD, PM2_TREES, PER_TREE)
+        note(f"kill pm2 s ({PM2_TREES} trees)", seconds)
+        note("kill pm2 left", left)
 
 
 def _args() -> Any:
