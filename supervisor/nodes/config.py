@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import BadRequest
-from ..placement import LOCAL
+from ..placement import AUTO, LOCAL
 
 NODES_FILE = "nodes.json"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -38,8 +38,8 @@ def check_node(name: str, url: str) -> None:
     """Raise ``BadNode`` with a message for the user if ``name``/``url`` cannot be a node."""
     if not _NAME.match(name):
         raise BadNode(f"node name {name[:80]!r}: lower-case letters, digits, '.', '_' or '-'")
-    if name == LOCAL:
-        raise BadNode(f"{LOCAL!r} is this machine, not a node name")
+    if name in (LOCAL, AUTO):
+        raise BadNode(f"{name!r} is reserved ({LOCAL}: this machine, {AUTO}: placement's pick)")
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname or parts.port is None:
         raise BadNode(f"node url {url[:200]!r}: expected ws://HOST:PORT or wss://HOST:PORT")
