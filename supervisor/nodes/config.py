@@ -47,6 +47,13 @@ def check_node(name: str, url: str) -> None:
         raise BadNode("node url: no credentials, query or fragment (the token comes from a file)")
 
 
+def check_default_node(name: str) -> None:
+    """``--default-node``: ``local``, ``auto`` or something that can be a node's name (the node
+    itself may come later: over HTTP, or from Ray)."""
+    if name not in (LOCAL, AUTO) and not _NAME.match(name):
+        raise BadNode(f"--default-node {name[:80]!r}: local, auto or a node name")
+
+
 def parse_node_arg(text: str) -> NodeConfig:
     """``NAME=ws://HOST:PORT`` as given to ``gateway serve --node``."""
     name, sep, url = text.partition("=")
