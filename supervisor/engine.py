@@ -446,8 +446,8 @@ class Supervisor:
         """Kill, then run the kind's and the spec's teardown hooks once; logs are kept.
 
         Hooks run here, also for a remote record (its spec's hooks were kept when it started;
-        a gateway restart forgets them, as it forgets a local child's): a hook that touches
-        files touches this machine's, the node's only where both share the path.
+        a gateway restart forgets them, the kinds' hooks stay): a hook that touches files
+        touches this machine's, the node's only where both share the path.
         """
         receipt = await self.kill(record_id, StopReason.TEARDOWN)
         record = receipt.process

@@ -12,7 +12,8 @@ What cannot travel as data stays here and works on the mirror: a spec's result d
 over the mirrored stdout lines, and once it recognised the final result the gateway gives the
 record ``result_idle_timeout`` to end before it kills it on the node (``result-idle``, which
 counts as success as on this machine); the spec's teardown hooks are the supervisor's (it
-runs them here on teardown). A gateway restart forgets both, as it does for a local child.
+runs them here on teardown). A gateway restart forgets both (they lived in its process); the
+resumed record keeps only what travelled as data.
 
 On every (re)connect it first collects the receipts of trees the agent killed on its own
 (crash sweep, expired lease), then asks the agent to sweep every running tree the gateway does
