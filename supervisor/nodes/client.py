@@ -353,9 +353,10 @@ class RemoteNode:
         await self.sup.table.persisted(record)
         mirror_log = self.sup.log(record.id)
         mirror_log.reopen()
-        if spec.result_detector is not None and spec.result_idle_timeout != math.inf and self._watch:
+        watch = self._watch
+        if spec.result_detector is not None and spec.result_idle_timeout != math.inf and watch is not None:
             self._detectors[record.id] = spec.result_detector
-            self._watch.start_soon(self._result_watch, record.id, spec.result_idle_timeout)
+            watch.start_soon(self._result_watch, record.id, spec.result_idle_timeout)
         nursery.start_soon(self._mirror, record)
         return record
 

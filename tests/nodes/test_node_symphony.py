@@ -19,7 +19,7 @@ import httpx
 import psutil
 import pytest
 import trio
-from nodes_support import HOSTS, NAMES, Agent, nodes_in
+from nodes_support import HOSTS, NAMES, Agent, cluster, nodes_in
 
 from gateway.http.serve import GatewayHandle, ServeOptions, run_gateway
 from gateway.supervisor.nodes import NodeConfig
@@ -281,3 +281,32 @@ async def test_a_deploy_on_node_two_is_followed_and_killed_whole_and_without_nod
     down = await api.post(f"{D}/teardown", json=paths)
     assert down.status_code == 200 and down.json()["node"] == "local" and down.json()["survivors"] == []
     assert not marked_pids(r.json()["processId"])
+
+
+async def test_default_node_sends_closedloops_bodies_to_that_node(tmp_path: Path) -> None:
+    """``gateway serve --default-node n3``: a deploy body without ``node`` (ClosedLoop's form) runs
+    on n3; ``local`` still means this machine."""
+    with trio.socket.socket() as s:
+        await s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    package = {"name": "proj", "scripts": {"dev": f"PORT={port} sh serve.sh"}}
+    repo = make_repo(tmp_path / "proj", {"package.json": json.dumps(package), "serve.sh": SERVE_SH})
+    paths = {"repoPath": str(repo), "worktreePath": str(repo)}
+    async with cluster(tmp_path, extra=("--default-node", "n3")) as c, c.gateway.client() as api:
+        r = await api.post("/api/gateway/repos", json={"path": str(repo)})
+        assert r.status_code in (200, 201), r.text
+        r = await api.post(D, json={"ticketId": "T-7", **paths})
+        assert r.status_code == 200, r.text
+        started = r.json()
+        assert started["node"] == "n3"
+        record_id = started["processId"]
+        with trio.fail_after(30):
+            while len(marked_pids(record_id)) < 4:
+                await trio.sleep(0.05)
+        down = (await api.post(f"{D}/teardown", json=paths)).json()
+        assert down["node"] == "n3" and down["process"]["tornDown"] and down["survivors"] == []
+        assert not marked_pids(record_id)
+        r = await api.post(D, json={"ticketId": "T-7", **paths, "node": "local"})
+        assert r.status_code == 200 and r.json()["node"] == "local", r.text
+        receipt = (await api.post(f"{D}/kill", json={"pid": r.json()["pid"]})).json()
+        assert receipt["node"] == "local" and receipt["survivors"] == []
