@@ -30,6 +30,12 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--node-token-file", metavar="FILE", help="the token the node agents were given")
     p.add_argument(
+        "--default-node",
+        metavar="NAME",
+        help="where Symphony runs, reviews, loops and deploys go when a request names no node: "
+        "local (default), auto (the least loaded node that is up) or a node's name",
+    )
+    p.add_argument(
         "--ray-address",
         metavar="URL",
         help="Ray's dashboard (http://HOST:8265): keep a node agent on every Ray node",
@@ -58,6 +64,14 @@ def apply_serve_options(args: argparse.Namespace, opts: ServeOptions) -> None:
         raise CliError(str(exc)) from None
     if args.node_token_file:
         opts.node_token_file = Path(args.node_token_file)
+    if args.default_node:
+        from gateway.supervisor.nodes.config import check_default_node
+
+        try:
+            check_default_node(args.default_node)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        opts.default_node = args.default_node
     if args.ray_address:
         if not args.ray_address.startswith(("http://", "https://")):
             raise CliError(f"--ray-address {args.ray_address[:80]!r}: expected http://HOST:PORT (Ray's API)")

@@ -99,6 +99,9 @@ class ServeOptions:
     #: Node agents (``--node NAME=URL``), added to ``<state>/nodes.json``, and their token.
     nodes: list[NodeConfig] = field(default_factory=list)
     node_token_file: Path | None = None
+    #: Where Symphony's activities and deploys go when a request names no node
+    #: (``Placement.default``): ``local``, ``auto`` or a node's name.
+    default_node: str = "local"
     #: Ray's dashboard (Jobs API) address: keep an agent on every Ray node (``nodes.ray``).
     ray_address: str | None = None
     ray_agent_port: int = DEFAULT_AGENT_PORT
@@ -297,6 +300,7 @@ async def _serve_fd(
     nodes = _node_configs(opts, state.root)
     token_text = _node_token(opts, state.root, nodes)
     async with open_supervisor(state.root) as sup:
+        sup.placement.default = opts.default_node
         manager = NodeManager(sup, state.root, token_text)
         await manager.open(nodes)
         if opts.ray_address:

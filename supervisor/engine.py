@@ -178,13 +178,17 @@ class Job:
     """A supervised task that runs children one after another (a loop, a review pipeline).
 
     Killing the job cancels its scope; ``run`` then kills the current child exactly like a
-    direct kill, and since the job body is cancelled no further child starts.
+    direct kill, and since the job body is cancelled no further child starts. The job itself
+    runs here; its children run on ``node`` (None or ``local``: here too).
     """
 
-    def __init__(self, sup: Supervisor, record: ProcessRecord, log: ProcessLog) -> None:
+    def __init__(
+        self, sup: Supervisor, record: ProcessRecord, log: ProcessLog, node: str | None = None
+    ) -> None:
         self.sup = sup
         self.record = record
         self.log = log
+        self.node = node
         self.scope = trio.CancelScope()
         self.finished = trio.Event()
         self.stop_reason: StopReason | None = None
@@ -198,7 +202,7 @@ class Job:
 
     async def run(self, spec: ProcessSpec) -> ProcessRecord:
         """Start ``spec`` as the job's current child and wait for its end."""
-        record = await self.sup.start(spec, job_id=self.id)
+        record = await self.sup.start(spec, job_id=self.id, node=self.node)
         self.current = record.id
         self.children.append(record.id)
         try:
@@ -251,6 +255,9 @@ class Supervisor:
         self.lines_ingested = 0
         self.bytes_ingested = 0
         self.recovered: list[KillReceipt] = []
+        #: The spec's own teardown hooks of remote records: callables cannot travel to a node,
+        #: so they run here, on the gateway, like the kinds' hooks (see ``teardown``).
+        self._remote_hooks: dict[str, list[TeardownHook]] = {}
         #: Remote nodes: records whose ``node`` is not ``local`` are started, killed and
         #: waited for through their node's backend.
         self.placement = Placement()
@@ -293,7 +300,10 @@ class Supervisor:
         if self._closing:
             raise RuntimeError("supervisor is shutting down")
         if node is not None and node != LOCAL:
-            return await self.placement.get(node).start(spec, job_id=job_id)
+            remote = await self.placement.get(node).start(spec, job_id=job_id)
+            if spec.teardown_hooks:
+                self._remote_hooks[remote.id] = list(spec.teardown_hooks)
+            return remote
         limits = (spec.memory_max, spec.cpu_max, spec.pids_max)
         if any(v is not None for v in limits):
             if self.cgroups is None:
@@ -332,8 +342,12 @@ class Supervisor:
         ticket_id: str | None = None,
         labels: dict[str, str] | None = None,
         description: list[str] | None = None,
+        node: str | None = None,
     ) -> Job:
-        """Run ``body(job)`` as a supervised job; returns once its record is running."""
+        """Run ``body(job)`` as a supervised job; returns once its record is running.
+
+        The job runs here; ``node`` is where ``Job.run`` starts its children.
+        """
         if self._closing:
             raise RuntimeError("supervisor is shutting down")
         record = ProcessRecord(
@@ -346,7 +360,7 @@ class Supervisor:
         )
         log = ProcessLog(self.logs_dir / record.id, self.config.log_limits, new=True)
         self._logs[record.id] = log
-        job = Job(self, record, log)
+        job = Job(self, record, log, node)
         self._jobs[record.id] = job
         await self._nursery.start(self._job_task, job, body)
         return job
@@ -429,7 +443,12 @@ class Supervisor:
         return [receipts[record_id] for record_id in ids]
 
     async def teardown(self, record_id: str) -> KillReceipt:
-        """Kill, then run the kind's and the spec's teardown hooks once; logs are kept."""
+        """Kill, then run the kind's and the spec's teardown hooks once; logs are kept.
+
+        Hooks run here, also for a remote record (its spec's hooks were kept when it started;
+        a gateway restart forgets them, the kinds' hooks stay): a hook that touches files
+        touches this machine's, the node's only where both share the path.
+        """
         receipt = await self.kill(record_id, StopReason.TEARDOWN)
         record = receipt.process
         if record.torn_down:
@@ -438,6 +457,7 @@ class Supervisor:
         hooks = list(self._kind_hooks.get(record.kind, ()))
         if child is not None:
             hooks.extend(child.spec.teardown_hooks)
+        hooks.extend(self._remote_hooks.pop(record_id, ()))
         log = self.log(record_id)
         # Mark first: a second teardown racing this one must not run the hooks again.
         record.torn_down = True
@@ -902,6 +922,7 @@ class Supervisor:
         for record_id in self.table.forget(doomed):
             self._children.pop(record_id, None)
             self._jobs.pop(record_id, None)
+            self._remote_hooks.pop(record_id, None)
             log = self._logs.pop(record_id, None)
             files += log.segment_files() if log is not None else [self.logs_dir / f"{record_id}.*"]
         if files:

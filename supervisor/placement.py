@@ -6,7 +6,10 @@ The engine itself only knows how to run children here. A remote node plugs in as
 supervisor's table so that listings, log follows and status streams treat it like any other.
 
 Placement is deliberately simple: an explicit node, else the least loaded node that is up
-and under its capacity, else ``local`` when no node is configured at all. A record placed on a
+and under its capacity, else ``local`` when no node is configured at all. Activities whose
+requests predate nodes (Symphony's runs, reviews and loops, deploys; ClosedLoop's bodies never
+name a node) resolve a missing ``node`` through ``default`` instead: ``local`` unless the user
+configured another (``gateway serve --default-node``), so they keep running here. A record placed on a
 node stays there: a node that disappears makes its records ``lost``, never re-placed, since
 its old tree may still run.
 """
@@ -17,13 +20,15 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
-from .errors import GatewayError, Unavailable
+from .errors import BadRequest, GatewayError, Unavailable
 
 if TYPE_CHECKING:
     from .engine import KillReceipt
     from .spec import ProcessRecord, ProcessSpec, StopReason
 
 LOCAL = "local"
+#: Asked for explicitly: let placement pick (the least loaded node that is up).
+AUTO = "auto"
 
 
 class NodeUnavailable(Unavailable):
@@ -38,6 +43,12 @@ class NodeUnavailable(Unavailable):
 
 class UnknownNode(LookupError):
     """No node of that name is configured."""
+
+
+class NoSuchNode(BadRequest):
+    """A request named a node that is not configured (400 ``node_not_found``)."""
+
+    code = "node_not_found"
 
 
 class NodeBackend(Protocol):
@@ -81,6 +92,9 @@ class Placement:
 
     def __init__(self) -> None:
         self.nodes: dict[str, NodeBackend] = {}
+        #: Where a request that names no node goes, for the activities that resolve through
+        #: ``choose`` (Symphony, deploys): ``local``, ``auto`` or a node's name.
+        self.default = LOCAL
 
     def add(self, backend: NodeBackend) -> None:
         if backend.name == LOCAL:
@@ -101,6 +115,21 @@ class Placement:
         if record is None or record.node == LOCAL or record.state.ended:
             return None
         return self.get(record.node)
+
+    def choose(self, node: str | None) -> str:
+        """The node a new child of a request goes to: ``node``, else ``default``.
+
+        ``local`` is this machine, ``auto`` placement's pick (``NodeUnavailable`` when no node
+        is up with room), any other name must be a configured node (``NoSuchNode``). A default
+        naming a node that is gone since answers ``NoSuchNode`` too: the user said where.
+        """
+        name = node if node is not None else self.default
+        if name == AUTO:
+            return self.pick()
+        if name != LOCAL and name not in self.nodes:
+            what = "node" if node is not None else "the default node (--default-node)"
+            raise NoSuchNode(f"{what}: no node {name[:100]!r}", details={"node": name[:100]})
+        return name
 
     def pick(self) -> str:
         """The least loaded node that is up and has room; ``local`` if none is configured."""

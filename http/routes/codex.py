@@ -89,7 +89,7 @@ async def review(ticketId: str) -> Response | tuple[dict[str, Any], int]:
         stream = turn_stream(gw, record, mapper, running=head_running, settled=settled, keep_running=True)
         return event_stream(gw, stream)
     data = validated(ReviewIn, body)
-    record = await symphony().reviews.start(ticketId, data.base, data.model, data.focus)
+    record = await symphony().reviews.start(ticketId, data.base, data.model, data.focus, data.node)
     return {"ticketId": ticketId, "process": record.to_json()}, 201
 
 

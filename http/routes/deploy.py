@@ -12,6 +12,7 @@ Where ClosedLoop is unsafe we are not: ``kill`` signals only the pid of one of o
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,6 +47,7 @@ bp = Blueprint("deploy", __name__, url_prefix="/api/gateway/deploy")
 PROBE_TIMEOUT = 10.0
 STATUS_PROBE_TIMEOUT = 1.0
 LOG_TAIL_LINES = 2000
+_NODE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
 def deploys() -> Deploys:
@@ -104,12 +106,18 @@ async def _alive(url: str, timeout: float) -> tuple[bool, int | None]:
 @document_request(DeployIn)
 @document_response(DeployOut)
 async def deploy() -> dict[str, Any]:
-    """``{ticketId, repoPath, worktreePath}``: start the worktree's dev server (the ``dev``, else
-    ``start`` script of ``package.json``, with pnpm, yarn or npm by lockfile) on its port."""
+    """``{ticketId, repoPath, worktreePath, node?}``: start the worktree's dev server (the ``dev``,
+    else ``start`` script of ``package.json``, with pnpm, yarn or npm by lockfile) on its port.
+
+    ``node`` is ours (ClosedLoop never sends it): a node's name, ``local`` or ``auto``; without
+    it the default node (``local`` unless ``--default-node``). The answer says ``node``."""
     body = await json_object()
     ticket_id = _text(body, "ticketId")
     if not (ticket_id and _text(body, "repoPath") and _text(body, "worktreePath")):
         raise ApiError(400, "invalid_request", "ticketId, repoPath, and worktreePath are required")
+    node = body.get("node")
+    if node is not None and not (isinstance(node, str) and _NODE.match(node)):
+        raise ApiError(400, "invalid_request", "node: a node's name, local or auto")
     repo, tree = await _repo_and_tree(body)
     if not await trio.to_thread.run_sync(tree.is_dir):
         raise ApiError(404, "worktree_not_found", f"Worktree not found: {tree}")
@@ -122,7 +130,7 @@ async def deploy() -> dict[str, Any]:
     labels = {"repoPath": str(repo), "worktreePath": str(tree)}
     record = await deploys().start(
         ticket_id[:200], tree, Candidate("package.json", config["command"], tuple(argv)),
-        port if isinstance(port, int) else None, labels=labels, host="localhost",
+        port if isinstance(port, int) else None, labels=labels, host="localhost", node=node,
     )  # fmt: skip
     return {
         "success": True,
@@ -134,6 +142,7 @@ async def deploy() -> dict[str, Any]:
         "processId": record.id,
         "port": int(record.labels["port"]),
         "url": _url(record),
+        "node": record.node,
     }
 
 
@@ -152,6 +161,7 @@ async def status(ticketId: str) -> dict[str, Any]:
         return {"status": "not-started", "logs": None, "pid": None}
     logs = await trio.to_thread.run_sync(deploys().log_text, record, LOG_TAIL_LINES)
     out: dict[str, Any] = {"logs": logs or None, "pid": record.pid, "processId": record.id}
+    out["node"] = record.node
     url = _url(record)
     if record.state in ACTIVE_STATES:
         alive = url is not None and (await _alive(url, STATUS_PROBE_TIMEOUT))[0]

@@ -16,19 +16,18 @@ from gateway.http.errors import ApiError
 from gateway.http.schemas.core import ErrorResponse
 from gateway.http.schemas.nodes import NodeDetailOut, NodeIn, NodeListOut, NodeOut
 from gateway.supervisor.nodes import NodeConfig, NodeManager
-from gateway.supervisor.placement import LOCAL
 
 bp = Blueprint("nodes", __name__, url_prefix="/api/gateway/nodes")
 
 
 def place(gw: GatewayContext, node: str | None) -> str:
-    """The node a new child goes to: the asked one (which must exist), else placement's pick."""
+    """The node a new child goes to: the asked one (which must exist; ``auto``: placement's
+    pick), else placement's pick. NodeUnavailable (503) when no node is up with room,
+    NoSuchNode (400 ``node_not_found``) for a name that is not configured."""
     placement = gw.sup.placement
     if node is None:
-        return placement.pick()  # NodeUnavailable: 503 when no node is up with room
-    if node != LOCAL and node not in placement.nodes:
-        raise ApiError(400, "node_not_found", f"no node {node[:100]}")
-    return node
+        return placement.pick()
+    return placement.choose(node)
 
 
 def _manager() -> NodeManager:

@@ -186,6 +186,7 @@ async def plan_loop(action: str, data: PlanLoopIn) -> tuple[dict[str, Any], int]
             model=data.model,
             baseRef=data.base_ref,
             limits=data.limits,
+            node=data.node,
         )
         record = await svc.plans.start(**run.run_args())
         return {"process": record.to_json()}, 201

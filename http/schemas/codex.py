@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from gateway.http.schemas.core import Strict
+from gateway.http.schemas.core import NODE_HELP, NodeName, Strict
 from gateway.http.schemas.symphony import Id, Long, Prompt, Short
 
 
@@ -14,6 +14,7 @@ class ReviewIn(Strict):
     base: Short | None = Field(None, description="default: the ticket's base ref")
     model: Short | None = None
     focus: Long | None = Field(None, description="what the reviewer should look at first")
+    node: NodeName | None = Field(None, description=NODE_HELP)
 
 
 class FindingEditIn(Strict):

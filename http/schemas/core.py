@@ -48,6 +48,15 @@ class RestartIn(Strict):
     max_backoff: float = Field(30.0, alias="maxBackoff", ge=0, le=86400)
 
 
+#: Where a child runs: a configured node's name, ``local`` (this machine) or ``auto``
+#: (placement's pick; for processes, leaving ``node`` out does the same).
+NodeName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+NODE_HELP = (
+    'a node\'s name, "local" (this machine) or "auto" (the least loaded node that is up); '
+    "omitted: the default node (local unless the gateway runs with --default-node)"
+)
+
+
 class StartProcessIn(Strict):
     """An ad-hoc supervised command (``pm2 start``): argv list, never a shell string."""
 
@@ -74,7 +83,7 @@ class StartProcessIn(Strict):
     # An agent CLI's stream format: its log lines then carry parsed ``event``s (a conversation).
     event_parser: Literal["claude", "codex"] | None = Field(None, alias="eventParser")
     #: A node name (``local`` = this machine); omitted: placement picks one.
-    node: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")] | None = None
+    node: NodeName | None = None
 
     @field_validator("argv")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Loose(BaseModel):
@@ -27,10 +27,18 @@ class DeployIn(Loose):
     ticketId: str
     repoPath: str
     worktreePath: str
+    #: Ours, not ClosedLoop's (its web app never sends it): where the dev server runs.
+    node: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$",
+        description='a node\'s name, "local" or "auto"; omitted: the default node (local unless '
+        "the gateway runs with --default-node)",
+    )
 
 
 class DeployOut(Loose):
     success: bool
+    #: On its node (``node``) when the deploy runs on one.
     pid: int | None
     logFile: str
     deployCommand: str

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
-from gateway.http.schemas.core import ProcessOut, ReceiptOut, Strict
+from gateway.http.schemas.core import NODE_HELP, NodeName, ProcessOut, ReceiptOut, Strict
 
 
 def _no_nul(value: str) -> str:
@@ -83,6 +83,7 @@ class RunIn(Strict):
     model: Short | None = None
     base_ref: Short | None = Field(None, alias="baseRef")
     limits: LimitsIn | None = None
+    node: NodeName | None = Field(None, description=NODE_HELP)
 
     def run_args(self) -> dict[str, Any]:
         """Keyword arguments of ``Symphony.launch`` / ``loop`` / ``plan_start``."""
@@ -94,6 +95,7 @@ class RunIn(Strict):
             "model": self.model,
             "base_ref": self.base_ref,
             "limits": self.limits.as_request() if self.limits else None,
+            "node": self.node,
         }
 
 
@@ -143,6 +145,7 @@ class PlanLoopIn(Strict):
     model: Short | None = None
     base_ref: Short | None = Field(None, alias="baseRef")
     limits: LimitsIn | None = None
+    node: NodeName | None = Field(None, description=NODE_HELP)
     feedback: Prompt | None = None
     launch: StrictBool = False
 

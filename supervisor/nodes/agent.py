@@ -37,6 +37,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 
 from ..cgroups import CgroupError
 from ..engine import KillReceipt, Supervisor, SupervisorConfig, open_supervisor
+from ..logs import ProcessLog
 from ..spec import StopReason
 from . import wire
 
@@ -338,12 +339,19 @@ class Session:
             self._follows.pop(req_id, None)
         return None
 
-    async def _follow(self, req_id: Any, record_id: str, log: Any, since: int) -> None:
+    async def _follow(self, req_id: Any, record_id: str, log: ProcessLog, since: int) -> None:
+        """Send batches until the record ended and its log was read to the end.
+
+        Lines come through ``read_async``: a follower far behind the ring (a gateway resuming a
+        long log) reads from disk in a worker thread, never on the event loop, so one large log
+        cannot stall the agent's heartbeats and other children. Cancellation (an ``unfollow``,
+        the connection closing) stops between batches; nothing is consumed on the agent side.
+        """
         table = self.sup.table
         sent_version = -1
         while True:
             log_changed, table_changed = log.changed, table.changed
-            lines = log.read(since, 2000)
+            lines = await log.read_async(since, 2000, wire.BATCH_BYTES)
             if lines:
                 batch: list[list[Any]] = []
                 size = 0

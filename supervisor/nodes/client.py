@@ -8,6 +8,13 @@ is the agent's seq. After a gateway restart (or a reconnect) the mirror resumes 
 seq on disk: a follower resuming from N gets N+1, never a gap or a repeat. The gateway's own
 notes (node lost, receipts collected, torn down) come only after the record ended.
 
+What cannot travel as data stays here and works on the mirror: a spec's result detector runs
+over the mirrored stdout lines, and once it recognised the final result the gateway gives the
+record ``result_idle_timeout`` to end before it kills it on the node (``result-idle``, which
+counts as success as on this machine); the spec's teardown hooks are the supervisor's (it
+runs them here on teardown). A gateway restart forgets both (they lived in its process); the
+resumed record keeps only what travelled as data.
+
 On every (re)connect it first collects the receipts of trees the agent killed on its own
 (crash sweep, expired lease), then asks the agent to sweep every running tree the gateway does
 not claim, then resumes the mirrors of the records it claims. A node unreachable for longer
@@ -40,7 +47,7 @@ from ..engine import KillReceipt, Supervisor, spawn_labels
 from ..errors import AgentFailed, BadRequest, Conflict
 from ..logs import LogLine, ProcessLog
 from ..placement import LOCAL, NodeUnavailable
-from ..spec import ProcessRecord, ProcessSpec, State, StopReason
+from ..spec import ProcessRecord, ProcessSpec, ResultDetector, State, StopReason
 from . import wire
 from .config import NodeConfig
 
@@ -111,6 +118,11 @@ class RemoteNode:
         self._changed = trio.Event()
         self._dropped = False
         self._revived = trio.Event()
+        #: Result detectors of running records not yet seen to print their result, and the
+        #: event each sets when it does (see ``_result_watch``).
+        self._detectors: dict[str, ResultDetector] = {}
+        self._results: dict[str, trio.Event] = {}
+        self._watch: trio.Nursery | None = None
 
     # ---- what placement and the routes read ------------------------------------------------
 
@@ -161,8 +173,19 @@ class RemoteNode:
     # ---- the connection ----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep connected until cancelled; mark the node lost after a lease of silence."""
-        task_status.started()
+        """Keep connected until cancelled; mark the node lost after a lease of silence.
+
+        The result watchers live as long as this (across reconnects) and end with it.
+        """
+        async with trio.open_nursery() as watch:
+            self._watch = watch
+            task_status.started()
+            try:
+                await self._keep_connected()
+            finally:
+                self._watch = None
+
+    async def _keep_connected(self) -> None:
         backoff = 0.05
         while True:
             if self._dropped:
@@ -330,6 +353,10 @@ class RemoteNode:
         await self.sup.table.persisted(record)
         mirror_log = self.sup.log(record.id)
         mirror_log.reopen()
+        watch = self._watch
+        if spec.result_detector is not None and spec.result_idle_timeout != math.inf and watch is not None:
+            self._detectors[record.id] = spec.result_detector
+            watch.start_soon(self._result_watch, record.id, spec.result_idle_timeout)
         nursery.start_soon(self._mirror, record)
         return record
 
@@ -363,11 +390,42 @@ class RemoteNode:
             for record in self.active():
                 nursery.start_soon(self._kill_quietly, record.id)
 
-    async def _kill_quietly(self, record_id: str) -> None:
+    async def _kill_quietly(self, record_id: str, reason: StopReason = StopReason.SHUTDOWN) -> None:
         try:
-            await self.kill(record_id, StopReason.SHUTDOWN)
+            await self.kill(record_id, reason)
         except (NodeUnavailable, RemoteError, KeyError) as exc:
-            log.warning("node %s: shutdown kill of %s failed: %s", self.name, record_id, exc)
+            log.warning("node %s: %s kill of %s failed: %s", self.name, reason.value, record_id, exc)
+
+    def _result_event(self, record_id: str) -> trio.Event:
+        return self._results.setdefault(record_id, trio.Event())
+
+    async def _result_watch(self, record_id: str, idle: float) -> None:
+        """The result-idle watchdog of a remote record, run here against its mirror.
+
+        Once the detector saw the final result line (``_append``), the record has ``idle``
+        seconds to end; then it is killed on the node with reason ``result-idle``. Ends with
+        the record. Cancellation (the node's service stopping) leaves the record alone; a
+        kill already sent completes on the node.
+        """
+        finished, seen = self._finished_event(record_id), self._result_event(record_id)
+        try:
+            async with trio.open_nursery() as first:
+
+                async def until(event: trio.Event) -> None:
+                    await event.wait()
+                    first.cancel_scope.cancel()
+
+                first.start_soon(until, finished)
+                first.start_soon(until, seen)
+            if finished.is_set():
+                return
+            with trio.move_on_after(idle):
+                await finished.wait()
+                return
+            await self._kill_quietly(record_id, StopReason.RESULT_IDLE)
+        finally:
+            self._detectors.pop(record_id, None)
+            self._results.pop(record_id, None)
 
     def _finished_event(self, record_id: str) -> trio.Event:
         event = self._finished.get(record_id)
@@ -429,7 +487,17 @@ class RemoteNode:
                 return
 
     def _append(self, record: ProcessRecord, mirror: ProcessLog, lines: list[list[Any]]) -> None:
-        """Append the agent's lines, skipping any already here, grouped by stream."""
+        """Append the agent's lines, skipping any already here, grouped by stream.
+
+        A record with a result detector has its stdout lines checked as they arrive here.
+        """
+        detector = self._detectors.get(record.id)
+        if detector is not None:
+            for _seq, _ts, stream, text in lines:
+                if stream == "stdout" and detector(str(text).encode()):
+                    del self._detectors[record.id]
+                    self._result_event(record.id).set()
+                    break
         group: list[LogLine] = []
         for seq, ts, stream, text in lines:
             if seq <= mirror.last_seq + len(group):

@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import BadRequest
-from ..placement import LOCAL
+from ..placement import AUTO, LOCAL
 
 NODES_FILE = "nodes.json"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -38,13 +38,20 @@ def check_node(name: str, url: str) -> None:
     """Raise ``BadNode`` with a message for the user if ``name``/``url`` cannot be a node."""
     if not _NAME.match(name):
         raise BadNode(f"node name {name[:80]!r}: lower-case letters, digits, '.', '_' or '-'")
-    if name == LOCAL:
-        raise BadNode(f"{LOCAL!r} is this machine, not a node name")
+    if name in (LOCAL, AUTO):
+        raise BadNode(f"{name!r} is reserved ({LOCAL}: this machine, {AUTO}: placement's pick)")
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname or parts.port is None:
         raise BadNode(f"node url {url[:200]!r}: expected ws://HOST:PORT or wss://HOST:PORT")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise BadNode("node url: no credentials, query or fragment (the token comes from a file)")
+
+
+def check_default_node(name: str) -> None:
+    """``--default-node``: ``local``, ``auto`` or something that can be a node's name (the node
+    itself may come later: over HTTP, or from Ray)."""
+    if name not in (LOCAL, AUTO) and not _NAME.match(name):
+        raise BadNode(f"--default-node {name[:80]!r}: local, auto or a node name")
 
 
 def parse_node_arg(text: str) -> NodeConfig:

@@ -4,8 +4,9 @@ Requests carry an ``id`` and an ``op``; the answer carries the same ``id`` and `
 ``follow`` is a subscription: the agent sends ``lines``, ``status`` and finally ``end``
 messages under the request's id until the gateway sends ``unfollow`` or the record ended.
 Records travel with their raw fields (epoch seconds, not ISO strings) so that the gateway's
-copy is exact; specs travel without their callables (teardown hooks and result detectors stay
-on the gateway, which runs teardowns itself).
+copy is exact; specs travel without their callables: teardown hooks and result detectors stay
+on the gateway, which runs the hooks itself on teardown and the detector over its mirror of
+the log (``client.RemoteNode``), killing with ``result-idle`` as the engine would.
 
 The token goes in the handshake's ``Authorization: Bearer`` header, never in a message.
 """

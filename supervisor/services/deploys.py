@@ -9,6 +9,10 @@ What runs comes from the work tree (``package.json`` scripts, a ``Procfile``'s `
 ``manage.py``) or from the request as an argv list. A Procfile line is a shell command by
 definition (Heroku runs it with ``sh -c``); it comes from the repository, never from a
 request. Probes only ever reach a deploy's own loopback URL: a request cannot aim them.
+
+A deploy may run on a node (``node``; without it the configured default, ``local`` unless
+set): the work tree must exist there at the same path, and the port is chosen and checked on
+this machine, so on another machine the server answers on that node's loopback, not here.
 """
 
 from __future__ import annotations
@@ -125,7 +129,10 @@ class Deploys:
         max_restarts: int = 3,
         labels: dict[str, str] | None = None,
         host: str = "127.0.0.1",
+        node: str | None = None,
     ) -> ProcessRecord:
+        """Start the ticket's deploy on ``node`` (``Placement.choose``: None is the default)."""
+        where = self.sup.placement.choose(node)
         existing = self.active(ticket_id)
         if existing is not None:
             raise Conflict(f"ticket {ticket_id} already has a running deploy ({existing.id})")
@@ -151,7 +158,7 @@ class Deploys:
             stop_grace=5.0,
         )
         try:
-            return await self.sup.start(spec)
+            return await self.sup.start(spec, node=where)
         except OSError as exc:
             raise BadRequest(f"command: cannot start {argv[0]}: {exc.strerror or exc}") from None
 

@@ -285,7 +285,8 @@ class CloudLoops:
                     "worktree": str(work), "mode": "closedloop-loop"},
         )  # fmt: skip
         loop.callbacks.event({"type": "started"})
-        loop.record = await self.runner.sup.start(spec)
+        # ClosedLoop's body names no node: the configured default (``local`` unless set).
+        loop.record = await self.runner.sup.start(spec, node=self.runner.node_for(None))
         self.runner.spawn(self._watch, loop, prov)
         return loop.record
 

@@ -155,7 +155,8 @@ class CodexWire:
             labels={"mode": "review", "worktree": str(wt), "repoPath": str(repo.path),
                     "ticketKey": ticket_id},
         )  # fmt: skip
-        record = await self.runner.sup.start(spec)
+        # ClosedLoop's body names no node: the configured default (``local`` unless set).
+        record = await self.runner.sup.start(spec, node=self.runner.node_for(None))
         paths = self.paths(wt, provider)
         state = {
             "status": "running",

@@ -43,9 +43,14 @@ class Loops:
         model: str | None = None,
         base_ref: str | None = None,
         limits: Mapping[str, Any] | None = None,
+        node: str | None = None,
     ) -> ProcessRecord:
-        """Start a loop job (kind ``symphony_loop``); returns its record once it runs."""
+        """Start a loop job (kind ``symphony_loop``); returns its record once it runs.
+
+        The job runs here; its agent and judge children on ``node`` (``Runner.node_for``).
+        """
         prov, lim = self.runner.check_request(ticket_id, repo_id, prompt, provider, limits)
+        where = self.runner.node_for(node)
         if isinstance(max_iterations, bool) or not isinstance(max_iterations, int):
             raise BadRequest("maxIterations: must be an integer")
         if not 1 <= max_iterations <= self.runner.settings.max_iterations:
@@ -72,6 +77,7 @@ class Loops:
                 prov,
                 labels={"maxIterations": str(max_iterations), "judges": ",".join(names)},
                 description=[f"maxIterations={max_iterations}", *names],
+                node=where,
             )
         return job.record
 

@@ -32,6 +32,8 @@ class PlanState:
     wake: trio.Event = field(default_factory=trio.Event)
     feedback: str | None = None
     approved: bool = False
+    #: Where the plan job's children run; ``approve``'s run goes there too.
+    node: str | None = None
 
 
 class Plans:
@@ -51,13 +53,19 @@ class Plans:
         model: str | None = None,
         base_ref: str | None = None,
         limits: Mapping[str, Any] | None = None,
+        node: str | None = None,
     ) -> ProcessRecord:
-        """Start a plan loop job on the ticket's worktree; returns its record once it runs."""
+        """Start a plan loop job on the ticket's worktree; returns its record once it runs.
+
+        Its agent children run on ``node`` (``Runner.node_for``), as does the run ``approve``
+        may launch.
+        """
         prov, lim = self.runner.check_request(ticket_id, repo_id, prompt, provider, limits)
         exe = self.runner.executable(prov)
+        where = self.runner.node_for(node)
         async with self.runner.prepared(ticket_id, repo_id, base_ref, prov, "a plan loop") as ticket:
             # The state must exist before the body runs: start_job runs it at once.
-            state = PlanState(job_id="")
+            state = PlanState(job_id="", node=where)
             self._plans[ticket_id] = state
 
             async def body(job: Job) -> None:
@@ -67,7 +75,7 @@ class Plans:
                     if self._plans.get(ticket_id) is state:
                         del self._plans[ticket_id]
 
-            job = await self.runner.start_agent_job("plan_loop", body, ticket, prov)
+            job = await self.runner.start_agent_job("plan_loop", body, ticket, prov, node=where)
             state.job_id = job.id
         return job.record
 
@@ -155,6 +163,7 @@ class Plans:
                 ticket.repo_id,
                 f"Implement this approved plan:\n\n{plan['plan']['plan']}",
                 provider=ticket.provider,
+                node=state.node,
             )
             out["run"] = run.to_json()
         return out

@@ -143,10 +143,17 @@ class Reviews:
         return base, diff.stdout[: self.runner.settings.diff_chars]
 
     async def start(
-        self, ticket_id: str, base: str | None = None, model: str | None = None, focus: str | None = None
+        self,
+        ticket_id: str,
+        base: str | None = None,
+        model: str | None = None,
+        focus: str | None = None,
+        node: str | None = None,
     ) -> ProcessRecord:
-        """Start codex on the worktree's diff; 409 while a review of the ticket runs."""
+        """Start codex on the worktree's diff on ``node`` (``Runner.node_for``); 409 while a
+        review of the ticket runs. The diff is taken here; the review reads the worktree there."""
         ticket = await self.runner.ticket(ticket_id)
+        where = self.runner.node_for(node)
         if any(r.state in ACTIVE_STATES for r in self._reviews(ticket_id)):
             raise Conflict(f"ticket {ticket_id} already has a review running")
         if not ticket.worktree.is_dir():
@@ -164,7 +171,7 @@ class Reviews:
             prov, argv, ticket, self.runner.settings.defaults, kind=KIND, role="review",
             labels={"mode": "review", "base": base},
         )  # fmt: skip
-        record = await self.runner.sup.start(spec)
+        record = await self.runner.sup.start(spec, node=where)
         self.runner.nursery.start_soon(self._conclude_review, record)
         return record
 

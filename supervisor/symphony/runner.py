@@ -125,6 +125,16 @@ class Runner:
 
     # ---- lookups ------------------------------------------------------------------------
 
+    def node_for(self, node: str | None) -> str:
+        """Where an activity's agent children run: ``node`` (a node's name, ``local``, or
+        ``auto`` for placement's pick), else the configured default (``local`` unless the user
+        set ``--default-node``). Resolved once per activity: a loop's children share a node.
+
+        The child's cwd (the ticket's worktree, made on this machine) must exist on that node:
+        on one machine every node shares it, across machines it must be at the same path.
+        """
+        return self.sup.placement.choose(node)
+
     def provider(self, name: str | None) -> Provider:
         name = name or "claude"
         if name not in self.registry:
@@ -421,10 +431,12 @@ class Runner:
         provider: Provider,
         labels: Mapping[str, str] | None = None,
         description: Sequence[str] = (),
+        node: str | None = None,
     ) -> Job:
         """Start a job (loop, plan loop) on the ticket's worktree whose log parses as ``provider``.
 
-        Call under ``prepared``: the started record then holds the worktree lock.
+        Call under ``prepared``: the started record then holds the worktree lock. The job runs
+        here; its children run on ``node`` (``run_child``), the job's ``node`` label says so.
         """
         worktree = str(self.worktrees.path_for(ticket.repo_id, ticket.ticket_id))
         job = await self.sup.start_job(
@@ -435,9 +447,11 @@ class Runner:
                 "provider": provider.name,
                 "repoId": ticket.repo_id,
                 "worktree": worktree,
+                **({"node": node} if node is not None else {}),
                 **(labels or {}),
             },
             description=[kind, ticket.ticket_id, *description],
+            node=node,
         )
         job.record.event_parser = provider.name
         job.record.cwd = worktree
@@ -446,7 +460,7 @@ class Runner:
 
     async def run_child(self, job: Job, spec: ProcessSpec) -> ProcessRecord:
         """``Job.run`` that also copies the child's lines into the job's log as they come."""
-        record = await self.sup.start(spec, job_id=job.id)
+        record = await self.sup.start(spec, job_id=job.id, node=job.node)
         job.current = record.id
         job.children.append(record.id)
         role = spec.labels.get("role", "child")

@@ -114,7 +114,8 @@ async def launch(runner: Runner, body: dict[str, Any]) -> dict[str, Any]:
         )
         argv = prov.run_argv(exe, prompt, runner.run_options(prov, None))
         spec = runner.agent_spec(prov, argv, ticket, runner.settings.defaults, labels={"mode": "run"})
-        record: ProcessRecord = await runner.sup.start(spec)
+        # ClosedLoop's body names no node: the configured default (``local`` unless set).
+        record: ProcessRecord = await runner.sup.start(spec, node=runner.node_for(None))
         runner.post_done[record.id] = trio.Event()
     runner.spawn(runner.watch_run, record, prov, ticket)
     return {**answer, "pid": record.pid, "process": record.to_json()}

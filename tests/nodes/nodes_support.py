@@ -189,22 +189,23 @@ async def wait_state(
 
 
 class Cluster:
-    def __init__(self, root: Path, lease: float) -> None:
+    def __init__(self, root: Path, lease: float, extra: tuple[str, ...] = ()) -> None:
         self.root = root
         self.token_file = root / "node-token"
         self.token_file.write_text("t0k3n-" + "x" * 32 + "\n")
         self.token_file.chmod(0o600)
         self.agents = [Agent(root, n, h, self.token_file, lease) for n, h in zip(NAMES, HOSTS, strict=True)]
-        self.gateway = Gateway(root, self.agents, self.token_file)
+        self.gateway = Gateway(root, self.agents, self.token_file, extra)
 
     def agent(self, name: str) -> Agent:
         return next(a for a in self.agents if a.name == name)
 
 
 @asynccontextmanager
-async def cluster(root: Path, *, lease: float = 5.0) -> AsyncIterator[Cluster]:
-    """Three agents and a gateway with all three as nodes, every node up."""
-    c = Cluster(root, lease)
+async def cluster(root: Path, *, lease: float = 5.0, extra: tuple[str, ...] = ()) -> AsyncIterator[Cluster]:
+    """Three agents and a gateway with all three as nodes, every node up (``extra``: more
+    ``gateway serve`` flags)."""
+    c = Cluster(root, lease, extra)
     try:
         for agent in c.agents:
             agent.start()
