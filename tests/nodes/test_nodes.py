@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -248,19 +249,25 @@ async def test_a_sigkilled_gateway_makes_every_agent_kill_its_trees_within_the_l
         for tree in trees:
             await wait_until(lambda t=tree: len(marked_pids(t["id"])) >= 4, what="a tree on each node")
         c.gateway.sigkill()
-        began = trio.current_time()
+        killed_at = time.time()
         await wait_until(
             lambda: not any(marked_pids(t["id"]) for t in trees),
             timeout=lease + grace + 10,
             what="lease kills",
         )
-        assert trio.current_time() - began <= lease + grace + 2.0
         for tree, agent in zip(trees, c.agents, strict=True):
             # The receipt is written once the kill completed (reaped), a moment after the deaths.
             await wait_until(lambda a=agent: a.receipts_file() != [], what=f"{agent.name}'s receipt")
             kept = [r for r in agent.receipts_file() if r["process"]["id"] == tree["id"]]
             assert len(kept) == 1 and kept[0]["cause"] == "lease-expired", agent.receipts_file()
             assert kept[0]["survivors"] == [] and kept[0]["signals"]
+            # Timed by the agent's own receipt, not by this test's polling (which a loaded machine
+            # delays): the first SIGTERM within the lease (counted from the last heartbeat, which
+            # came before the SIGKILL) plus the lease check's own tick.
+            at = kept[0]["signals"][0]["at"]  # the agent keeps epoch seconds; the API answers ISO
+            first = at if isinstance(at, float) else datetime.fromisoformat(at).timestamp()
+            assert kept[0]["signals"][0]["signal"] == "SIGTERM"
+            assert first - killed_at <= lease + 1.0, (first - killed_at, kept[0]["signals"])
 
         # The next gateway collects the receipts and the records' final states.
         c.gateway.restart_argv()
