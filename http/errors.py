@@ -32,6 +32,7 @@ from gateway.supervisor.errors import (
     NotFound,
     Rejected,
     Timeout,
+    TooLarge,
     Unavailable,
     UpstreamFailed,
 )
@@ -70,6 +71,7 @@ STATUS: dict[type[GatewayError], int] = {
     AgentReplyError: 502,
     Unavailable: 503,
     Timeout: 504,
+    TooLarge: 413,
     GatewayError: 500,
 }
 
