@@ -37,6 +37,7 @@ from gateway.supervisor.errors import (
     UpstreamFailed,
 )
 from gateway.supervisor.symphony.cloud_loops import ApiOriginMissing
+from gateway.supervisor.symphony.plan_loop_wire import ApiKeyMissing
 
 log = logging.getLogger("gateway.http")
 
@@ -61,6 +62,7 @@ _CODES = {
 #: The HTTP status of each domain error class (looked up along the raised class's MRO).
 STATUS: dict[type[GatewayError], int] = {
     ApiOriginMissing: 503,
+    ApiKeyMissing: 503,
     BadRequest: 400,
     Forbidden: 403,
     NotFound: 404,
