@@ -85,6 +85,10 @@ class LoopCallbacks:
         self._closed = True
         self._wakeup.set()
 
+    def stop_outputs(self) -> None:
+        """No more ``output`` events (queued ones are dropped); lifecycle events still go."""
+        self._outputs_stopped = True
+
     def _push(self, item: tuple[str, dict[str, Any]]) -> None:
         if len(self._queue) >= self.max_queue:
             for i, (kind, body) in enumerate(self._queue):
