@@ -199,18 +199,28 @@ async def plan_loop(action: str, data: PlanLoopIn) -> tuple[dict[str, Any], int]
 
 
 @bp.post("/plan-loop/<ticketId>/prepare")
-@bp.post("/plan-loop/<ticketId>/select-artifact/prepare")
 async def plan_loop_prepare(ticketId: str) -> dict[str, Any]:
     """ClosedLoop's phase 1 ``{repoPath, baseBranch?}`` -> ``{repoPath, worktreeDir, repo:
     {fullName, branch}}`` (git only; see ``supervisor/symphony/plan_loop_wire.py``)."""
     return await symphony().plan_loop_wire.prepare(ticketId, await json_object())
 
 
+@bp.post("/plan-loop/<ticketId>/select-artifact/prepare")
+async def plan_loop_select_prepare(ticketId: str) -> dict[str, Any]:
+    """The same as ``prepare``, for ClosedLoop's artifact picker."""
+    return await symphony().plan_loop_wire.prepare(ticketId, await json_object())
+
+
 @bp.post("/plan-loop/<ticketId>/confirm")
-@bp.post("/plan-loop/<ticketId>/select-artifact/confirm")
 async def plan_loop_confirm(ticketId: str) -> dict[str, Any]:
     """ClosedLoop's phase 3 ``{repoPath, loopId, artifactId, artifactSlug, featureId,
     ticketTitle?, outcome}`` -> ``{ok: true, worktreeDir}`` (the loop-style worktree)."""
+    return await symphony().plan_loop_wire.confirm(ticketId, await json_object())
+
+
+@bp.post("/plan-loop/<ticketId>/select-artifact/confirm")
+async def plan_loop_select_confirm(ticketId: str) -> dict[str, Any]:
+    """The same as ``confirm``, for ClosedLoop's artifact picker."""
     return await symphony().plan_loop_wire.confirm(ticketId, await json_object())
 
 

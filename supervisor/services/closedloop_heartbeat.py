@@ -86,7 +86,7 @@ class LoopHeartbeat:
         headers = {"Authorization": f"Bearer {self.token}"}
         try:
             response = await client.post(f"{self._base}/heartbeat", headers=headers, timeout=self.timeout)
-        except httpx.HTTPError:
+        except (httpx.HTTPError, httpx.InvalidURL):  # never let the API break the loop's watcher
             status = None
         else:
             status = response.status_code
@@ -100,7 +100,7 @@ class LoopHeartbeat:
                 self._base, headers={"Authorization": f"Bearer {self.token}"}, timeout=self.timeout
             )
             body = response.json() if response.is_success else None
-        except (httpx.HTTPError, ValueError):
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError):
             return None
         status = body.get("status") if isinstance(body, dict) else None
         return status if isinstance(status, str) else None
