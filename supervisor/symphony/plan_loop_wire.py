@@ -1,7 +1,7 @@
 """ClosedLoop's per-ticket plan-loop steps: ``plan-loop/:ticketId/prepare``, ``confirm``, ``cancel``.
 
 ClosedLoop's web app starts a PLAN loop in three phases (closedloop-ai/closedloop-ai
-``useStartPlanLoop``; the handlers are closedloop-ai/closedloop-electron
+``apps/app/hooks/engineer/use-start-plan-loop.ts``; the handlers are closedloop-ai/closedloop-electron
 ``apps/desktop/src/server/operations/symphony-plan-loop.ts``):
 
 1. ``prepare`` ``{repoPath, baseBranch?}``: check the repo, answer where the ticket's worktree

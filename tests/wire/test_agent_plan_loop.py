@@ -3,10 +3,10 @@
 Derived from closedloop-ai/closedloop-electron ``apps/desktop/src/server/operations/
 symphony-plan-loop.ts`` (the three handlers, ``resolveLoopWorktreeDir``, ``resolveRepoFullName``)
 and ``symphony-utils.ts`` (``writeLaunchMetadata``); the bodies are the ones closedloop-ai/
-closedloop-ai's ``useStartPlanLoop`` hook sends (``gatewayPrepare``: ``{repoPath, baseBranch?}``;
-``gatewayConfirm``: ``{repoPath, loopId, artifactId, artifactSlug, featureId, outcome,
-ticketTitle?}``) and ``handleStopSymphony`` (``{repoPath, loopId}``, reading ``cancelled``,
-``warning``, ``error``). The loop being cancelled is started as the cloud does
+closedloop-ai's ``apps/app/hooks/engineer/use-start-plan-loop.ts`` sends (``gatewayPrepare``:
+``{repoPath, baseBranch?}``; ``gatewayConfirm``: ``{repoPath, loopId, artifactId, artifactSlug,
+featureId, outcome, ticketTitle?}``, reading ``worktreeDir``) and the engineer page's
+``handleStopSymphony`` (``{repoPath, loopId}``, reading ``cancelled``, ``warning``, ``error``). The loop being cancelled is started as the cloud does
 (``symphony/loop``, see ``test_agent_loop.py``).
 """
 
