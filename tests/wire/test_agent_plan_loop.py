@@ -6,8 +6,9 @@ and ``symphony-utils.ts`` (``writeLaunchMetadata``); the bodies are the ones clo
 closedloop-ai's ``apps/app/hooks/engineer/use-start-plan-loop.ts`` sends (``gatewayPrepare``:
 ``{repoPath, baseBranch?}``; ``gatewayConfirm``: ``{repoPath, loopId, artifactId, artifactSlug,
 featureId, outcome, ticketTitle?}``, reading ``worktreeDir``) and the engineer page's
-``handleStopSymphony`` (``{repoPath, loopId}``, reading ``cancelled``, ``warning``, ``error``). The loop being cancelled is started as the cloud does
-(``symphony/loop``, see ``test_agent_loop.py``).
+``handleStopSymphony`` (``{repoPath, loopId}``, reading ``cancelled``, ``warning``, ``error``).
+The loop being cancelled is started as the cloud does (``symphony/loop``, see
+``test_agent_loop.py``).
 """
 
 from __future__ import annotations
