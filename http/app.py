@@ -44,11 +44,23 @@ NOT_IMPLEMENTED_TAG = "not-implemented"
 
 #: Body limits above (or below) the guard's 256 KiB, by rule: ClosedLoop's own table
 #: (``apps/desktop/src/server/router.ts`` ``resolveRequestBodyLimit``).
+#: Ours: the chat routes take 4 MiB, so that a message up to the 1 MiB prompt cap
+#: (``symphony.model.MAX_PROMPT_BYTES``, 413 ``prompt_too_large`` beyond) fits with the copy the
+#: chat panel sends as ``displayContent`` and JSON's escapes; ClosedLoop's 256 KiB would stop a
+#: chat message at ~128 KiB.
+CHAT_BODY_LIMIT = 4 * 1024 * 1024
 BODY_LIMITS = {
     "/gateway-auth/exchange": 4 * 1024,
     "/api/gateway/symphony/loop": 1024 * 1024,
     "/api/gateway/symphony/upload/<ticketId>": 50 * 1024 * 1024,
     "/api/gateway/run-viewer-extract": MAX_CONTENT,
+    "/api/gateway/symphony/chat/<ticketId>": CHAT_BODY_LIMIT,
+    "/api/gateway/symphony/comment-chat/<commentId>": CHAT_BODY_LIMIT,
+    "/api/gateway/terminal-chat": CHAT_BODY_LIMIT,
+    "/api/gateway/ticket-chat": CHAT_BODY_LIMIT,
+    "/api/gateway/run-viewer-chat": CHAT_BODY_LIMIT,
+    "/api/gateway/codex/chat/<ticketId>": CHAT_BODY_LIMIT,
+    "/api/gateway/codex/finding-chat/<findingId>": CHAT_BODY_LIMIT,
 }
 
 

@@ -32,10 +32,12 @@ from gateway.supervisor.errors import (
     NotFound,
     Rejected,
     Timeout,
+    TooLarge,
     Unavailable,
     UpstreamFailed,
 )
 from gateway.supervisor.symphony.cloud_loops import ApiOriginMissing
+from gateway.supervisor.symphony.plan_loop_wire import ApiKeyMissing
 
 log = logging.getLogger("gateway.http")
 
@@ -60,6 +62,7 @@ _CODES = {
 #: The HTTP status of each domain error class (looked up along the raised class's MRO).
 STATUS: dict[type[GatewayError], int] = {
     ApiOriginMissing: 503,
+    ApiKeyMissing: 503,
     BadRequest: 400,
     Forbidden: 403,
     NotFound: 404,
@@ -70,6 +73,7 @@ STATUS: dict[type[GatewayError], int] = {
     AgentReplyError: 502,
     Unavailable: 503,
     Timeout: 504,
+    TooLarge: 413,
     GatewayError: 500,
 }
 

@@ -172,6 +172,7 @@ class _Child:
         self.cgroup: Cgroup | None = None
         self.out: trio.lowlevel.FdStream | None = None
         self.err: trio.lowlevel.FdStream | None = None
+        self.stdin: trio.lowlevel.FdStream | None = None  # our end of its stdin pipe, if fed
 
 
 class Job:
@@ -500,12 +501,14 @@ class Supervisor:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         _widen_pipe(out_r)
+        # Both ends are close-on-exec; Popen dup2s the child's end onto fd 0.
+        in_r, in_w = os.pipe() if spec.stdin is not None else (None, None)
         try:
             child.popen = subprocess.Popen(
                 [*self._prefix, *join, *spec.argv],
                 cwd=spec.cwd,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if in_r is None else in_r,
                 stdout=out_w,
                 stderr=err_w,
                 start_new_session=True,
@@ -513,14 +516,18 @@ class Supervisor:
                 preexec_fn=None if self._prefix else proctree.make_child_setup(os.getpid()),  # type: ignore[call-overload]
             )
         except BaseException:
-            for fd in (out_r, err_r):
-                os.close(fd)
+            for fd in (out_r, err_r, in_w):
+                if fd is not None:
+                    os.close(fd)
             raise
         finally:
             os.close(out_w)
             os.close(err_w)
+            if in_r is not None:
+                os.close(in_r)
         child.out = trio.lowlevel.FdStream(out_r)
         child.err = trio.lowlevel.FdStream(err_r)
+        child.stdin = trio.lowlevel.FdStream(in_w) if in_w is not None else None
         record.pid = child.popen.pid
         self._roots.add(child.popen.pid)
         record.pid_start = proctree.start_time(child.popen.pid)
@@ -589,6 +596,8 @@ class Supervisor:
                     record.last_seq = log.last_seq
                     if child.cgroup is not None:
                         self._retire_cgroup(child)
+                    if child.stdin is not None:
+                        child.stdin.close()  # idempotent; fed or not, never leak the fd
                     log.close()
                     self.table.touch(record)
                     if record.kind in self.config.keep_ended:
@@ -620,6 +629,8 @@ class Supervisor:
             pumps.start_soon(self._pump, child, child.out, "stdout")
             pumps.start_soon(self._pump, child, child.err, "stderr")
             pumps.start_soon(self._wait_exit, child)
+            if child.stdin is not None and spec.stdin is not None:
+                pumps.start_soon(self._feed, child, child.stdin, spec.stdin)
             with trio.CancelScope(deadline=began + spec.max_runtime) as max_scope:  # noqa: SIM117
                 with child.stall_scope, child.result_scope, child.wait_scope:
                     await child.exited.wait()
@@ -685,6 +696,25 @@ class Supervisor:
             if pidfd is not None:
                 os.close(pidfd)
         child.exited.set()
+
+    async def _feed(self, child: _Child, stream: trio.lowlevel.FdStream, data: bytes) -> None:
+        """Write ``spec.stdin`` to the child's stdin, then close it (the child sees EOF).
+
+        Cancellation: the write stops as soon as the child has exited (or was killed), and the
+        pipe is closed whatever happened; a child that stopped reading early is not an error.
+        """
+        async with stream, trio.open_nursery() as nursery:
+
+            async def stop_when_exited() -> None:
+                await child.exited.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_when_exited)
+            try:
+                await stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+            nursery.cancel_scope.cancel()
 
     async def _pump(self, child: _Child, stream: trio.lowlevel.FdStream, name: str) -> None:
         """Drain one pipe into the log, whole chunks at a time; never waits on a reader.

@@ -25,6 +25,7 @@ __all__ = [
     "NotFound",
     "Rejected",
     "Timeout",
+    "TooLarge",
     "Unavailable",
     "UpstreamFailed",
 ]
@@ -79,6 +80,13 @@ class UpstreamFailed(GatewayError):
     """A helper CLI or remote service failed otherwise (gh's own error, unreadable output)."""
 
     code = "upstream_failed"
+
+
+class TooLarge(GatewayError):
+    """A value the caller sent is over a size limit (a prompt over 1 MiB); asking again with the
+    same value will not help."""
+
+    code = "too_large"
 
 
 class Timeout(GatewayError):

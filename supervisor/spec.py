@@ -69,6 +69,13 @@ class ProcessSpec:
     long without output, ``max_runtime`` after that long in total, and ``result_idle_timeout``
     that long after ``result_detector`` recognised the final result line of an agent CLI that
     then failed to exit. A result-idle stop counts as success.
+
+    ``stdin``: None gives the child ``/dev/null``; bytes are written to a pipe on its stdin,
+    which is then closed (EOF), from the child's own task, so a child that reads slowly never
+    blocks the gateway. This is how a prompt too long for one argv element (Linux's 128 KiB
+    ``MAX_ARG_STRLEN``) reaches an agent CLI. Cancellation: when the child exits or is killed,
+    the write is abandoned at once and the pipe closed; a child that exits without reading
+    everything is not an error. A restarted child is fed the same bytes again.
     """
 
     argv: Sequence[str]
@@ -86,6 +93,7 @@ class ProcessSpec:
     result_detector: ResultDetector | None = None
     event_parser: str | None = None
     inherit_env: bool = True
+    stdin: bytes | None = None
     #: Resource limits, applied through the child's cgroup (``memory.max`` in bytes,
     #: ``cpu.max`` in CPUs, ``pids.max``); asking for one where its controller is not
     #: delegated to the gateway fails the start.
@@ -97,6 +105,8 @@ class ProcessSpec:
         if isinstance(self.argv, str | bytes):
             raise TypeError("argv must be a sequence of strings, not a shell string")
         self.argv = [str(a) for a in self.argv]
+        if self.stdin is not None and not isinstance(self.stdin, bytes):
+            raise TypeError("stdin must be bytes or None")
         if not self.argv:
             raise ValueError("argv must not be empty")
         for name in ("stop_grace", "stall_timeout", "max_runtime", "result_idle_timeout"):

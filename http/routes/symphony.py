@@ -199,6 +199,41 @@ async def plan_loop(action: str, data: PlanLoopIn) -> tuple[dict[str, Any], int]
     raise ApiError(404, "not_found", f"plan-loop/{action[:50]}: use start, feedback, approve or kill")
 
 
+@bp.post("/plan-loop/<ticketId>/prepare")
+async def plan_loop_prepare(ticketId: str) -> dict[str, Any]:
+    """ClosedLoop's phase 1 ``{repoPath, baseBranch?}`` -> ``{repoPath, worktreeDir, repo:
+    {fullName, branch}}`` (git only; see ``supervisor/symphony/plan_loop_wire.py``)."""
+    return await symphony().plan_loop_wire.prepare(ticketId, await json_object())
+
+
+@bp.post("/plan-loop/<ticketId>/select-artifact/prepare")
+async def plan_loop_select_prepare(ticketId: str) -> dict[str, Any]:
+    """The same as ``prepare``, for ClosedLoop's artifact picker."""
+    return await symphony().plan_loop_wire.prepare(ticketId, await json_object())
+
+
+@bp.post("/plan-loop/<ticketId>/confirm")
+async def plan_loop_confirm(ticketId: str) -> dict[str, Any]:
+    """ClosedLoop's phase 3 ``{repoPath, loopId, artifactId, artifactSlug, featureId,
+    ticketTitle?, outcome}`` -> ``{ok: true, worktreeDir}`` (the loop-style worktree)."""
+    return await symphony().plan_loop_wire.confirm(ticketId, await json_object())
+
+
+@bp.post("/plan-loop/<ticketId>/select-artifact/confirm")
+async def plan_loop_select_confirm(ticketId: str) -> dict[str, Any]:
+    """The same as ``confirm``, for ClosedLoop's artifact picker."""
+    return await symphony().plan_loop_wire.confirm(ticketId, await json_object())
+
+
+@bp.post("/plan-loop/<ticketId>/cancel")
+async def plan_loop_cancel(ticketId: str) -> tuple[dict[str, Any], int]:
+    """``{repoPath, loopId}``: ``DELETE <api>/loops/<id>`` with the API key, then the local loop
+    killed -> ``{cancelled: true, warning?}`` plus our kill receipt; the cloud's refusal keeps
+    its status (``{error: "DB cancel failed: ..."}``), an unreachable API is 502."""
+    status, answer = await symphony().plan_loop_wire.cancel(ticketId, await json_object())
+    return answer, status
+
+
 # ---- reading --------------------------------------------------------------------------------
 
 

@@ -11,9 +11,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    ValidationInfo,
+)
 
 from gateway.http.schemas.core import NODE_HELP, NodeName, ProcessOut, ReceiptOut, Strict
+from gateway.supervisor.symphony.model import check_prompt_size
 
 
 def _no_nul(value: str) -> str:
@@ -23,9 +33,17 @@ def _no_nul(value: str) -> str:
     return value
 
 
+def _prompt_size(value: str, info: ValidationInfo) -> str:
+    """Over ``MAX_PROMPT_BYTES``: ``TooLarge`` (not a ValueError, so pydantic lets it through
+    and the answer is 413 ``prompt_too_large``, not a 400)."""
+    return check_prompt_size(value, info.field_name or "prompt")
+
+
 NoNul = AfterValidator(_no_nul)
+PromptSize = AfterValidator(_prompt_size)
 Id = Annotated[str, StringConstraints(min_length=1, max_length=200), NoNul]
-Prompt = Annotated[str, StringConstraints(min_length=1, max_length=200_000), NoNul]
+#: Prompts and messages: up to 1 MiB of UTF-8 (long ones reach the agent on stdin).
+Prompt = Annotated[str, StringConstraints(min_length=1), NoNul, PromptSize]
 Short = Annotated[str, StringConstraints(min_length=1, max_length=200), NoNul]
 Long = Annotated[str, StringConstraints(max_length=50_000), NoNul]
 Seconds = Annotated[float, Field(gt=0)]
@@ -174,7 +192,7 @@ class WireChatIn(BaseModel):
     """ClosedLoop's chat body (its web app sends more; unknown fields are ignored, as there)."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
-    message: Annotated[str, StringConstraints(max_length=200_000), NoNul] | None = None
+    message: Annotated[str, NoNul, PromptSize] | None = None
     repo_path: Annotated[str, StringConstraints(max_length=4096), NoNul] | None = Field(
         None, alias="repoPath"
     )

@@ -129,6 +129,15 @@ class Provider(abc.ABC):
     def structured(self, summary: RunSummary) -> Any:
         """The structured reply of a run started with a schema: an object or JSON text, or None."""
 
+    def prompt_on_stdin(self, argv: list[str]) -> tuple[list[str], bytes] | None:
+        """``argv`` (built by the methods above, prompt last after ``--``) rewritten to read the
+        prompt from stdin, and the prompt's bytes; None if this CLI cannot or argv has no prompt.
+
+        Why: one argv element is capped at Linux's 128 KiB (``MAX_ARG_STRLEN``), so a longer
+        prompt fails at exec; on stdin it has no such limit (``ProcessSpec.stdin``).
+        """
+        return None
+
     def is_result_line(self, line: bytes) -> bool:
         """The engine's result detector: this line is the CLI's final result."""
         return any(e["type"] == "result" for e in self.parse_line(line))
@@ -173,6 +182,13 @@ class ClaudeProvider(Provider):
     ) -> list[str]:
         base = self._base(exe, opts or RunOptions(), CLAUDE_RUN_TOOLS, "default")
         return [*base, f"--resume={session_id}", "--", prompt]
+
+    def prompt_on_stdin(self, argv: list[str]) -> tuple[list[str], bytes] | None:
+        """``claude -p`` with no prompt argument reads the prompt from stdin (ClosedLoop feeds
+        its loop prompts this way, ``-p -`` with the prompt file on stdin)."""
+        if len(argv) < 2 or argv[-2] != "--":
+            return None
+        return argv[:-2], argv[-1].encode("utf-8")
 
     def plan_argv(self, exe: str, prompt: str, opts: RunOptions | None = None) -> list[str]:
         opts = opts or RunOptions()
@@ -304,6 +320,13 @@ class CodexProvider(Provider):
         if session_id.startswith("-"):
             raise ValueError("a session id cannot start with '-'")
         return [*self._base(exe, opts or RunOptions(), self.sandbox), "resume", session_id, "--", prompt]
+
+    def prompt_on_stdin(self, argv: list[str]) -> tuple[list[str], bytes] | None:
+        """``codex exec [resume <id>] -- -`` reads the prompt from stdin (codex 0.171:
+        "If not provided as an argument (or if `-` is used), instructions are read from stdin")."""
+        if len(argv) < 2 or argv[-2] != "--":
+            return None
+        return [*argv[:-1], "-"], argv[-1].encode("utf-8")
 
     def plan_argv(self, exe: str, prompt: str, opts: RunOptions | None = None) -> list[str]:
         return [*self._base(exe, opts or RunOptions(), "read-only"), "--", prompt]

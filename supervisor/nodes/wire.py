@@ -13,6 +13,7 @@ The token goes in the handshake's ``Authorization: Bearer`` header, never in a m
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from dataclasses import fields
@@ -62,6 +63,7 @@ def spec_to_wire(spec: ProcessSpec) -> dict[str, Any]:
         "memoryMax": spec.memory_max,
         "cpuMax": spec.cpu_max,
         "pidsMax": spec.pids_max,
+        "stdin": None if spec.stdin is None else base64.b64encode(spec.stdin).decode("ascii"),
     }  # fmt: skip
 
 
@@ -97,6 +99,7 @@ def spec_from_wire(data: dict[str, Any]) -> ProcessSpec:
         memory_max=_opt(int, data.get("memoryMax")),
         cpu_max=_opt(float, data.get("cpuMax")),
         pids_max=_opt(int, data.get("pidsMax")),
+        stdin=None if data.get("stdin") is None else base64.b64decode(str(data["stdin"]), validate=True),
     )
 
 

@@ -85,6 +85,10 @@ class LoopCallbacks:
         self._closed = True
         self._wakeup.set()
 
+    def stop_outputs(self) -> None:
+        """No more ``output`` events (queued ones are dropped); lifecycle events still go."""
+        self._outputs_stopped = True
+
     def _push(self, item: tuple[str, dict[str, Any]]) -> None:
         if len(self._queue) >= self.max_queue:
             for i, (kind, body) in enumerate(self._queue):
@@ -161,3 +165,20 @@ def api_origin(state_dir: Path) -> str | None:
         value = data.get("apiOrigin") if isinstance(data, dict) else None
         origin = value.strip() if isinstance(value, str) else ""
     return origin.rstrip("/") or None
+
+
+async def delete_loop(origin: str, api_key: str, loop_id: str, timeout: float) -> tuple[int | None, str]:
+    """``DELETE <api>/loops/<id>`` with the desktop's API key (ClosedLoop's plan-loop cancel);
+    (status, body text), or (None, why) when the API could not be reached in ``timeout``.
+
+    Cancellation: the request is abandoned at once; nothing is retried (the caller answers).
+    """
+    url = f"{origin.rstrip('/')}/loops/{quote(loop_id, safe='')}"
+    try:
+        async with httpx.AsyncClient(timeout=timeout, trust_env=False, follow_redirects=False) as client:
+            response = await client.delete(url, headers={"Authorization": f"Bearer {api_key}"})
+    except httpx.TimeoutException:
+        return None, f"timed out after {timeout:g}s"
+    except httpx.HTTPError as exc:
+        return None, str(exc) or type(exc).__name__
+    return response.status_code, response.text[:500]

@@ -21,6 +21,13 @@ A watcher per loop tails its output (``output`` at most every 5 s) and, when the
 posts exactly one terminal event: ``completed``, or ``error`` with ``CANCELLED`` (killed),
 ``CONTEXT_LIMIT_EXCEEDED``, ``AUTH_CHALLENGE`` or ``PROCESS_FAILED``.
 
+While the child runs, a heartbeat task (``services.closedloop_heartbeat``) posts
+``/loops/<id>/heartbeat`` every ``heartbeat_interval`` seconds (ClosedLoop's 30 minutes unless
+``GATEWAY_CLOSEDLOOP_HEARTBEAT_INTERVAL`` says otherwise); it stops when the child ends. When the
+cloud says the loop ``TIMED_OUT``, the loop is marked so (label ``cloudStatus``) and no more
+callbacks are posted for it (the cloud has finalized it), but the child is left to finish: that
+is what ClosedLoop does with a loop whose process is alive. ``loop/kill`` still stops it.
+
 Cancellation: ``close`` of the service cancels the watchers and senders (a pending terminal
 event is then lost, as when ClosedLoop's gateway quits).
 """
@@ -39,6 +46,7 @@ import trio
 from ..agents.providers import Provider
 from ..errors import BadRequest, Conflict, Forbidden, GatewayError, NotFound, Unavailable
 from ..services.closedloop_api import LoopCallbacks, api_origin
+from ..services.closedloop_heartbeat import LoopHeartbeat, heartbeat_interval
 from ..spec import ProcessRecord, State, StopReason
 from .addressing import RepoRef, resolve_repo
 from .loop_output import redact, summarize
@@ -77,9 +85,12 @@ class ApiOriginMissing(GatewayError):
 class CloudLoop:
     request: LoopRequest
     callbacks: LoopCallbacks
+    heartbeat: LoopHeartbeat
     record: ProcessRecord | None = None
     work: Path | None = None
     started_at: float = field(default_factory=time.time)
+    #: The cloud said TIMED_OUT: nothing more is posted for this loop.
+    timed_out: bool = False
 
 
 def judges_prompt(request: LoopRequest, work: Path, repo: RepoRef | None) -> str:
@@ -171,6 +182,8 @@ class CloudLoops:
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
         self.loops: dict[str, CloudLoop] = {}
+        #: Seconds between a running loop's heartbeats (read at each loop's start).
+        self.heartbeat_interval = heartbeat_interval()
 
     # ---- start ----------------------------------------------------------------------------
 
@@ -190,7 +203,9 @@ class CloudLoops:
             raise BadRequest(str(exc), code="invalid_request") from None
         if request.loop_id in self.loops:
             raise Conflict("Loop is already running on this machine", code="loop_running")
-        loop = CloudLoop(request, LoopCallbacks(origin, request.loop_id, request.token))
+        beat = LoopHeartbeat(origin, request.loop_id, request.token, interval=self.heartbeat_interval)
+        loop = CloudLoop(request, LoopCallbacks(origin, request.loop_id, request.token), beat)
+        beat.on_timed_out = lambda: self._timed_out(loop)
         self.loops[request.loop_id] = loop  # claimed before any await: a racing duplicate gets 409
         self.runner.spawn(loop.callbacks.run)
         started = False
@@ -298,6 +313,7 @@ class CloudLoops:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._tail, loop)
+                nursery.start_soon(loop.heartbeat.run)
                 final = await self.runner.sup.wait(record.id)
                 nursery.cancel_scope.cancel()
             self._finish(loop, prov, final)
@@ -328,9 +344,23 @@ class CloudLoops:
                 loop.callbacks.event({"type": "output", "data": {"chunk": latest}})
                 sent_text, last_sent = latest, now
 
+    def _timed_out(self, loop: CloudLoop) -> None:
+        """The cloud gave up on the loop (``TIMED_OUT``): stop reporting it, say so on the record."""
+        loop.timed_out = True
+        loop.callbacks.stop_outputs()
+        if loop.record is not None:
+            loop.record.labels["cloudStatus"] = "TIMED_OUT"
+            self.runner.sup.table.touch(loop.record)
+            self.runner.sup.log(loop.record.id).system(
+                "[gateway] the ClosedLoop cloud reports this loop TIMED_OUT: no more callbacks"
+            )
+
     def _finish(self, loop: CloudLoop, prov: Provider, final: ProcessRecord) -> None:
-        """Exactly one terminal event (plus the artifact upload before ``completed``)."""
+        """Exactly one terminal event (plus the artifact upload before ``completed``); none for
+        a loop the cloud already timed out."""
         request = loop.request
+        if loop.timed_out:
+            return
         log = self.runner.sup.log(final.id)
         stdout = [line.raw for line in log.read() if line.stream == "stdout"]
         used, by_model, session = token_usage(stdout)

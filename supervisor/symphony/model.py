@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..agents.providers import ProviderRegistry
-from ..errors import BadRequest
+from ..errors import BadRequest, TooLarge
 from ..spec import ProcessRecord, iso
 
 #: Every kind Symphony starts at the top level (what ``status`` lists and locks consider).
@@ -134,6 +134,19 @@ def require_text(value: Any, name: str) -> None:
     """A required, non-blank string field; the error names it."""
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"{name}: required non-empty string")
+
+
+#: The most a prompt or chat message may be, in UTF-8 bytes. Prompts over ~100 KB reach the agent
+#: CLI on stdin (``runner.ARGV_PROMPT_MAX_BYTES``), so this is not argv's 128 KiB: it only keeps
+#: one request from handing an agent more than any context window holds.
+MAX_PROMPT_BYTES = 1 << 20
+
+
+def check_prompt_size(value: str, name: str) -> str:
+    """``value`` if at most ``MAX_PROMPT_BYTES`` of UTF-8, else ``TooLarge`` (413) naming it."""
+    if len(value) > MAX_PROMPT_BYTES // 4 and len(value.encode("utf-8")) > MAX_PROMPT_BYTES:
+        raise TooLarge(f"{name}: at most {MAX_PROMPT_BYTES} bytes (1 MiB)", code="prompt_too_large")
+    return value
 
 
 def short_argv(argv: Sequence[str], limit: int = 160) -> str:

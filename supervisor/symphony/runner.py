@@ -38,6 +38,10 @@ from .settings import Limits, SymphonySettings
 from .store import SymphonyStore
 
 _TRANSCRIPT_CHARS = 30_000
+#: A prompt longer than this (UTF-8 bytes) goes to the agent CLI on stdin, not in argv: one argv
+#: element may not exceed Linux's MAX_ARG_STRLEN (128 KiB with its NUL). Shorter prompts stay in
+#: argv, where the process table shows them.
+ARGV_PROMPT_MAX_BYTES = 100_000
 R = TypeVar("R", bound=AgentReply)
 
 
@@ -279,8 +283,15 @@ class Runner:
         if where is None:
             raise ValueError("an agent child needs a ticket or a cwd")
         place = {"repoId": ticket.repo_id, "worktree": str(ticket.worktree)} if ticket is not None else {}
+        stdin: bytes | None = None
+        if argv and len(argv[-1].encode("utf-8")) > ARGV_PROMPT_MAX_BYTES:
+            moved = provider.prompt_on_stdin(argv)
+            if moved is not None:
+                argv, stdin = moved
+                labels = {**(labels or {}), "promptOnStdin": str(len(stdin))}
         return ProcessSpec(
             argv=argv,
+            stdin=stdin,
             kind=kind,
             cwd=str(where),
             env={**self.settings.env, **self.settings.provider_env.get(provider.name, {})},

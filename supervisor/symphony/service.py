@@ -42,6 +42,7 @@ from .codex_wire import CodexWire
 from .learnings import Learnings
 from .loops import Loops
 from .model import SYMPHONY_KINDS, TOP_KINDS, Ticket
+from .plan_loop_wire import PlanLoopWire
 from .plans import Plans
 from .reviews import Reviews
 from .runner import Runner
@@ -94,6 +95,7 @@ class Symphony:
         self.views = TicketViews(self)
         self.work_learnings = WorkLearnings(self.runner, self.files)
         self.cloud_loops = CloudLoops(self.runner)
+        self.plan_loop_wire = PlanLoopWire(self.runner, self.cloud_loops)
         self.codex_wire = CodexWire(self.runner, self.files)
         self.side_chats = SideChats(self.runner, self.files)
         self.session_registry = SessionRegistry(self.runner, self.files)

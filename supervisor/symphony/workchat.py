@@ -35,10 +35,9 @@ from ..agents.providers import Provider
 from ..errors import BadRequest, NotFound
 from ..spec import ProcessRecord, State
 from .addressing import RepoRef, exclude_work_files, resolve_repo, worktree_dir
+from .model import check_prompt_size
 from .runner import Runner
 from .workfiles import PROVIDERS, JsonFiles, chat_history_name, sanitize, work_dir
-
-MAX_MESSAGE = 100_000  # one argv element must stay below Linux's 128 KiB MAX_ARG_STRLEN
 
 
 def now_iso() -> str:
@@ -166,8 +165,7 @@ class WorkChats:
         repo = await self.repo(raw_repo)
         others = [(await self.repo(p)).path for p in context_repos or []]
         check_provider(provider)
-        if len(message) > MAX_MESSAGE:
-            raise BadRequest(f"message: at most {MAX_MESSAGE} characters", code="invalid_request")
+        check_prompt_size(message, "message")
         prov = self.runner.provider(provider or "claude")
         exe = self.runner.executable(prov)
         cwd, in_worktree = await self.chat_dir(repo, ticket_id)
@@ -285,8 +283,7 @@ class WorkChats:
     ) -> ProcessRecord:
         """One claude turn on a thread: the user's message stored first (``shown``), the context
         kept on the thread, the session resumed; the reply stored when the turn ends."""
-        if len(message) > MAX_MESSAGE:
-            raise BadRequest(f"message: at most {MAX_MESSAGE} characters", code="invalid_request")
+        check_prompt_size(message, "message")
         repo, path, in_worktree = await self.thread_path(raw_repo, ticket_id, folder, key)
         if require_worktree and not in_worktree:
             raise NotFound("Work directory not found", code="worktree_not_found")

@@ -76,6 +76,7 @@ class Recorded:
 class ClosedLoopApiDouble:
     requests: list[Recorded] = field(default_factory=list)
     _failures: dict[str, deque[int]] = field(default_factory=lambda: defaultdict(deque))
+    _standing: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _changed: threading.Condition = field(init=False)
     _server: ThreadingHTTPServer | None = None
@@ -92,6 +93,15 @@ class ClosedLoopApiDouble:
     def fail(self, path_suffix: str, *statuses: int) -> None:
         with self._lock:
             self._failures[path_suffix].extend(statuses)
+
+    def answer(self, method: str, path_suffix: str, status: int, body: Any) -> None:
+        """From now on answer ``method`` requests whose path ends with ``path_suffix`` so."""
+        with self._lock:
+            self._standing[(method, path_suffix)] = (status, body)
+
+    def calls(self, method: str, path_suffix: str) -> list[Recorded]:
+        with self._lock:
+            return [r for r in self.requests if r.method == method and r.path.endswith(path_suffix)]
 
     def events(self, loop_id: str | None = None) -> list[Recorded]:
         with self._lock:
@@ -121,6 +131,16 @@ class ClosedLoopApiDouble:
             for suffix, statuses in self._failures.items():
                 if statuses and path.endswith(suffix):
                     return statuses.popleft(), {"error": "scripted failure"}
+            for (method, suffix), standing in self._standing.items():
+                if handler.command == method and path.endswith(suffix):
+                    return standing
+        loop_path = path.startswith("/loops/") and path.count("/") == 2
+        if handler.command == "POST" and path.startswith("/loops/") and path.endswith("/heartbeat"):
+            return 200, {"ok": True}
+        if handler.command == "GET" and loop_path:
+            return 200, {"status": "RUNNING"}
+        if handler.command == "DELETE" and loop_path:
+            return 200, {"ok": True}
         if (
             handler.command == "POST"
             and path.startswith("/loops/")
