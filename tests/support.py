@@ -33,6 +33,17 @@ def marked_pids(record_id: str) -> set[int]:
     return found
 
 
+def runs_program(record_id: str, name: str) -> bool:
+    """Whether a live process carrying the record's marker runs ``name`` (say, a tool's ``sleep``)."""
+    for pid in marked_pids(record_id):
+        try:
+            if psutil.Process(pid).name() == name:
+                return True
+        except psutil.NoSuchProcess:
+            continue
+    return False
+
+
 def zombie_children() -> list[int]:
     return [p.pid for p in psutil.Process().children() if _status(p) == psutil.STATUS_ZOMBIE]
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 import trio
 from nodes_support import HOSTS, NAMES, Agent, cluster, nodes_in
@@ -28,7 +27,7 @@ from gateway.supervisor.symphony import Limits, SymphonySettings
 
 from agents import clis
 from agents.model_double import Bash, ModelDouble, Text
-from support import gateway_client, init_repo, marked_pids
+from support import gateway_client, init_repo, marked_pids, runs_program
 
 API = "/api/gateway/symphony"
 D = "/api/gateway/deploy"
@@ -130,16 +129,6 @@ async def follow_all(api: httpx.AsyncClient, url: str, params: dict[str, Any]) -
     return out
 
 
-def sleeping(record_id: str) -> bool:
-    for pid in marked_pids(record_id):
-        try:
-            if psutil.Process(pid).name() == "sleep":
-                return True
-        except psutil.NoSuchProcess:
-            continue
-    return False
-
-
 async def test_a_symphony_run_on_node_two_finishes_is_followed_and_a_killed_one_leaves_nothing(
     gw: GatewayHandle, api: httpx.AsyncClient, md: ModelDouble, tmp_path: Path
 ) -> None:
@@ -183,7 +172,7 @@ async def test_a_symphony_run_on_node_two_finishes_is_followed_and_a_killed_one_
     child = r.json()["process"]
     assert child["node"] == "n2"
     with trio.fail_after(30):
-        while not sleeping(child["id"]):
+        while not runs_program(child["id"], "sleep"):
             await trio.sleep(0.05)
     assert len(marked_pids(child["id"])) >= 3
     began = time.monotonic()

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 import trio
 from symphony_support import API, ndjson, wait_for
@@ -16,7 +15,7 @@ from symphony_support import API, ndjson, wait_for
 from gateway.http.serve import GatewayHandle
 
 from agents.model_double import Bash, ModelDouble, Text
-from support import marked_pids
+from support import marked_pids, runs_program
 
 NDJSON = {"Accept": "application/x-ndjson"}  # the log as our NDJSON cursor stream
 
@@ -101,17 +100,8 @@ async def test_kill_and_loop_kill_take_the_whole_tree(api: httpx.AsyncClient, md
         child = agent(status)
         assert child is not None
 
-        def sleeping(child: dict = child) -> bool:
-            for pid in marked_pids(child["id"]):
-                try:
-                    if psutil.Process(pid).name() == "sleep":
-                        return True
-                except psutil.NoSuchProcess:
-                    continue
-            return False
-
         with trio.fail_after(30):
-            while not sleeping():
+            while not runs_program(child["id"], "sleep"):
                 await trio.sleep(0.05)
         tree = marked_pids(child["id"])
         assert len(tree) >= 3
