@@ -47,6 +47,7 @@ from ..services.worktrees import check_ref
 from ..spec import ProcessRecord, State, StopReason
 from .addressing import RepoRef, resolve_repo, worktree_dir, worktree_parent
 from .cloud_loops import CloudLoops
+from .loop_request import UUID
 from .model import TOP_KINDS
 from .runner import Runner
 from .workfiles import read_json, work_dir, write_json
@@ -99,6 +100,15 @@ class PlanLoopWire:
         self.cloud_loops = cloud_loops
         self.confirmed: dict[str, ConfirmedLoop] = {}
 
+    @staticmethod
+    def _loop_id(body: dict[str, Any]) -> str | None:
+        """The body's ``loopId``, which must be a UUID (as ``symphony/loop`` demands): it names a
+        folder under the state dir, so anything else (``../``) is refused before it is used."""
+        loop_id = _text(body, "loopId")
+        if loop_id is not None and not UUID.match(loop_id):
+            raise BadRequest("loopId must be a valid UUID", code="invalid_request")
+        return loop_id
+
     async def _repo(self, body: dict[str, Any]) -> RepoRef:
         raw = _text(body, "repoPath")
         if raw is None:
@@ -145,7 +155,7 @@ class PlanLoopWire:
     async def confirm(self, ticket_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """``{ok: true, worktreeDir}``: the metadata written and the loop remembered."""
         repo = await self._repo(body)
-        loop_id, artifact_id = _text(body, "loopId"), _text(body, "artifactId")
+        loop_id, artifact_id = self._loop_id(body), _text(body, "artifactId")
         slug = _text(body, "artifactSlug")
         layout = self.runner.worktrees.layout
         wt = (
@@ -189,7 +199,7 @@ class PlanLoopWire:
         """(status, answer): the cloud loop deleted, then the local process killed."""
         if _text(body, "repoPath") is None:
             raise BadRequest("repoPath is required", code="invalid_request")
-        loop_id = _text(body, "loopId")
+        loop_id = self._loop_id(body)
         if loop_id is None:
             raise BadRequest("loopId is required", code="invalid_request")
         repo = await self._repo(body)

@@ -139,6 +139,21 @@ async def test_confirm_without_a_slug_writes_into_the_existing_ticket_worktree(
     assert (await aapi.post(url("confirm"), json={"loopId": loop_id})).status_code == 400
 
 
+async def test_a_loop_id_that_is_not_a_uuid_never_names_a_folder(
+    aapi: httpx.AsyncClient, cl_repo: Path, agw: GatewayHandle
+) -> None:
+    # Stricter than ClosedLoop (its confirm takes any string): the loopId names a folder under the
+    # state dir, so a traversal must be refused before anything is written.
+    state = agw.context.state.root
+    escape = "../../escaped"
+    body = {"repoPath": str(cl_repo), "loopId": escape, "artifactId": "a", "outcome": "launched"}
+    for step in ("confirm", "cancel"):
+        r = await aapi.post(url(step), json=body)
+        assert r.status_code == 400 and r.json()["error"] == "loopId must be a valid UUID", r.text
+    assert not (state / "loops" / escape).resolve().exists()
+    assert not (state / "loops").exists()
+
+
 # ---- cancel ---------------------------------------------------------------------------------
 
 
