@@ -87,6 +87,53 @@ async def test_a_kill_right_after_the_start_still_gets_the_child(state_dir: Path
                        for r in records if r.pid)  # fmt: skip
 
 
+# Honours SIGTERM, in three sessions, one member without the environment: bench_peers' tree.
+HARD = 'sleep 600 & setsid sh -c "sleep 600 & wait" & env -i setsid sleep 600 & wait'
+# Ignores SIGTERM in a session of its own: only the end of the grace and cgroup.kill stop it.
+STUBBORN = 'setsid sh -c \'trap "" TERM; echo stubborn; exec sleep 600\' & wait'
+
+
+@needs_cgroups
+async def test_a_bulk_kill_signals_every_tree_at_once_and_honours_the_grace(state_dir: Path) -> None:
+    """``kill_many`` sends every tree's SIGTERM in one pass; each child's task then finishes
+    its own kill: the stubborn tree is SIGKILLed only once its grace is over."""
+    grace = 1.0
+    async with open_supervisor(state_dir) as sup:
+        assert sup.cgroups is not None
+        hard = [await sup.start(ProcessSpec(["sh", "-c", HARD], stop_grace=grace)) for _ in range(10)]
+        stubborn = await sup.start(ProcessSpec(["sh", "-c", STUBBORN], stop_grace=grace))
+        ended = await sup.start(ProcessSpec(["true"]))
+        await sup.wait(ended.id)
+        groups = {r.id: sup.cgroups.get(r.id) for r in [*hard, stubborn]}
+        await wait_until(lambda: all(len(groups[r.id].procs()) == 5 for r in hard), what="the trees")
+        log = sup.log(stubborn.id)
+        await wait_until(lambda: "stubborn" in {line.text for line in log.read()}, what="the trap")
+        members = {rid: g.procs() for rid, g in groups.items()}
+
+        began = trio.current_time()
+        receipts = await sup.kill_many([*(r.id for r in hard), stubborn.id, ended.id])
+        took = trio.current_time() - began
+
+        assert [r.process.id for r in receipts] == [*(r.id for r in hard), stubborn.id, ended.id]
+        for receipt in receipts[:-2]:
+            assert receipt.method == "cgroup" and receipt.survivors == []
+            assert [s.signal for s in receipt.signals] == ["SIGTERM"]  # each honoured it
+            assert set(receipt.signals[0].pids) == members[receipt.process.id]
+            assert receipt.process.state is State.KILLED and receipt.elapsed_ms < grace * 1000
+        term = receipts[-2]
+        assert [s.signal for s in term.signals] == ["SIGTERM", "SIGKILL"] and term.survivors == []
+        assert term.elapsed_ms >= grace * 1000, "SIGKILL only after the grace"
+        assert grace <= took < grace + 5
+        assert receipts[-1].already_ended
+        for rid, pids in members.items():
+            assert not groups[rid].path.exists(), "each emptied cgroup is removed"
+            assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
+        # Adopted members are reaped by the kill, not left as zombies for the periodic reaper.
+        mine = [c for c in psutil.Process().children() if c.pid in set().union(*members.values())]
+        assert mine == []
+        assert "SIGTERM sent to 5 process(es)" in "".join(line.text for line in sup.log(hard[0].id).read())
+
+
 @needs_cgroups
 async def test_cpu_use_is_recorded_from_the_cgroup(state_dir: Path) -> None:
     burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
