@@ -66,6 +66,7 @@ def listing_bytes(gw: GatewayContext, args: Mapping[str, str]) -> bytes:
         if unknown:
             raise ApiError(400, "invalid_query", f"state: unknown {sorted(unknown)[0][:50]!r}")
     kind, ticket = args.get("kind") or None, args.get("ticketId") or None
+    _prune_record_json(gw)
     if "limit" in args or "after" in args:
         return _page_bytes(gw, args, kind, ticket, states)
     key = (gw.sup.table.version, kind, ticket, raw_state)
@@ -128,6 +129,33 @@ async def list_processes() -> Response:
     Plain GETs are answered by the guard's fast path (``guard.FAST_ROUTES``); HEAD lands here.
     """
     return Response(listing_bytes(current_gateway(), request.args), content_type="application/json")
+
+
+def _prune_record_json(gw: GatewayContext) -> None:
+    """Drop the cached JSON of records retention removed since the last listing.
+
+    The table says what it removed (``removed``, newest last, bounded): when nothing was
+    removed since the last look this costs one comparison. A listing further behind than
+    that log (over 4,096 removals in between) keeps only the entries of records still there.
+    """
+    cache: dict[str, tuple[int, bytes]] | None = gw.caches.get("record_json")
+    removed = gw.sup.table.removed
+    if not cache or not removed:
+        return
+    seen: int = gw.caches.get("record_json_pruned", 0)
+    newest = removed[-1][0]
+    if newest <= seen:
+        return
+    if len(removed) == removed.maxlen and removed[0][0] > seen + 1:
+        records = gw.sup.table.records
+        for record_id in [k for k in cache if k not in records]:
+            del cache[record_id]
+    else:
+        for version, record_id in reversed(removed):
+            if version <= seen:
+                break
+            cache.pop(record_id, None)
+    gw.caches["record_json_pruned"] = newest
 
 
 def _record_bytes(gw: GatewayContext, record: ProcessRecord) -> bytes:
