@@ -8,8 +8,12 @@ which runs every kill test both ways.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 import signal
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -17,7 +21,15 @@ import pytest
 import trio
 
 from gateway.supervisor import ProcessSpec, State, open_supervisor
-from gateway.supervisor.cgroups import CgroupError, Cgroups, find_v2_mount, own_v2_path
+from gateway.supervisor.cgroups import (
+    PREFIX,
+    UNLOCKED_AGE,
+    CgroupError,
+    Cgroups,
+    find_v2_mount,
+    lock_dir,
+    own_v2_path,
+)
 from gateway.supervisor.proctree import MARKER_VAR, state_key
 
 from support import config, wait_until
@@ -252,3 +264,45 @@ async def test_a_supervisor_cancelled_from_outside_still_kills_and_ends(state_di
         assert not psutil.pid_exists(record.pid) or psutil.Process(record.pid).status() == "zombie"
         assert record.state is State.KILLED
     assert sup.cgroups is not None and not sup.cgroups.base.exists(), "nothing left in cgroupfs"
+
+
+@needs_cgroups
+def test_start_up_removes_only_the_empty_subtrees_of_gateways_that_are_gone() -> None:
+    """A SIGKILLed gateway on a temporary state dir leaves ``desktop-gateway-<key>`` behind
+    for good; the next gateway to start removes it if it is empty and its owner is gone."""
+    tag = secrets.token_hex(4)
+    live = Cgroups.open(f"pytest-live-{tag}")  # holds its lock, empty
+    assert live is not None
+    parent, locks = live.base.parent, lock_dir()
+    dead = parent / f"{PREFIX}pytest-dead-{tag}"  # its lock file is there, held by no one
+    busy = parent / f"{PREFIX}pytest-busy-{tag}"  # dead too, but a record's cgroup is left
+    old = parent / f"{PREFIX}pytest-old-{tag}"  # no lock file (before the locks), a day old
+    young = parent / f"{PREFIX}pytest-young-{tag}"  # no lock file, just made: maybe alive
+    other = parent / f"pytest-not-ours-{tag}"
+    made = [dead, busy, busy / "p_left", old, young, other]
+    for path in made:
+        path.mkdir()
+    (locks / f"pytest-dead-{tag}.lock").touch()
+    (locks / f"pytest-busy-{tag}.lock").touch()
+    os.utime(old, (time.time() - UNLOCKED_AGE - 60,) * 2)
+    try:
+        sweeper = Cgroups.open(f"pytest-sweeper-{tag}")
+        assert sweeper is not None
+        assert live.base.is_dir(), "a live gateway's subtree stays, even empty"
+        assert not dead.exists() and not (locks / f"pytest-dead-{tag}.lock").exists()
+        assert not old.exists()
+        assert busy.is_dir() and (busy / "p_left").is_dir(), "a subtree with a cgroup in it stays"
+        assert young.is_dir() and other.is_dir()
+        # The live one's subtree, had it been taken anyway, comes back when it needs it.
+        os.rmdir(live.base)
+        assert live.create("p_next").path.is_dir()
+        os.rmdir(live.base / "p_next")
+        sweeper.close()
+        assert not sweeper.base.exists() and not (locks / f"pytest-sweeper-{tag}.lock").exists()
+    finally:
+        live.close()
+        for path in reversed(made):
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(path)
+        (locks / f"pytest-busy-{tag}.lock").unlink(missing_ok=True)
+    assert not live.base.exists()
