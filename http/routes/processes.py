@@ -205,7 +205,7 @@ async def start_fast(gw: GatewayContext, body: bytes, content_type: str | None) 
     if mimetype != "application/json":
         return None
     try:
-        data = StartProcessIn.model_validate(json.loads(body))
+        data = StartProcessIn.model_validate(json.loads(body.decode("utf-8")))  # as Quart decodes
     except (ValueError, UnicodeDecodeError):  # pydantic's ValidationError is a ValueError
         return None
     record = await start_record(gw, data)
