@@ -414,7 +414,20 @@ class Cgroups:
                     with contextlib.suppress(OSError):
                         lock.unlink()  # under its lock: see ``_try_lock``
                     os.close(fd)
+        self._remove_stale_locks(locks)
         return removed
+
+    def _remove_stale_locks(self, locks: Path) -> None:
+        """Lock files whose subtree is gone and whose gateway is gone too (nobody holds them)."""
+        for entry in os.scandir(locks):
+            key = entry.name.removesuffix(".lock")
+            if key == entry.name or (self.base.parent / f"{PREFIX}{key}").exists():
+                continue
+            fd = _try_lock(Path(entry.path))
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                os.close(fd)
 
     def close(self) -> None:
         """Remove the subtree if it is empty (a clean shutdown); leftovers keep it for the

@@ -284,6 +284,7 @@ def test_start_up_removes_only_the_empty_subtrees_of_gateways_that_are_gone() ->
         path.mkdir()
     (locks / f"pytest-dead-{tag}.lock").touch()
     (locks / f"pytest-busy-{tag}.lock").touch()
+    (locks / f"pytest-gone-{tag}.lock").touch()  # its subtree went some other way
     os.utime(old, (time.time() - UNLOCKED_AGE - 60,) * 2)
     try:
         sweeper = Cgroups.open(f"pytest-sweeper-{tag}")
@@ -293,6 +294,8 @@ def test_start_up_removes_only_the_empty_subtrees_of_gateways_that_are_gone() ->
         assert not old.exists()
         assert busy.is_dir() and (busy / "p_left").is_dir(), "a subtree with a cgroup in it stays"
         assert young.is_dir() and other.is_dir()
+        assert not (locks / f"pytest-gone-{tag}.lock").exists(), "a stale lock file goes"
+        assert (locks / f"pytest-live-{tag}.lock").exists(), "a live gateway's lock stays"
         # The live one's subtree, had it been taken anyway, comes back when it needs it.
         os.rmdir(live.base)
         assert live.create("p_next").path.is_dir()
@@ -305,4 +308,5 @@ def test_start_up_removes_only_the_empty_subtrees_of_gateways_that_are_gone() ->
             with contextlib.suppress(FileNotFoundError):
                 os.rmdir(path)
         (locks / f"pytest-busy-{tag}.lock").unlink(missing_ok=True)
+        (locks / f"pytest-gone-{tag}.lock").unlink(missing_ok=True)
     assert not live.base.exists()
