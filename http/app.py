@@ -147,6 +147,7 @@ def create_app(gw: GatewayContext) -> QuartTrio:
         gw,
         {"/health": meta.health_bytes, "/api/gateway/processes": processes.listing_bytes},
         BODY_LIMITS,
+        {"/api/gateway/processes": processes.start_fast},
     )
     return app
 

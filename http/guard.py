@@ -38,11 +38,12 @@ from werkzeug.routing import MapAdapter, RoutingException
 
 from gateway.http.auth import GATEWAY_HEADER, SESSION_HEADER
 from gateway.http.context import GatewayContext
-from gateway.http.errors import ApiError, error_payload
+from gateway.http.errors import ApiError, error_payload, status_of
 from gateway.http.operations import PUBLIC_RULES, operation_for
 from gateway.http.policy import Outcome, approval_detail
 from gateway.http.telemetry import log_access, operation_var, principal_var
 from gateway.supervisor import spawn_labels
+from gateway.supervisor.errors import GatewayError
 
 log = logging.getLogger("gateway.http")
 
@@ -52,6 +53,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 FastHandler = Callable[[GatewayContext, Mapping[str, str]], bytes]
+#: A POST answered in the guard: (gateway, body, Content-Type) -> the 201 answer's JSON value,
+#: or None to hand the request to Quart (which then answers it, errors included).
+FastPost = Callable[[GatewayContext, bytes, "str | None"], Awaitable["dict[str, Any] | None"]]
 
 #: ClosedLoop's generic JSON limit (``router.ts`` ``GENERIC_JSON_LIMIT_BYTES``); routes that take
 #: more (uploads, the loop body, run-viewer zips) or less (the exchange) say so at install.
@@ -138,9 +142,10 @@ def install_guard(
     gw: GatewayContext,
     fast: Mapping[str, FastHandler],
     body_limits: Mapping[str, int] | None = None,
+    fast_posts: Mapping[str, FastPost] | None = None,
 ) -> None:
     """Put the guard in front of everything Quart does (Quart's middleware slot)."""
-    app.asgi_app = Guard(app.asgi_app, app, gw, fast, body_limits)  # type: ignore[method-assign,assignment,arg-type]
+    app.asgi_app = Guard(app.asgi_app, app, gw, fast, body_limits, fast_posts)  # type: ignore[method-assign,assignment,arg-type]
 
 
 def _is_protected(path: str) -> bool:
@@ -170,7 +175,8 @@ class Guard:
 
     ``fast`` maps a rule to a handler producing a plain GET's JSON body; those rules must
     also have a Quart view (HEAD and the OpenAPI document use it). ``body_limits`` raises the
-    body limit (``MAX_BODY``) for the rules named (uploads).
+    body limit (``MAX_BODY``) for the rules named (uploads). ``fast_posts`` maps a rule to a
+    handler answering its POST with 201 (the start route), or declining to let Quart answer.
     """
 
     def __init__(
@@ -180,11 +186,13 @@ class Guard:
         gw: GatewayContext,
         fast: Mapping[str, FastHandler],
         body_limits: Mapping[str, int] | None = None,
+        fast_posts: Mapping[str, FastPost] | None = None,
     ) -> None:
         self.inner = inner
         self.app = app
         self.gw = gw
         self.fast = dict(fast)
+        self.fast_posts = dict(fast_posts or {})
         self.body_limits = dict(body_limits or {})
         self._static: dict[tuple[str, str], str] | None = None
         self._adapter: MapAdapter | None = None
@@ -290,8 +298,19 @@ class Guard:
                 query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)[::-1])
                 await answer(200, fast(self.gw, query))
                 return
+            post = self.fast_posts.get(rule) if method == "POST" and rule is not None else None
+            if post is not None:
+                made = await post(self.gw, body, headers.get("content-type"))
+                if made is not None:
+                    # As Quart's JSON answer for a dict (its provider, compact, a newline).
+                    text = self.app.json.dumps(made, separators=(",", ":")) + "\n"
+                    await answer(201, text.encode())
+                    return
         except ApiError as exc:
             await fail(exc)
+            return
+        except GatewayError as exc:  # a fast path's domain error, as Quart's handler maps it
+            await fail(ApiError(status_of(exc), exc.code, exc.message, details=exc.details))
             return
         except _Gone:
             return

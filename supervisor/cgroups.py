@@ -12,7 +12,10 @@ v2 is writable (as root, or in a systemd unit with ``Delegate=yes``) each child 
 - the tree is ``cgroup.procs``; a kill is SIGTERM to the members, the grace, then
   ``cgroup.kill`` (which also catches processes forked meanwhile), confirmed by
   ``cgroup.events`` saying ``populated 0``;
-- a restarted gateway finds leftovers as the child cgroups still under its subtree.
+- a restarted gateway finds leftovers as the child cgroups still under its subtree;
+- a gateway holds a lock file for its subtree while it runs (``lock_dir``), so that the next
+  gateway to start can remove the *empty* subtrees of gateways that are gone (SIGKILLed on a
+  temporary state dir that nobody reopens), and never one a live gateway uses.
 
 The v2 hierarchy is found from ``/proc/self/mountinfo`` (it may be mounted anywhere; hybrid
 systems mount it at ``/sys/fs/cgroup/unified`` beside the v1 controllers). Everything here is
@@ -26,11 +29,14 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import os
 import re
 import signal
 import struct
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +56,11 @@ if sys.platform.startswith("linux"):
 LIMIT_FILES = {"memory_max": "memory.max", "cpu_max": "cpu.max", "pids_max": "pids.max"}
 _CONTROLLERS = ("memory", "cpu", "pids")
 _CPU_PERIOD = 100_000
+PREFIX = "desktop-gateway-"
+#: A subtree without a lock file was made by a gateway from before the locks: it is removed
+#: only once this old (cgroupfs keeps a directory's creation time as its mtime), since a
+#: live gateway of that version cannot say it is alive.
+UNLOCKED_AGE = 24 * 3600.0
 
 
 class CgroupError(ValueError):
@@ -284,11 +295,48 @@ class EventsWatch:
             self._by_wd.clear()
 
 
+def lock_dir() -> Path:
+    """Where the subtrees' lock files live: the same place for every gateway of this user,
+    whatever its environment (a systemd user runtime dir, /run for root, else the temp dir)."""
+    uid = os.getuid()
+    for where in (Path(f"/run/user/{uid}"), Path("/run") if uid == 0 else None):
+        if where is not None and where.is_dir() and os.access(where, os.W_OK):
+            return where / "desktop-gateway-cgroups"
+    return Path(tempfile.gettempdir()) / f"desktop-gateway-cgroups-{uid}"
+
+
+def _try_lock(path: Path) -> int | None:
+    """An exclusive ``flock`` on ``path`` (created if needed), or None if another holds it.
+
+    A lock file is unlinked by whoever removes a dead gateway's subtree, under its lock: a
+    lock taken on a file that was unlinked meanwhile is retried on the new file.
+    """
+    for _ in range(10):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+    return None
+
+
 class Cgroups:
     """The gateway's subtree ``<own cgroup>/desktop-gateway-<key>``: one cgroup per record."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, lock_fd: int | None = None) -> None:
         self.base = base
+        self._lock_fd = lock_fd
         self.controllers = frozenset(self._read_controllers())
 
     @classmethod
@@ -308,28 +356,95 @@ class Cgroups:
         if root != "/" and (own == root or own.startswith(root + "/")):
             own = own[len(root) :]
         parent = point / own.lstrip("/")
-        base = parent / f"desktop-gateway-{key}"
+        base = parent / f"{PREFIX}{key}"
+        locks = lock_dir()
+        with contextlib.suppress(OSError):
+            locks.mkdir(mode=0o700, exist_ok=True)
+        lock_fd = _try_lock(locks / f"{key}.lock")  # None: a second gateway on this state dir
         try:
             base.mkdir(exist_ok=True)
         except OSError:
+            _unlock(lock_fd)
             return None
         if not os.access(base / "cgroup.procs", os.W_OK):
+            _unlock(lock_fd)
             return None
-        # Best effort: controllers for limits and accounting, where the parent delegates them.
-        for where in (parent, base):
-            for controller in _CONTROLLERS:
+        _enable_controllers(parent, base)
+        cgroups = cls(base, lock_fd)
+        with contextlib.suppress(OSError):
+            cgroups.remove_abandoned()
+        return cgroups
+
+    def remove_abandoned(self, *, unlocked_age: float = UNLOCKED_AGE) -> list[str]:
+        """Remove the empty subtrees that gateways now gone left beside this one; their names.
+
+        Only ``desktop-gateway-*`` directories beside our own are looked at, and only removed
+        when (a) their gateway is gone: its lock file is not held by anyone (a live gateway
+        holds it from start to shutdown; a SIGKILLed one's lock went with its process), or
+        there is no lock file and the subtree is older than ``unlocked_age``; and (b) they are
+        empty: ``rmdir`` of a cgroup with members or child cgroups fails, and then it stays
+        (its records' leftovers are for its own gateway's restart sweep).
+        """
+        removed: list[str] = []
+        locks = lock_dir()
+        for entry in os.scandir(self.base.parent):
+            if not entry.name.startswith(PREFIX) or entry.name == self.base.name:
+                continue
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            lock = locks / f"{entry.name[len(PREFIX):]}.lock"
+            if lock.exists():
+                fd = _try_lock(lock)
+                if fd is None:
+                    continue  # its gateway is alive
+            else:
+                fd = None
+                try:
+                    if time.time() - entry.stat(follow_symlinks=False).st_mtime < unlocked_age:
+                        continue  # perhaps a live gateway from before the lock files
+                except OSError:
+                    continue
+            try:
+                os.rmdir(entry.path)
+                removed.append(entry.name)
+            except OSError:
+                pass  # populated or has child cgroups: not ours to decide
+            finally:
+                if fd is not None:
+                    with contextlib.suppress(OSError):
+                        lock.unlink()  # under its lock: see ``_try_lock``
+                    os.close(fd)
+        self._remove_stale_locks(locks)
+        return removed
+
+    def _remove_stale_locks(self, locks: Path) -> None:
+        """Lock files whose subtree is gone and whose gateway is gone too (nobody holds them)."""
+        for entry in os.scandir(locks):
+            key = entry.name.removesuffix(".lock")
+            if key == entry.name or (self.base.parent / f"{PREFIX}{key}").exists():
+                continue
+            fd = _try_lock(Path(entry.path))
+            if fd is not None:
                 with contextlib.suppress(OSError):
-                    _write(where / "cgroup.subtree_control", f"+{controller}")
-        return cls(base)
+                    os.unlink(entry.path)
+                os.close(fd)
 
     def close(self) -> None:
         """Remove the subtree if it is empty (a clean shutdown); leftovers keep it for the
-        next start's sweep."""
+        next start's sweep. The lock file goes with an empty subtree (else it stays for the
+        next gateway to find it unlocked)."""
         for cgroup in self.leftovers().values():
             with contextlib.suppress(OSError):
                 cgroup.remove()
+        gone = False
         with contextlib.suppress(OSError):
             os.rmdir(self.base)
+            gone = True
+        if self._lock_fd is not None and gone:
+            with contextlib.suppress(OSError):
+                (lock_dir() / f"{self.base.name[len(PREFIX):]}.lock").unlink()
+        _unlock(self._lock_fd)
+        self._lock_fd = None
 
     def _read_controllers(self) -> list[str]:
         try:
@@ -339,7 +454,14 @@ class Cgroups:
 
     def create(self, name: str) -> Cgroup:
         path = self.base / name
-        path.mkdir(exist_ok=True)
+        try:
+            path.mkdir(exist_ok=True)
+        except FileNotFoundError:
+            # Our empty subtree was removed under us (a gateway from before the lock files
+            # took it for abandoned, or we run without our lock): make it again.
+            self.base.mkdir(exist_ok=True)
+            _enable_controllers(None, self.base)
+            path.mkdir(exist_ok=True)
         return Cgroup(path, memory="memory" in self.controllers)
 
     def get(self, name: str) -> Cgroup:
@@ -359,3 +481,18 @@ class Cgroups:
             if value is not None and LIMIT_FILES[key].split(".")[0] not in self.controllers:
                 return _unavailable(key)
         return None
+
+
+def _enable_controllers(parent: Path | None, base: Path) -> None:
+    """Best effort: controllers for limits and accounting, where the parent delegates them."""
+    for where in (parent, base):
+        if where is None:
+            continue
+        for controller in _CONTROLLERS:
+            with contextlib.suppress(OSError):
+                _write(where / "cgroup.subtree_control", f"+{controller}")
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the last descriptor releases the flock

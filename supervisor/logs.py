@@ -368,6 +368,11 @@ class ProcessLog:
     def _ring_from(self, since: int) -> Iterator[_Chunk]:
         """The ring's chunks from the one holding ``since + 1`` on (found by bisection)."""
         ring = self._ring
+        if ring and ring[-1].first_seq <= since + 1:
+            # A follower that is caught up wants only the newest chunk: no bisection (a
+            # deque's middle is slow to index, and a ring of one-line chunks is long).
+            yield ring[-1]
+            return
         i = max(0, bisect.bisect_right(ring, since + 1, key=_first_seq) - 1)
         if i < len(ring) // 2:
             yield from itertools.islice(ring, i, None)

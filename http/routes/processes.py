@@ -66,6 +66,7 @@ def listing_bytes(gw: GatewayContext, args: Mapping[str, str]) -> bytes:
         if unknown:
             raise ApiError(400, "invalid_query", f"state: unknown {sorted(unknown)[0][:50]!r}")
     kind, ticket = args.get("kind") or None, args.get("ticketId") or None
+    _prune_record_json(gw)
     if "limit" in args or "after" in args:
         return _page_bytes(gw, args, kind, ticket, states)
     key = (gw.sup.table.version, kind, ticket, raw_state)
@@ -130,6 +131,33 @@ async def list_processes() -> Response:
     return Response(listing_bytes(current_gateway(), request.args), content_type="application/json")
 
 
+def _prune_record_json(gw: GatewayContext) -> None:
+    """Drop the cached JSON of records retention removed since the last listing.
+
+    The table says what it removed (``removed``, newest last, bounded): when nothing was
+    removed since the last look this costs one comparison. A listing further behind than
+    that log (over 4,096 removals in between) keeps only the entries of records still there.
+    """
+    cache: dict[str, tuple[int, bytes]] | None = gw.caches.get("record_json")
+    removed = gw.sup.table.removed
+    if not cache or not removed:
+        return
+    seen: int = gw.caches.get("record_json_pruned", 0)
+    newest = removed[-1][0]
+    if newest <= seen:
+        return
+    if len(removed) == removed.maxlen and removed[0][0] > seen + 1:
+        records = gw.sup.table.records
+        for record_id in [k for k in cache if k not in records]:
+            del cache[record_id]
+    else:
+        for version, record_id in reversed(removed):
+            if version <= seen:
+                break
+            cache.pop(record_id, None)
+    gw.caches["record_json_pruned"] = newest
+
+
 def _record_bytes(gw: GatewayContext, record: ProcessRecord) -> bytes:
     """A record's JSON; ended records are cached by their version (they change only by touch).
 
@@ -153,8 +181,42 @@ def _record_bytes(gw: GatewayContext, record: ProcessRecord) -> bytes:
 @document_response(ProcessOut, 201)
 @document_response(ErrorResponse, 422)
 async def start_process(data: StartProcessIn) -> tuple[dict[str, Any], int]:
-    """Start an ad-hoc supervised command; answers the record once the child runs."""
-    gw = current_gateway()
+    """Start an ad-hoc supervised command; answers the record once the child runs.
+
+    Well-formed JSON bodies are answered by the guard's fast path (``start_fast``); this
+    view answers the rest (wrong content type, bad JSON, schema errors) as before.
+    """
+    record = await start_record(current_gateway(), data)
+    return record.to_json(), 201
+
+
+async def start_fast(gw: GatewayContext, body: bytes, content_type: str | None) -> dict[str, Any] | None:
+    """The start route for the guard's fast path: the record's JSON, or None to let Quart
+    answer (anything that is not a valid JSON body of the schema: Quart's view then gives
+    the very errors it always gave).
+
+    Starting over HTTP paid Quart's request cycle (contexts, request and response objects,
+    quart-schema building a ``TypeAdapter`` per request) on top of the engine's own work: the
+    start rate was a third of the engine's (``benchmarks/bench_peers.py``). Runs after the
+    guard's admission checks, like the fast GETs. Cancellation: not watched (no one reads
+    the disconnect here); a start that began completes, as in the engine.
+    """
+    mimetype = (content_type or "").split(";", 1)[0].strip().lower()
+    if mimetype != "application/json":
+        return None
+    try:
+        data = StartProcessIn.model_validate(json.loads(body.decode("utf-8")))  # as Quart decodes
+    except (ValueError, UnicodeDecodeError):  # pydantic's ValidationError is a ValueError
+        return None
+    record = await start_record(gw, data)
+    # On disk before the answer: a crash right after it must not lose an answered start.
+    # The flusher writes every dirty record in one commit, so concurrent starts share it.
+    await gw.sup.table.persisted(record)
+    return record.to_json()
+
+
+async def start_record(gw: GatewayContext, data: StartProcessIn) -> ProcessRecord:
+    """Start ``data``'s command; the API errors of a start (bad cwd, spawn, limits, shutdown)."""
     node = place(gw, data.node)
     if node == LOCAL and data.cwd is not None and not await trio.to_thread.run_sync(os.path.isdir, data.cwd):
         raise ApiError(400, "invalid_request", f"cwd: {data.cwd[:200]} is not a directory")
@@ -185,7 +247,7 @@ async def start_process(data: StartProcessIn) -> tuple[dict[str, Any], int]:
     if gw.shutting_down.is_set():
         raise ApiError(503, "shutting_down", "the gateway is shutting down")
     try:
-        record = await gw.sup.start(spec, node=node)
+        return await gw.sup.start(spec, node=node)
     except OSError as exc:
         raise ApiError(
             422, "spawn_failed", f"cannot start {data.argv[0][:200]}: {exc.strerror or exc}"
@@ -194,7 +256,6 @@ async def start_process(data: StartProcessIn) -> tuple[dict[str, Any], int]:
         raise ApiError(422, "limits_unavailable", str(exc)) from None
     except RuntimeError as exc:
         raise ApiError(503, "shutting_down", str(exc)) from None
-    return record.to_json(), 201
 
 
 def _bulk_targets(gw: GatewayContext, data: BulkStopIn, teardown: bool) -> list[str]:

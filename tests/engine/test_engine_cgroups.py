@@ -8,8 +8,12 @@ which runs every kill test both ways.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 import signal
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -17,7 +21,15 @@ import pytest
 import trio
 
 from gateway.supervisor import ProcessSpec, State, open_supervisor
-from gateway.supervisor.cgroups import CgroupError, Cgroups, find_v2_mount, own_v2_path
+from gateway.supervisor.cgroups import (
+    PREFIX,
+    UNLOCKED_AGE,
+    CgroupError,
+    Cgroups,
+    find_v2_mount,
+    lock_dir,
+    own_v2_path,
+)
 from gateway.supervisor.proctree import MARKER_VAR, state_key
 
 from support import config, wait_until
@@ -85,6 +97,53 @@ async def test_a_kill_right_after_the_start_still_gets_the_child(state_dir: Path
         assert all(r.survivors == [] and r.process.state is State.KILLED for r in receipts)
         assert not any(psutil.pid_exists(r.pid) and psutil.Process(r.pid).status() != "zombie"
                        for r in records if r.pid)  # fmt: skip
+
+
+# Honours SIGTERM, in three sessions, one member without the environment: bench_peers' tree.
+HARD = 'sleep 600 & setsid sh -c "sleep 600 & wait" & env -i setsid sleep 600 & wait'
+# Ignores SIGTERM in a session of its own: only the end of the grace and cgroup.kill stop it.
+STUBBORN = 'setsid sh -c \'trap "" TERM; echo stubborn; exec sleep 600\' & wait'
+
+
+@needs_cgroups
+async def test_a_bulk_kill_signals_every_tree_at_once_and_honours_the_grace(state_dir: Path) -> None:
+    """``kill_many`` sends every tree's SIGTERM in one pass; each child's task then finishes
+    its own kill: the stubborn tree is SIGKILLed only once its grace is over."""
+    grace = 1.0
+    async with open_supervisor(state_dir) as sup:
+        assert sup.cgroups is not None
+        hard = [await sup.start(ProcessSpec(["sh", "-c", HARD], stop_grace=grace)) for _ in range(10)]
+        stubborn = await sup.start(ProcessSpec(["sh", "-c", STUBBORN], stop_grace=grace))
+        ended = await sup.start(ProcessSpec(["true"]))
+        await sup.wait(ended.id)
+        groups = {r.id: sup.cgroups.get(r.id) for r in [*hard, stubborn]}
+        await wait_until(lambda: all(len(groups[r.id].procs()) == 5 for r in hard), what="the trees")
+        log = sup.log(stubborn.id)
+        await wait_until(lambda: "stubborn" in {line.text for line in log.read()}, what="the trap")
+        members = {rid: g.procs() for rid, g in groups.items()}
+
+        began = trio.current_time()
+        receipts = await sup.kill_many([*(r.id for r in hard), stubborn.id, ended.id])
+        took = trio.current_time() - began
+
+        assert [r.process.id for r in receipts] == [*(r.id for r in hard), stubborn.id, ended.id]
+        for receipt in receipts[:-2]:
+            assert receipt.method == "cgroup" and receipt.survivors == []
+            assert [s.signal for s in receipt.signals] == ["SIGTERM"]  # each honoured it
+            assert set(receipt.signals[0].pids) == members[receipt.process.id]
+            assert receipt.process.state is State.KILLED and receipt.elapsed_ms < grace * 1000
+        term = receipts[-2]
+        assert [s.signal for s in term.signals] == ["SIGTERM", "SIGKILL"] and term.survivors == []
+        assert term.elapsed_ms >= grace * 1000, "SIGKILL only after the grace"
+        assert grace <= took < grace + 5
+        assert receipts[-1].already_ended
+        for rid, pids in members.items():
+            assert not groups[rid].path.exists(), "each emptied cgroup is removed"
+            assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
+        # Adopted members are reaped by the kill, not left as zombies for the periodic reaper.
+        mine = [c for c in psutil.Process().children() if c.pid in set().union(*members.values())]
+        assert mine == []
+        assert "SIGTERM sent to 5 process(es)" in "".join(line.text for line in sup.log(hard[0].id).read())
 
 
 @needs_cgroups
@@ -205,3 +264,49 @@ async def test_a_supervisor_cancelled_from_outside_still_kills_and_ends(state_di
         assert not psutil.pid_exists(record.pid) or psutil.Process(record.pid).status() == "zombie"
         assert record.state is State.KILLED
     assert sup.cgroups is not None and not sup.cgroups.base.exists(), "nothing left in cgroupfs"
+
+
+@needs_cgroups
+def test_start_up_removes_only_the_empty_subtrees_of_gateways_that_are_gone() -> None:
+    """A SIGKILLed gateway on a temporary state dir leaves ``desktop-gateway-<key>`` behind
+    for good; the next gateway to start removes it if it is empty and its owner is gone."""
+    tag = secrets.token_hex(4)
+    live = Cgroups.open(f"pytest-live-{tag}")  # holds its lock, empty
+    assert live is not None
+    parent, locks = live.base.parent, lock_dir()
+    dead = parent / f"{PREFIX}pytest-dead-{tag}"  # its lock file is there, held by no one
+    busy = parent / f"{PREFIX}pytest-busy-{tag}"  # dead too, but a record's cgroup is left
+    old = parent / f"{PREFIX}pytest-old-{tag}"  # no lock file (before the locks), a day old
+    young = parent / f"{PREFIX}pytest-young-{tag}"  # no lock file, just made: maybe alive
+    other = parent / f"pytest-not-ours-{tag}"
+    made = [dead, busy, busy / "p_left", old, young, other]
+    for path in made:
+        path.mkdir()
+    (locks / f"pytest-dead-{tag}.lock").touch()
+    (locks / f"pytest-busy-{tag}.lock").touch()
+    (locks / f"pytest-gone-{tag}.lock").touch()  # its subtree went some other way
+    os.utime(old, (time.time() - UNLOCKED_AGE - 60,) * 2)
+    try:
+        sweeper = Cgroups.open(f"pytest-sweeper-{tag}")
+        assert sweeper is not None
+        assert live.base.is_dir(), "a live gateway's subtree stays, even empty"
+        assert not dead.exists() and not (locks / f"pytest-dead-{tag}.lock").exists()
+        assert not old.exists()
+        assert busy.is_dir() and (busy / "p_left").is_dir(), "a subtree with a cgroup in it stays"
+        assert young.is_dir() and other.is_dir()
+        assert not (locks / f"pytest-gone-{tag}.lock").exists(), "a stale lock file goes"
+        assert (locks / f"pytest-live-{tag}.lock").exists(), "a live gateway's lock stays"
+        # The live one's subtree, had it been taken anyway, comes back when it needs it.
+        os.rmdir(live.base)
+        assert live.create("p_next").path.is_dir()
+        os.rmdir(live.base / "p_next")
+        sweeper.close()
+        assert not sweeper.base.exists() and not (locks / f"pytest-sweeper-{tag}.lock").exists()
+    finally:
+        live.close()
+        for path in reversed(made):
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(path)
+        (locks / f"pytest-busy-{tag}.lock").unlink(missing_ok=True)
+        (locks / f"pytest-gone-{tag}.lock").unlink(missing_ok=True)
+    assert not live.base.exists()
