@@ -746,6 +746,24 @@ class Supervisor:
             child.receipt.process = record
         self.table.touch(record)
 
+    async def _root_exited(self, child: _Child) -> None:
+        """Until the child's root process has exited (and is reaped): ``child.exited``.
+
+        That event is set by the child's ``_wait_exit`` task, which runs beside the pumps; when
+        the whole supervisor is cancelled (a cancelled caller, Ctrl-C) that task is cancelled
+        with them while a kill goes on shielded, and the event would never be set. So a kill
+        waits here instead: on the event while the watcher runs, and by polling the root
+        itself (``Popen.poll``, which reaps it) in case the watcher is gone. Cancellation: the
+        kill paths call this shielded; unshielded it is an ordinary checkpoint.
+        """
+        popen = child.popen
+        while not child.exited.is_set():
+            if popen is None or popen.poll() is not None:
+                child.exited.set()
+                return
+            with trio.move_on_after(_POLL):
+                await child.exited.wait()
+
     async def _wait_exit(self, child: _Child) -> None:
         popen = child.popen
         assert popen is not None
@@ -877,7 +895,7 @@ class Supervisor:
         escalated = False
         while True:
             with trio.move_on_at(hard_end if escalated else grace_end):
-                await child.exited.wait()
+                await self._root_exited(child)
                 await _wait_gone(members - {root} if root is not None else members)
             members, snap = await self._tree_and_snapshot(child)
             if root is not None and child.exited.is_set():
@@ -902,7 +920,7 @@ class Supervisor:
                     log.system(f"[gateway] grace over: SIGKILL sent to {len(sent)} process(es)")
             escalated = True
         proctree.reap_adopted(self._known)
-        await child.exited.wait()
+        await self._root_exited(child)
         receipt.elapsed_ms = int((trio.current_time() - began) * 1000)
         return receipt
 
@@ -976,7 +994,7 @@ class Supervisor:
         tree = (signalled | members) - {root}
         proctree.reap_adopted(tree)
         self._known.update(tree)
-        await child.exited.wait()
+        await self._root_exited(child)
         receipt.elapsed_ms = int((trio.current_time() - began) * 1000)
         return receipt
 

@@ -161,3 +161,28 @@ async def test_failing_teardown_hook_is_reported_and_the_rest_still_run(sup: Sup
     assert receipt.process.torn_down
     assert receipt.process.error == "agent reported an error; teardown hook failed: port busy"
     assert any("teardown hook failed" in line.text for line in sup.log(record.id).read())
+
+
+@pytest.mark.parametrize("backend", ["cgroup", "proc"])
+async def test_a_supervisor_cancelled_during_a_kill_still_ends(state_dir: Path, backend: str) -> None:
+    """A caller cancelled while a kill is under way (Ctrl-C, a failed test around a gateway):
+    the kill goes on shielded and must not wait for the child's exit watcher, which the same
+    cancellation stopped. It hung forever before; now it ends after the grace, tree gone."""
+    use_cgroups = backend == "cgroup"
+    if use_cgroups:
+        probe = Cgroups.open("pytest-probe")
+        if probe is None:
+            pytest.skip("cgroup v2 is not mounted or not writable here")
+        probe.close()
+    with trio.fail_after(15):
+        with trio.CancelScope() as outer:
+            async with open_supervisor(config(state_dir, cgroups=use_cgroups)) as sup:
+                spec = ProcessSpec(["sh", "-c", "trap '' TERM; sleep 600 & wait"], stop_grace=0.5)
+                record = await sup.start(spec)
+                await wait_until(lambda: len(marked_pids(record.id)) >= 2, what="the shell and its sleep")
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(sup.kill, record.id)
+                    await wait_until(lambda: record.state is State.STOPPING, what="the kill under way")
+                    outer.cancel()
+    assert outer.cancelled_caught
+    assert not marked_pids(record.id)
