@@ -44,6 +44,22 @@ def runs_program(record_id: str, name: str) -> bool:
     return False
 
 
+def descendant_runs(pid: int, name: str) -> bool:
+    """Whether a live descendant of ``pid`` runs ``name``. Children come and go while the tree
+    is read (an agent CLI forks short helpers), so one that vanished counts as not it."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return False
+    for child in children:
+        try:
+            if child.name() == name:
+                return True
+        except psutil.NoSuchProcess:
+            continue
+    return False
+
+
 def zombie_children() -> list[int]:
     return [p.pid for p in psutil.Process().children() if _status(p) == psutil.STATUS_ZOMBIE]
 

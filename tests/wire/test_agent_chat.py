@@ -30,6 +30,7 @@ from agent_support import (  # fixtures are imported by name
 from gateway.http.serve import GatewayHandle
 
 from agents.model_double import ModelDouble
+from support import descendant_runs
 
 
 def chat_url(repo: Path, ticket: str = TICKET) -> str:
@@ -165,10 +166,7 @@ async def test_a_client_that_hangs_up_kills_the_chat_turn(
         pid = seen[0]["pid"]
         assert seen[0]["type"] == "status" and seen[0]["status"] == "running" and isinstance(pid, int)
 
-        def sleeping() -> bool:
-            return any(p.name() == "sleep" for p in psutil.Process(pid).children(recursive=True))
-
-        await until(sleeping, what="the tool's sleep")
+        await until(lambda: descendant_runs(pid, "sleep"), what="the tool's sleep")
         tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
     record = agw.context.sup.table.get(str(seen[0]["processId"]))
     assert record is not None

@@ -17,6 +17,7 @@ from agent_support import API, TICKET, aapi, agw, cl_repo, error_text, frames, m
 from gateway.http.serve import GatewayHandle
 
 from agents.model_double import ModelDouble
+from support import descendant_runs
 
 
 async def test_sessions_register_worktrees_and_count_unread_replies(
@@ -71,10 +72,7 @@ async def test_kill_by_ticket_and_repo_and_never_a_foreign_pid(
     ) as r:
         lines = r.aiter_lines()
         first = json.loads(await lines.__anext__())
-        await until(
-            lambda: any(p.name() == "sleep" for p in psutil.Process(first["pid"]).children(recursive=True)),
-            what="the tool's sleep",
-        )
+        await until(lambda: descendant_runs(first["pid"], "sleep"), what="the tool's sleep")
         killed = (await aapi.post(url, json={"ticketId": TICKET, "repoPath": str(cl_repo)})).json()
         assert killed["success"] is True and killed["message"] == "Process terminated"
         assert killed["pid"] == first["pid"] and killed["survivors"] == []
