@@ -44,6 +44,7 @@ import trio
 
 from gateway.supervisor import ProcessRecord, ProcessSpec, State, Store, open_supervisor
 from gateway.supervisor.cgroups import Cgroup, Cgroups
+from gateway.supervisor.heap import settle_heap
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine import bench_follow
@@ -469,5 +470,6 @@ def _args() -> Any:
 
 
 if __name__ == "__main__":
+    settle_heap()  # as `gateway serve` does once it listens: the engine runs in this process
     args = _args()
     main(args.quick, max(1, args.repeat), set(args.only.split(",")))

@@ -113,6 +113,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from gateway.http.serve import ServeError, ServeOptions, is_loopback_host, serve_forever
     from gateway.http.telemetry import configure_logging
+    from gateway.supervisor.heap import settle_heap
 
     log = configure_logging(
         getattr(logging, args.log_level.upper()),
@@ -135,6 +136,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
 
     def ready(handle: Any) -> None:
+        settle_heap()  # start-up is over: full collections stop walking it (docstring there)
         log.info("listening on http://%s:%s (state %s)", args.host, handle.port, opts.state_dir)
         log.info("dashboard: run `%s open` for a sign-in link", open_command(args.state_dir))
 

@@ -147,6 +147,7 @@ def cmd_node_agent(args: argparse.Namespace) -> int:
     """The engine without the HTTP front, for a gateway on another machine to drive."""
     import trio
 
+    from gateway.supervisor.heap import settle_heap
     from gateway.supervisor.nodes.agent import AgentError, AgentOptions, agent_forever, tls_context
 
     host, sep, port = args.listen.rpartition(":")
@@ -169,6 +170,7 @@ def cmd_node_agent(args: argparse.Namespace) -> int:
         opts.capacity = args.capacity
 
     def ready(bound: int) -> None:
+        settle_heap()  # as `gateway serve` does once it listens (supervisor/heap.py)
         scheme = "wss" if opts.ssl_context else "ws"
         print(f"gateway: node agent listening on {scheme}://{host}:{bound} (state {opts.state_dir}, "
               f"lease {opts.lease:g}s)", file=sys.stderr, flush=True)  # fmt: skip

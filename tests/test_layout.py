@@ -24,7 +24,8 @@ SUPERVISOR = ROOT / "supervisor"
 HTTP = ROOT / "http"
 #: The engine's own modules (flat at the root of gateway.supervisor).
 ENGINE = {
-    "engine", "spec", "proctree", "logs", "table", "store", "statedir", "errors", "placement", "__init__",
+    "engine", "spec", "proctree", "logs", "table", "store", "statedir", "errors", "placement", "heap",
+    "__init__",
 }  # fmt: skip
 
 
