@@ -48,7 +48,7 @@ from gateway.supervisor.heap import settle_heap
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine import bench_follow
-from peers_pm2 import PM2_TREES, ensure_pm2, kill_pm2, logs_pm2
+from peers_pm2 import PM2_TREES, ensure_pm2, kill_pm2, logs_pm2, wait_for
 
 N_TREES = 200
 HARD = 'sleep 600 & setsid sh -c "sleep 600 & wait" & env -i setsid sleep 600 & wait'
@@ -76,14 +76,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.002)
 
 
 # ---- logs ----------------------------------------------------------------------------------

@@ -42,7 +42,8 @@ def ensure_pm2() -> Path | None:
     return PM2 if PM2.exists() else None
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` every 2 ms (another process is being watched); fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -77,7 +78,7 @@ class Pm2:
     def close(self) -> None:
         subprocess.run([self.pm2, "kill"], env=self.env, check=False, capture_output=True)
         self.cg.kill()
-        _wait_for(lambda: not self.cg.populated(), 30, "pm2 cleanup")
+        wait_for(lambda: not self.cg.populated(), 30, "pm2 cleanup")
         self.cg.remove()
         self.cgroups.close()
         shutil.rmtree(self.home, ignore_errors=True)
@@ -99,7 +100,7 @@ def logs_pm2(tmp: Path, writer: Path, mb: int, key: str) -> float:
         time.sleep(0.3)
         t0 = time.perf_counter()
         go.touch()
-        _wait_for(lambda: out.exists() and out.stat().st_size >= total, 300, "pm2's log")
+        wait_for(lambda: out.exists() and out.stat().st_size >= total, 300, "pm2's log")
         return time.perf_counter() - t0
     finally:
         pm2.close()
@@ -121,7 +122,7 @@ def kill_pm2(tmp: Path, key: str, hard: str, trees: int, per_tree: int) -> tuple
     eco.write_text(json.dumps({"apps": apps}))
     try:
         pm2.run("start", str(eco))
-        _wait_for(lambda: len(pm2.cg.procs()) >= 1 + per_tree * trees, 120, "pm2's trees")
+        wait_for(lambda: len(pm2.cg.procs()) >= 1 + per_tree * trees, 120, "pm2's trees")
         t0 = time.perf_counter()
         pm2.run("stop", "all")
         seconds = time.perf_counter() - t0

@@ -27,7 +27,7 @@ from gateway.supervisor.symphony import Limits, SymphonySettings
 
 from agents import clis
 from agents.model_double import Bash, ModelDouble, Text
-from support import gateway_client, init_repo, marked_pids, runs_program
+from support import gateway_client, init_repo, marked_pids, runs_program, wait_until
 
 API = "/api/gateway/symphony"
 D = "/api/gateway/deploy"
@@ -129,6 +129,16 @@ async def follow_all(api: httpx.AsyncClient, url: str, params: dict[str, Any]) -
     return out
 
 
+async def launch_on_n2(api: httpx.AsyncClient, ticket: str, prompt: str) -> dict[str, Any]:
+    """``symphony/launch`` placed on n2; the answered process, checked to be there."""
+    body = {"ticketId": ticket, "repoId": "r1", "prompt": prompt, "node": "n2"}
+    r = await api.post(f"{API}/launch", json=body)
+    assert r.status_code == 201, r.text
+    process: dict[str, Any] = r.json()["process"]
+    assert process["node"] == "n2"
+    return process
+
+
 async def test_a_symphony_run_on_node_two_finishes_is_followed_and_a_killed_one_leaves_nothing(
     gw: GatewayHandle, api: httpx.AsyncClient, md: ModelDouble, tmp_path: Path
 ) -> None:
@@ -139,11 +149,7 @@ async def test_a_symphony_run_on_node_two_finishes_is_followed_and_a_killed_one_
     # result found in the gateway's mirror, its file made in the (shared) worktree.
     md.claude.add_turn(Text("Working."), Bash("for i in 1 2 3; do echo line$i; done; echo made > made.txt"))
     md.claude.reply("All done.")
-    body = {"ticketId": "T-1", "repoId": "r1", "prompt": "make it", "node": "n2"}
-    r = await api.post(f"{API}/launch", json=body)
-    assert r.status_code == 201, r.text
-    run = r.json()["process"]
-    assert run["node"] == "n2"
+    run = await launch_on_n2(api, "T-1", "make it")
     with trio.fail_after(60):
         seen = await follow_all(api, f"{API}/logs/T-1", {})
     assert seen[-1]["process"]["state"] == "exited" and seen[-1]["process"]["node"] == "n2"
@@ -166,14 +172,8 @@ async def test_a_symphony_run_on_node_two_finishes_is_followed_and_a_killed_one_
 
     # A run that hangs in a tool: killed through Symphony, the receipt is the node's.
     md.claude.add_turn(Bash("echo started && sleep 600", timeout_ms=600_000))
-    body = {"ticketId": "T-2", "repoId": "r1", "prompt": "wait", "node": "n2"}
-    r = await api.post(f"{API}/launch", json=body)
-    assert r.status_code == 201, r.text
-    child = r.json()["process"]
-    assert child["node"] == "n2"
-    with trio.fail_after(30):
-        while not runs_program(child["id"], "sleep"):
-            await trio.sleep(0.05)
+    child = await launch_on_n2(api, "T-2", "wait")
+    await wait_until(lambda: runs_program(child["id"], "sleep"), 30, "the tool's sleep on n2")
     assert len(marked_pids(child["id"])) >= 3
     began = time.monotonic()
     receipt = (await api.post(f"{API}/kill", json={"ticketId": "T-2"})).json()

@@ -15,7 +15,7 @@ from symphony_support import API, ndjson, wait_for
 from gateway.http.serve import GatewayHandle
 
 from agents.model_double import Bash, ModelDouble, Text
-from support import marked_pids, runs_program
+from support import marked_pids, runs_program, wait_until
 
 NDJSON = {"Accept": "application/x-ndjson"}  # the log as our NDJSON cursor stream
 
@@ -100,9 +100,7 @@ async def test_kill_and_loop_kill_take_the_whole_tree(api: httpx.AsyncClient, md
         child = agent(status)
         assert child is not None
 
-        with trio.fail_after(30):
-            while not runs_program(child["id"], "sleep"):
-                await trio.sleep(0.05)
+        await wait_until(lambda c=child: runs_program(c["id"], "sleep"), 30, "the tool's sleep")
         tree = marked_pids(child["id"])
         assert len(tree) >= 3
         began = time.monotonic()
