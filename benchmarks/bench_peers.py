@@ -26,6 +26,7 @@ and goes hits all of them alike. The 1-minute load average is printed with each 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import shutil
 import signal
@@ -458,10 +459,17 @@ def _args() -> Any:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are shown")
     parser.add_argument("--only", default="logs,kill,follow,listing", help="comma list of the figures to run")
+    parser.add_argument(
+        "--heap", choices=("settled", "raw", "nogc"), default="settled",
+        help="this process's heap: settled as `gateway serve` does (default), left as it is, or no GC",
+    )  # fmt: skip
     return parser.parse_args()
 
 
 if __name__ == "__main__":
-    settle_heap()  # as `gateway serve` does once it listens: the engine runs in this process
     args = _args()
+    if args.heap == "settled":
+        settle_heap()  # as `gateway serve` does once it listens: the engine runs in this process
+    elif args.heap == "nogc":
+        gc.disable()
     main(args.quick, max(1, args.repeat), set(args.only.split(",")))
