@@ -18,7 +18,9 @@ and goes hits all of them alike. The 1-minute load average is printed with each 
            with the processes each one left alive; pm2 (when npm is there) on 20 trees only,
            because its stop waits out ``kill_timeout`` for every tree (see peers_pm2.py).
 - start:   200 ``sleep`` children: the engine in process, ``POST /processes`` one by one
-           (and, for the record, the rate of POSTing the 200 hard trees of the kill).
+           through ``http.client`` on one keep-alive connection, and through ``httpx`` (with
+           each client's own cost per request, measured on a GET the guard answers itself);
+           the kill round also notes the rate of POSTing its 200 hard trees.
 - follow:  20 children x 1,000 lines/s, p50/p99 from the write to a follower's receipt.
 - listing: ``GET /processes?limit=100&after=...`` over HTTP from 50,000 records, 10 of them live.
 """
@@ -27,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import http.client
+import json
 import os
 import shutil
 import signal
@@ -52,6 +56,7 @@ from bench_engine import bench_follow
 from peers_pm2 import PM2_TREES, ensure_pm2, kill_pm2, logs_pm2, wait_for
 
 N_TREES = 200
+_JSON = {"Content-Type": "application/json"}
 HARD = 'sleep 600 & setsid sh -c "sleep 600 & wait" & env -i setsid sleep 600 & wait'
 PER_TREE = 5
 GATEWAY = str(Path(sys.executable).parent / "gateway")
@@ -209,7 +214,7 @@ class Served:
         )  # fmt: skip
         self.base = f"http://127.0.0.1:{self.port}"
         wait_for(lambda: (state / "gateway-token").exists() and self._up(), 30, "gateway serve")
-        token = (state / "gateway-token").read_text().strip()
+        self.token = token = (state / "gateway-token").read_text().strip()
         self.http = httpx.Client(
             base_url=self.base, headers={"X-Desktop-Gateway-Token": token}, timeout=120, trust_env=False
         )
@@ -226,21 +231,62 @@ class Served:
         self.proc.wait(timeout=60)
 
 
-def start_http(tmp: Path) -> float:
+def start_http(tmp: Path, client: str = "http.client") -> float:
     """The HTTP start rate of what ``start_engine`` starts (200 ``sleep``s), one POST at a
-    time, like for like with the engine in process; then one bulk kill clears them."""
+    time, like for like with the engine in process; then one bulk kill clears them.
+
+    ``client``: the standard library's ``http.client`` on one keep-alive connection (a lean
+    client: what the gateway's own path costs), or ``httpx`` (what a client that costs more per
+    request sees; see ``client_cost``)."""
     served = Served(tmp / "gw-start-http")
+    body = json.dumps({"argv": ["sleep", "600"], "stopGrace": 1})
     try:
-        t0 = time.perf_counter()
-        for _ in range(N_TREES):
-            r = served.http.post("/api/gateway/processes", json={"argv": ["sleep", "600"], "stopGrace": 1})
-            assert r.status_code == 201, r.text
+        if client == "httpx":
+            t0 = time.perf_counter()
+            for _ in range(N_TREES):
+                r = served.http.post("/api/gateway/processes", content=body, headers=_JSON)
+                assert r.status_code == 201, r.text
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=120)
+            headers = {**_JSON, "X-Desktop-Gateway-Token": served.token}
+            t0 = time.perf_counter()
+            for _ in range(N_TREES):
+                conn.request("POST", "/api/gateway/processes", body=body, headers=headers)
+                answer = conn.getresponse()
+                text = answer.read()
+                assert answer.status == 201, text
+            conn.close()
         rate = N_TREES / (time.perf_counter() - t0)
         served.http.post("/api/gateway/processes/kill", json={"all": True})
         return rate
     finally:
         served.close()
         shutil.rmtree(tmp / "gw-start-http")
+
+
+def client_cost(tmp: Path) -> dict[str, float]:
+    """Microseconds per request of a GET the guard answers itself (a page of one record),
+    through each client: the difference is the client's own cost, not the gateway's."""
+    served = Served(tmp / "gw-client")
+    path = "/api/gateway/processes?limit=1"
+    try:
+        out = {}
+        conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
+        headers = {"X-Desktop-Gateway-Token": served.token}
+        t0 = time.perf_counter()
+        for _ in range(1000):
+            conn.request("GET", path, headers=headers)
+            conn.getresponse().read()
+        out["http.client"] = (time.perf_counter() - t0) * 1000
+        conn.close()
+        t0 = time.perf_counter()
+        for _ in range(1000):
+            served.http.get(path)
+        out["httpx"] = (time.perf_counter() - t0) * 1000
+        return out
+    finally:
+        served.close()
+        shutil.rmtree(tmp / "gw-client")
 
 
 def kill_http(tmp: Path) -> tuple[float, int, float]:
@@ -399,6 +445,8 @@ def main(quick: bool, repeat: int, only: set[str]) -> None:
                     note("logs pm2 MB/s", size / logs_pm2(tmp, writer, mb, key))
             if "kill" in only:
                 kill_round(tmp, key, note)
+            if "start" in only:
+                start_round(tmp, note)
             if "follow" in only:
                 follow = trio.run(bench_follow, tmp / f"follow{i}", 20, 1.0 if quick else 3.0)
                 note("follow p50 ms", follow["p50_ms"])
@@ -420,6 +468,7 @@ def main(quick: bool, repeat: int, only: set[str]) -> None:
             ("kill: engine / SIGTERM+wait", "kill engine s", "kill SIGTERM+wait s", ""),
             ("kill: HTTP bulk / engine", "kill HTTP bulk s", "kill engine s", "<= 3"),
             ("start: HTTP / engine", "start HTTP /s", "start engine /s", ">= 0.7"),
+            ("start: HTTP httpx / engine", "start HTTP httpx /s", "start engine /s", ""),
         ]
         print()
         for name, top, bottom, target in ratios:
@@ -427,8 +476,18 @@ def main(quick: bool, repeat: int, only: set[str]) -> None:
                 print(f"{name:30s} {med[top] / med[bottom]:6.2f}   target {target}")
 
 
+def start_round(tmp: Path, note: Callable[[str, float], None]) -> None:
+    """The engine's start rate and the HTTP one through both clients, one after another."""
+    note("start engine /s", trio.run(start_engine, tmp))
+    note("start HTTP /s", start_http(tmp))
+    note("start HTTP httpx /s", start_http(tmp, "httpx"))
+    cost = client_cost(tmp)
+    note("GET us http.client", cost["http.client"])
+    note("GET us httpx", cost["httpx"])
+
+
 def kill_round(tmp: Path, key: str, note: Callable[[str, float], None]) -> None:
-    """Every kill contender once, and the start rates (the HTTP one comes with its trees)."""
+    """Every kill contender once, and the HTTP start rate of the hard trees."""
     seconds, left = trio.run(kill_limit, key)
     note("kill cgroup.kill s", seconds)
     note("kill cgroup.kill left", left)
@@ -442,8 +501,6 @@ def kill_round(tmp: Path, key: str, note: Callable[[str, float], None]) -> None:
     note("kill HTTP bulk s", seconds)
     note("kill HTTP left", left)
     note("start HTTP hard trees /s", start_rate)
-    note("start HTTP /s", start_http(tmp))
-    note("start engine /s", trio.run(start_engine, tmp))
     if shutil.which(SUPERVISORD):
         seconds, left = kill_supervisord(tmp, key)
         note("kill supervisord s", seconds)
@@ -458,7 +515,9 @@ def _args() -> Any:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are shown")
-    parser.add_argument("--only", default="logs,kill,follow,listing", help="comma list of the figures to run")
+    parser.add_argument(
+        "--only", default="logs,kill,start,follow,listing", help="comma list of the figures to run"
+    )
     parser.add_argument(
         "--heap", choices=("settled", "raw", "nogc"), default="settled",
         help="this process's heap: settled as `gateway serve` does (default), left as it is, or no GC",
