@@ -19,10 +19,14 @@ from collections.abc import AsyncIterator, Callable, Iterable
 import trio
 
 from .spec import ProcessRecord, State
-from .store import Store
+from .store import INLINE_ROWS, Store
 
 #: How many changes the log keeps; a watcher further behind re-reads by scanning the table.
 CHANGE_LOG = 65536
+#: A burst of changes is written once it grew no more for this long (seconds) ...
+BURST_QUIET = 0.005
+#: ... or once it has waited this long.
+BURST_MAX = 0.05
 
 
 def _version(entry: tuple[int, str, ProcessRecord | None]) -> int:
@@ -180,7 +184,25 @@ class ProcessTable:
         task_status.started()
         while True:
             await self._dirty_event.wait()
+            await self._settle_burst()
             await self.flush()
+
+    async def _settle_burst(self) -> None:
+        """Hold a burst's batch until it stops growing (``BURST_QUIET``, at most ``BURST_MAX``).
+
+        A change of a few records (a start, an exit) is written at once: an HTTP start waits
+        for it. A burst (a bulk kill: every tree is touched as it stops, then as it ends) would
+        otherwise be written two or three times over while it runs, each time converting every
+        record in it on the event loop; held until it settles, it is written once. Cancellation:
+        a plain sleep; the batch stays in ``_dirty`` for the next (or the final) flush.
+        """
+        if len(self._dirty) <= INLINE_ROWS:
+            return
+        deadline = trio.current_time() + BURST_MAX
+        size = -1
+        while len(self._dirty) != size and trio.current_time() < deadline:
+            size = len(self._dirty)
+            await trio.sleep(BURST_QUIET)
 
     async def flush(self) -> None:
         self._dirty_event = trio.Event()
