@@ -125,33 +125,6 @@ def _write(path: Path, text: str) -> None:
         os.close(fd)
 
 
-#: The signalling helper: ``sh -c SIGNAL_SCRIPT sh SIGNAL PID...`` (dash's and bash's builtin
-#: ``kill`` take many pids; a pid already gone is reported on stderr, which goes nowhere).
-SIGNAL_SCRIPT = 'sig=$1; shift; exec 2>/dev/null; kill -s "$sig" -- "$@"'
-#: Pids per helper: far below any ``ARG_MAX``.
-SIGNAL_CHUNK = 2048
-
-
-def signal_in_helper(pids: list[int], sig: signal.Signals) -> list[int]:
-    """Send ``sig`` to ``pids`` from a short-lived ``/bin/sh`` instead of from this process;
-    the helpers' pids (the caller reaps them).
-
-    Why: on a small machine a signal that kills a process costs the *sender* that process's
-    exit, because the woken victim preempts it on its CPU (1,000 SIGTERMs to dying processes
-    took 60-80 ms of this thread, against 1.4 ms to processes that ignore it). From a helper,
-    the exits run beside the event loop, which meanwhile does the bookkeeping of the trees
-    already gone. The pids are integers read from ``cgroup.procs``; the argv is a list. Raises
-    ``OSError`` if the helper cannot be spawned (the caller then signals in process).
-    Synchronous: no cancellation point.
-    """
-    helpers = []
-    for i in range(0, len(pids), SIGNAL_CHUNK):
-        chunk = [str(pid) for pid in pids[i : i + SIGNAL_CHUNK]]
-        argv = ["sh", "-c", SIGNAL_SCRIPT, "sh", sig.name.removeprefix("SIG"), *chunk]
-        helpers.append(os.posix_spawn("/bin/sh", argv, {"PATH": os.defpath}))
-    return helpers
-
-
 @dataclass(frozen=True, slots=True)
 class Usage:
     cpu_usec: int | None

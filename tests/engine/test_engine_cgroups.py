@@ -21,7 +21,6 @@ import pytest
 import trio
 
 from gateway.supervisor import ProcessSpec, State, open_supervisor
-from gateway.supervisor import engine as engine_module
 from gateway.supervisor.cgroups import (
     PREFIX,
     UNLOCKED_AGE,
@@ -30,7 +29,6 @@ from gateway.supervisor.cgroups import (
     find_v2_mount,
     lock_dir,
     own_v2_path,
-    signal_in_helper,
 )
 from gateway.supervisor.proctree import MARKER_VAR, state_key
 
@@ -108,23 +106,9 @@ STUBBORN = 'setsid sh -c \'trap "" TERM; echo stubborn; exec sleep 600\' & wait'
 
 
 @needs_cgroups
-@pytest.mark.parametrize("sender", ["helper", "in process"])
-async def test_a_bulk_kill_signals_every_tree_at_once_and_honours_the_grace(
-    state_dir: Path, sender: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``kill_many`` sends every tree's SIGTERM in one pass (from a helper process for a big
-    batch, else from here); each child's task then finishes its own kill: the stubborn tree
-    is SIGKILLed only once its grace is over."""
-    monkeypatch.setattr(engine_module, "HELPER_BATCH", 2 if sender == "helper" else 1_000_000)
-    spawned: list[int] = []
-    real_helper = engine_module.signal_in_helper
-
-    def recorded(pids: list[int], sig: signal.Signals) -> list[int]:  # the real helper, watched
-        helpers = real_helper(pids, sig)
-        spawned.extend(helpers)
-        return helpers
-
-    monkeypatch.setattr(engine_module, "signal_in_helper", recorded)
+async def test_a_bulk_kill_signals_every_tree_at_once_and_honours_the_grace(state_dir: Path) -> None:
+    """``kill_many`` sends every tree's SIGTERM in one pass; each child's task then finishes
+    its own kill: the stubborn tree is SIGKILLed only once its grace is over."""
     grace = 1.0
     async with open_supervisor(state_dir) as sup:
         assert sup.cgroups is not None
@@ -163,9 +147,6 @@ async def test_a_bulk_kill_signals_every_tree_at_once_and_honours_the_grace(
         mine = [c for c in psutil.Process().children() if c.pid in set().union(*members.values())]
         assert mine == []
         assert "SIGTERM sent to" in "".join(line.text for line in sup.log(hard[0].id).read())
-        # The helper ran (or not) and was reaped with the kill, not left as a zombie.
-        assert bool(spawned) == (sender == "helper")
-        assert not [c for c in psutil.Process().children() if c.pid in spawned]
 
 
 @needs_cgroups
@@ -332,27 +313,3 @@ def test_start_up_removes_only_the_empty_subtrees_of_gateways_that_are_gone() ->
         (locks / f"pytest-busy-{tag}.lock").unlink(missing_ok=True)
         (locks / f"pytest-gone-{tag}.lock").unlink(missing_ok=True)
     assert not live.base.exists()
-
-
-async def test_the_signalling_helper_signals_every_pid_given_and_skips_the_gone(
-    capfd: pytest.CaptureFixture[str],
-) -> None:
-    """``signal_in_helper``: every live pid gets the signal from a separate process; a pid
-    already gone is no error, and nothing is written to the gateway's stderr."""
-    sleepers = [await trio.lowlevel.open_process(["sleep", "600"]) for _ in range(3)]
-    gone = await trio.lowlevel.open_process(["true"])
-    await gone.wait()
-    try:
-        helpers = signal_in_helper([p.pid for p in sleepers] + [gone.pid], signal.SIGTERM)
-        assert helpers and os.getpid() not in helpers
-        with trio.fail_after(10):
-            codes = [await p.wait() for p in sleepers]
-        assert codes == [-signal.SIGTERM] * 3
-        for pid in helpers:
-            status = (await trio.to_thread.run_sync(os.waitpid, pid, 0))[1]
-            assert status != 0  # ``kill`` reports the pid that was gone
-        assert capfd.readouterr().err == ""  # ... to its own stderr, which goes nowhere
-    finally:
-        for p in sleepers:
-            with contextlib.suppress(ProcessLookupError):
-                p.kill()
