@@ -193,7 +193,8 @@ class ProcessTable:
         A change of a few records (a start, an exit) is written at once: an HTTP start waits
         for it. A burst (a bulk kill: every tree is touched as it stops, then as it ends) would
         otherwise be written two or three times over while it runs, each time converting every
-        record in it on the event loop; held until it settles, it is written once. Cancellation:
+        record in it on the event loop; held until it stops growing, it is written in fewer,
+        larger commits (a bulk kill of 200 trees: one commit of 200 rows). Cancellation:
         a plain sleep; the batch stays in ``_dirty`` for the next (or the final) flush.
         """
         if len(self._dirty) <= INLINE_ROWS:

@@ -3,14 +3,17 @@ records come and go, and watchers that learn what changed without scanning the t
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from gateway.supervisor import ProcessRecord, State, Store
-from gateway.supervisor.table import ProcessTable
+from gateway.supervisor.store import INLINE_ROWS
+from gateway.supervisor.table import BURST_QUIET, ProcessTable
 
 
 @pytest.fixture
@@ -91,3 +94,41 @@ async def test_a_watcher_far_behind_the_log_still_gets_every_record(store: Store
     with trio.fail_after(5):
         assert [r.id for r in await anext(watcher)] == [records[5].id]
     await watcher.aclose()
+
+
+def _ids_on_disk(store: Store) -> set[str]:
+    """What another connection reads, synchronously: no await, so the mock clock stands still."""
+    conn = sqlite3.connect(store.path)
+    try:
+        return {row[0] for row in conn.execute("SELECT id FROM processes")}
+    finally:
+        conn.close()
+
+
+async def test_a_change_is_written_at_once_and_a_burst_once_it_stops_growing(
+    store: Store, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A start (one record) is on disk without delay: an HTTP start waits for it. A burst (a
+    bulk kill touches every tree) is held while it grows, then written in one go."""
+    table = ProcessTable(store)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(table.flusher)
+        began = trio.current_time()
+        single = record(0, state=State.RUNNING)
+        table.touch(single)
+        await table.persisted(single)
+        assert trio.current_time() - began < BURST_QUIET, "a small change does not wait"
+        assert _ids_on_disk(store) == {single.id}
+
+        burst = [record(n, state=State.STOPPING) for n in range(1, 3 * INLINE_ROWS)]
+        first, rest = burst[: INLINE_ROWS + 1], burst[INLINE_ROWS + 1 :]
+        for r in first:  # more at once than a small commit takes: a burst
+            table.touch(r)
+        for step in range(0, len(rest), 4):  # four more every 0.9 of a quiet period
+            await trio.sleep(BURST_QUIET * 0.9)
+            assert _ids_on_disk(store) == {single.id}, "not written while it grows"
+            for r in rest[step : step + 4]:
+                table.touch(r)
+        await table.persisted(burst[-1])
+        assert _ids_on_disk(store) == {single.id} | {r.id for r in burst}
+        nursery.cancel_scope.cancel()
