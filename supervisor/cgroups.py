@@ -95,22 +95,16 @@ def _unavailable(key: str) -> str:
     return f"{LIMIT_FILES[key]}: the {controller} controller is not delegated to the gateway's cgroups"
 
 
-_READ_SIZE = 65536
-
-
 def _read(path: Path | str) -> str:
     """A small cgroupfs/procfs file; ``os.open``/``os.read``, not ``open()``: the kill path
     reads ``cgroup.procs`` and ``cgroup.events`` per tree, and a buffered text file object
-    costs several times the read itself."""
+    costs several times the read itself. Read until EOF: a seq_file read returns at most its
+    own buffer (a page at first), so a short read is not the end (``cgroup.procs`` of a
+    cgroup with a thousand members is longer than that)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        chunk = os.read(fd, _READ_SIZE)
-        if len(chunk) < _READ_SIZE:
-            # These files are seq_files: a read fills the buffer unless the file ended, so
-            # a short read is the whole file (one read call, not a second one for EOF).
-            return os.fsdecode(chunk)
-        chunks = [chunk]
-        while chunk := os.read(fd, _READ_SIZE):
+        chunks = []
+        while chunk := os.read(fd, 65536):
             chunks.append(chunk)
         return os.fsdecode(b"".join(chunks))
     finally:

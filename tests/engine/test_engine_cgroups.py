@@ -12,6 +12,7 @@ import contextlib
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -313,3 +314,29 @@ def test_start_up_removes_only_the_empty_subtrees_of_gateways_that_are_gone() ->
         (locks / f"pytest-busy-{tag}.lock").unlink(missing_ok=True)
         (locks / f"pytest-gone-{tag}.lock").unlink(missing_ok=True)
     assert not live.base.exists()
+
+
+@needs_cgroups
+async def test_the_members_of_a_big_cgroup_are_all_listed() -> None:
+    """``cgroup.procs`` longer than a page comes in several reads: all of them are taken (a
+    single read returns one page: ~680 pids)."""
+    cgroups = Cgroups.open(f"pytest-big-{secrets.token_hex(3)}")
+    assert cgroups is not None
+    group = cgroups.create("big")
+    many = 'for i in $(seq 1500); do sleep 600 & done; echo up; wait'
+    proc = await trio.lowlevel.open_process([*group.join_argv(), "sh", "-c", many], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        with trio.fail_after(60):
+            assert (await proc.stdout.receive_some(16)).startswith(b"up")
+        members = group.procs()
+        assert len(members) == 1501 and proc.pid in members
+        assert len((group.path / "cgroup.procs").read_bytes()) > 4096  # longer than a page
+    finally:
+        group.kill()
+        with trio.fail_after(30):
+            await proc.wait()
+            while group.populated():
+                await trio.sleep(0.01)
+        group.remove()
+        cgroups.close()
